@@ -1,0 +1,28 @@
+# `make demo` and `make test` create .venv when missing, install the package into it
+# (again only when pyproject.toml or setup.cfg change), then run.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test benchmark clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml setup.cfg | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(VENV)/bin/keras-compress demo --out demo_out
+
+test: $(INSTALLED)
+	$(PY) -m pytest
+
+benchmark: $(INSTALLED)
+	$(PY) benchmarks/pruning.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,43 @@
+"""What is installed and what this machine can run, for `keras-compress info` and bug reports."""
+
+import importlib
+import importlib.metadata
+import platform
+
+_PACKAGES = [
+    ("TensorFlow", "tensorflow"),
+    ("tf_keras", "tf-keras"),
+    ("tfmot", "tensorflow-model-optimization"),
+    ("tf2onnx", "tf2onnx"),
+    ("ONNX", "onnx"),
+    ("ONNX Runtime", "onnxruntime"),
+    ("LiteRT", "ai-edge-litert"),
+    ("TensorRT", "tensorrt"),
+    ("keras-tuner", "keras-tuner"),
+]
+
+
+def _version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment():
+    """`{name: value}` of versions, ONNX Runtime providers and visible GPUs."""
+    from keras_compress._version import __version__
+
+    info = {"keras_compress": __version__, "Python": platform.python_version(),
+            "platform": platform.platform()}
+    info.update((label, _version(dist)) for label, dist in _PACKAGES)
+    try:
+        onnxruntime = importlib.import_module("onnxruntime")
+        info["ONNX Runtime providers"] = ", ".join(onnxruntime.get_available_providers())
+    except ImportError:
+        info["ONNX Runtime providers"] = "not installed"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    info["GPU visible to TensorFlow"] = ", ".join(g.name for g in gpus) if gpus else "no"
+    return info

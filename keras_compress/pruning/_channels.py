@@ -1,0 +1,230 @@
+"""Which output channels of a Keras graph can be removed, and what removing them touches.
+
+Every tensor's last axis is described as a list of segments, each a run of
+channels of one "space". A Conv2D or Dense layer (a producer) starts a new
+space of `filters`/`units` channels; BatchNormalization and DepthwiseConv2D
+(members) carry per-channel parameters through a space; activations with
+f(0) == 0, dropout, pooling and padding pass it on; Add-like joins merge the
+spaces of their inputs (coupled channels); Concatenate lays segments side by
+side; Flatten repeats them once per spatial position for the Dense layer
+that consumes them.
+
+A space is frozen (its channels stay) when it reaches a model input or
+output, a layer this module does not understand, or an excluded layer. The
+channels of a space that is not frozen can be zeroed everywhere at once
+(producers' kernels and biases, members' parameters) so that they carry
+exact zeros, and then be removed from every layer that touches them.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_compress._keras import keras
+
+L = keras.layers
+
+_PRODUCERS = (L.Conv2D, L.Dense)
+_MEMBERS = (L.BatchNormalization, L.DepthwiseConv2D)
+_ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU)
+_PASS_THROUGH = (
+    L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
+    L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D,
+    L.ZeroPadding2D, L.Cropping2D, L.UpSampling2D,
+)
+_JOINS = (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum, L.Multiply)
+
+
+def unwrap(layer):
+    """The layer inside a pruning wrapper, or the layer itself."""
+    return getattr(layer, "layer", layer) if isinstance(layer, L.Wrapper) else layer
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    space: int
+    size: int
+
+
+@dataclasses.dataclass
+class Group:
+    """The channels of one space that is not frozen, and the layers that produce them."""
+
+    space: int
+    size: int
+    producers: list  # names of the Conv2D/Dense layers whose outputs make up the space
+
+
+def _is_zero_preserving(fn):
+    try:
+        value = fn(tf.zeros((1, 2)))
+        return bool(np.all(np.asarray(value) == 0.0))
+    except Exception:  # an activation we cannot evaluate is not trusted
+        return False
+
+
+def _exact_class(layer, classes):
+    return type(layer) in classes
+
+
+class ChannelGraph:
+    """Channel spaces of a Sequential or functional model.
+
+    Args:
+        model: a built Sequential or functional model (pruning wrappers allowed).
+        frozen_layers: names of layers whose channels must stay (excluded layers).
+
+    Attributes:
+        groups: `{space: Group}` for every space whose channels may be removed.
+        outputs: `{layer name: space}` of each producer's output channels.
+        inputs: `{layer name: ([Segment], repeat)}` of each producer's or member's
+            input channels (`repeat` > 1 after Flatten).
+        skipped: names of the layers this module does not understand.
+    """
+
+    def __init__(self, model, frozen_layers=()):
+        self._parent = []
+        self._size = {}
+        self._frozen = set()
+        self.outputs = {}
+        self.inputs = {}
+        self.skipped = []
+        frozen_layers = set(frozen_layers)
+        descriptors = {}
+        nodes = [n for depth in sorted(model._nodes_by_depth, reverse=True)
+                 for n in model._nodes_by_depth[depth]]
+        calls = {}
+        for node in nodes:
+            calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+        for node in nodes:
+            ins = [descriptors[t.ref()] for t in tf.nest.flatten(node.keras_inputs)]
+            outs = tf.nest.flatten(node.outputs)
+            shared = calls[id(node.layer)] > 1
+            out = self._visit(node.layer, ins, node, shared, frozen_layers)
+            for tensor in outs:
+                descriptors[tensor.ref()] = out if len(outs) == 1 else self._unknown(ins, tensor)
+        for tensor in tf.nest.flatten(model.outputs):
+            self._freeze(descriptors[tensor.ref()])
+        self.groups = {}
+        for name, space in self.outputs.items():
+            root = self._find(space)
+            self.outputs[name] = root
+            if root in self._frozen:
+                continue
+            group = self.groups.setdefault(root, Group(root, self._size[root], []))
+            group.producers.append(name)
+        self.inputs = {
+            name: ([Segment(self._find(s.space), s.size) for s in segments], repeat)
+            for name, (segments, repeat) in self.inputs.items()
+        }
+
+    # -- union-find over spaces ------------------------------------------------
+    def _new_space(self, size, frozen=False):
+        space = len(self._parent)
+        self._parent.append(space)
+        self._size[space] = size
+        if frozen:
+            self._frozen.add(space)
+        return space
+
+    def _find(self, space):
+        while self._parent[space] != space:
+            self._parent[space] = self._parent[self._parent[space]]
+            space = self._parent[space]
+        return space
+
+    def _union(self, a, b):
+        a, b = self._find(a), self._find(b)
+        if a != b:
+            self._parent[b] = a
+            if b in self._frozen:
+                self._frozen.add(a)
+
+    def _freeze(self, descriptor):
+        for segment in descriptor[0]:
+            self._frozen.add(self._find(segment.space))
+
+    def _unknown(self, ins, tensor):
+        for descriptor in ins:
+            self._freeze(descriptor)
+        channels = tensor.shape[-1] if tensor.shape.rank else 1
+        return ([Segment(self._new_space(channels or 1, frozen=True), channels or 1)], 1)
+
+    # -- layer rules -------------------------------------------------------------
+    def _visit(self, outer, ins, node, shared, frozen_layers):
+        layer = unwrap(outer)
+        outs = tf.nest.flatten(node.outputs)
+        if isinstance(layer, L.InputLayer):
+            return self._unknown([], outs[0])
+        if shared or len(outs) != 1 or not ins:
+            self.skipped.append(layer.name)
+            return self._unknown(ins, outs[0])
+        first = ins[0]
+        flat = first[1] > 1
+        if _exact_class(layer, _PRODUCERS) and len(ins) == 1 and self._channels_last(layer) \
+                and getattr(layer, "groups", 1) == 1 and not (flat and not isinstance(layer, L.Dense)):
+            self.inputs[layer.name] = first
+            frozen = layer.name in frozen_layers or not _is_zero_preserving(layer.activation)
+            channels = layer.filters if isinstance(layer, L.Conv2D) else layer.units
+            space = self._new_space(channels, frozen=frozen)
+            self.outputs[layer.name] = space
+            return ([Segment(space, channels)], 1)
+        if flat:
+            if _exact_class(layer, (L.Dropout,)):
+                return first
+            self.skipped.append(layer.name)
+            return self._unknown(ins, outs[0])
+        rank = outs[0].shape.rank
+        if _exact_class(layer, _MEMBERS) and self._member_ok(layer, rank):
+            self.inputs[layer.name] = first
+            if layer.name in frozen_layers:
+                self._freeze(first)
+            activation = getattr(layer, "activation", None)
+            if activation is not None and not _is_zero_preserving(activation):
+                self._freeze(first)
+            return first
+        if _exact_class(layer, _ACTIVATIONS):
+            if not _is_zero_preserving(layer):
+                self._freeze(first)
+            return first
+        if _exact_class(layer, _PASS_THROUGH) and self._channels_last(layer):
+            return first
+        if _exact_class(layer, _JOINS):
+            if all(len(d[0]) == 1 and d[0][0].size == first[0][0].size for d in ins):
+                for descriptor in ins[1:]:
+                    self._union(first[0][0].space, descriptor[0][0].space)
+                return first
+        if _exact_class(layer, (L.Concatenate,)) and layer.axis in (-1, rank - 1):
+            return ([segment for d in ins for segment in d[0]], 1)
+        if _exact_class(layer, (L.Flatten,)) and self._channels_last(layer):
+            shape = node.keras_inputs.shape if not isinstance(node.keras_inputs, (list, tuple)) \
+                else node.keras_inputs[0].shape
+            positions = int(np.prod(shape[1:-1])) if shape.rank > 2 else 1
+            if shape.rank <= 2 or None not in shape[1:]:
+                return (first[0], positions)
+        self.skipped.append(layer.name)
+        return self._unknown(ins, outs[0])
+
+    @staticmethod
+    def _channels_last(layer):
+        return getattr(layer, "data_format", "channels_last") in ("channels_last", None)
+
+    @staticmethod
+    def _member_ok(layer, rank):
+        if isinstance(layer, L.DepthwiseConv2D):
+            return layer.depth_multiplier == 1 and layer.data_format == "channels_last"
+        axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        return list(axis) in ([-1], [rank - 1])
+
+    # -- masks and kept channels ----------------------------------------------------
+    def layer_channels(self, name, per_space, default):
+        """Concatenates `per_space[space]` (or `default(size)`) over a layer's input segments,
+        tiled for Flatten."""
+        segments, repeat = self.inputs[name]
+        parts = [per_space[s.space] if s.space in per_space else default(s.size) for s in segments]
+        return np.concatenate(parts), repeat
+
+    def output_channels(self, name, per_space, default):
+        space = self.outputs[name]
+        return per_space[space] if space in per_space else default(self._size[space])

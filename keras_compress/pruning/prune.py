@@ -1,0 +1,199 @@
+"""`prune` wraps a model's layers for pruning; `strip` removes the wrappers."""
+
+import re
+import warnings
+
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras import (
+    prunable_layer,
+    prune_registry,
+    pruning_wrapper,
+)
+
+from keras_compress._keras import check_graph_model, check_model, keras
+from keras_compress.pruning._channels import ChannelGraph, unwrap
+from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
+from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
+
+__all__ = ["prune", "strip"]
+
+_M_BY_N = re.compile(r"^(\d+):(\d+)$")
+
+
+def _parse_granularity(granularity):
+    if granularity in ("weight", "filter"):
+        return granularity, None
+    match = _M_BY_N.match(granularity) if isinstance(granularity, str) else None
+    if match:
+        m, n = int(match.group(1)), int(match.group(2))
+        if 0 < m < n:
+            return "m:n", (m, n)
+    raise ValueError(f'granularity must be "weight", "filter" or an "m:n" pattern with '
+                     f'0 < m < n such as "2:4", got {granularity!r}')
+
+
+def _excluded_names(model, exclude):
+    names = {layer.name for layer in model.layers}
+    if exclude is None:
+        return set()
+    if callable(exclude):
+        return {layer.name for layer in model.layers if exclude(layer)}
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    exclude = set(exclude)
+    unknown = sorted(exclude - names)
+    if unknown:
+        raise ValueError(f"exclude names layers the model does not have: {unknown}. "
+                         f"Its layers are: {sorted(names)}")
+    return exclude
+
+
+def _prunable_weight_names(layer):
+    """Names of the weights tfmot would prune in `layer`, or None if tfmot cannot wrap it."""
+    if isinstance(layer, prunable_layer.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
+        return ["custom"]
+    if not prune_registry.PruneRegistry.supports(layer):
+        return None
+    return list(prune_registry.PruneRegistry._weight_names(layer)) or (
+        ["cell"] if prune_registry.PruneRegistry._is_rnn_layer(layer) else [])
+
+
+def _check_m_by_n(layers, m_by_n):
+    m, n = m_by_n
+    for layer in layers:
+        kernel_rank = len(layer.kernel.shape) if hasattr(layer, "kernel") else None
+        if type(layer) not in (keras.layers.Dense, keras.layers.Conv2D) or kernel_rank not in (2, 4):
+            raise ValueError(f'granularity "{m}:{n}" works on Dense and Conv2D layers only; '
+                             f"layer {layer.name!r} is a {type(layer).__name__}. "
+                             f"Pass exclude=[{layer.name!r}].")
+        inputs = layer.kernel.shape[-2]
+        if inputs % n:
+            raise ValueError(f'granularity "{m}:{n}" does not divide the weights of layer '
+                             f"{layer.name!r}: its {inputs} input channels are not a multiple "
+                             f"of {n}. Pass exclude=[{layer.name!r}] or choose another n.")
+
+
+def _copy(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None):
+    """Wraps a model's layers so that training it prunes them.
+
+    The model is copied; the original is left as it is. Train the result with
+    `PruningCallback` (it advances the schedule and applies the rankings), then
+    call `strip` to get an ordinary model with zeros in place, and `shrink`
+    after filter pruning to remove the zeroed filters for real.
+
+    Args:
+        model: a built Sequential or functional tf_keras model.
+        schedule: `PolynomialDecay` or `ConstantSparsity`.
+        granularity: "weight" (single weights by magnitude), "filter" (whole Conv2D
+            filters, Dense units and DepthwiseConv2D channels by their L2 norm;
+            channels coupled through Add joins are pruned together) or an "m:n"
+            pattern such as "2:4" (m zeros in every n consecutive input weights).
+        scope: "layer" (each layer reaches the target) or "global" (one ranking over
+            all pruned layers; their parameter-weighted total reaches the target).
+        exclude: layer names, or a predicate on layers; those stay dense.
+
+    Returns:
+        A new model of the same kind, with prunable layers wrapped.
+
+    Example:
+        >>> import keras_compress as kc
+        >>> keras = kc.keras
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
+        >>> [layer.name for layer in pruned.layers]
+        ['prune_low_magnitude_dense']
+    """
+    check_graph_model(model)
+    if not isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
+        raise TypeError("schedule must be keras_compress.pruning.PolynomialDecay or "
+                        f"ConstantSparsity, got {type(schedule).__name__}")
+    kind, m_by_n = _parse_granularity(granularity)
+    if scope not in ("layer", "global"):
+        raise ValueError(f'scope must be "layer" or "global", got {scope!r}')
+    if kind == "m:n" and scope == "global":
+        raise ValueError('an "m:n" pattern holds in every group of n weights, so it has no '
+                         'global ranking: use scope="layer".')
+    if any(isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "pruning_obj")
+           for layer in model.layers):
+        raise ValueError("The model is already wrapped for pruning: strip it first "
+                         "(keras_compress.pruning.strip).")
+    excluded = _excluded_names(model, exclude)
+    copy = _copy(model)
+    layers = {layer.name: layer for layer in copy.layers}
+
+    weight_names = {name: _prunable_weight_names(layer) for name, layer in layers.items()
+                    if not isinstance(layer, keras.layers.InputLayer)}
+    left_dense = [f"{name} ({type(layers[name]).__name__})"
+                  for name, names in weight_names.items() if names is None]
+    if kind == "filter":
+        graph = ChannelGraph(copy, frozen_layers=excluded)
+        targets = {name for group in graph.groups.values() for name in group.producers}
+        targets |= {name for name, (segments, _) in graph.inputs.items()
+                    if name not in graph.outputs
+                    and any(s.space in graph.groups for s in segments)}
+    else:
+        targets = {name for name, names in weight_names.items()
+                   if names and name not in excluded}
+        if kind == "m:n":
+            _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
+    if not targets:
+        raise ValueError(
+            f"The model has nothing to prune with granularity={granularity!r}: none of its "
+            f"layers ({', '.join(sorted(weight_names))}) has prunable weights"
+            + (" outside `exclude`" if excluded else "")
+            + (" and channels that can be removed" if kind == "filter" else "") + ".")
+    if left_dense:
+        warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense),
+                      stacklevel=2)
+
+    if kind == "weight" and scope == "layer" or kind == "m:n":
+        wrapper_schedule = schedule
+    else:
+        wrapper_schedule = RankedSchedule(schedule, kind, scope)
+
+    def wrap(layer):
+        if layer.name not in targets:
+            return layer
+        return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule,
+                                 sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
+
+    return keras.models.clone_model(copy, clone_function=wrap)
+
+
+def pruning_wrappers(model):
+    """The pruning wrappers of a model, in layer order."""
+    return [layer for layer in model.layers if isinstance(layer, pruning_wrapper.PruneLowMagnitude)]
+
+
+def apply_masks(model):
+    """Sets every wrapped weight to weight * mask (pruned weights become exact zeros)."""
+    for wrapper in pruning_wrappers(model):
+        for weight, mask, _ in wrapper.pruning_vars:
+            weight.assign(weight * mask)
+
+
+def strip(model):
+    """Returns an ordinary Keras model with the pruning wrappers removed and zeros in place.
+
+    The result shares nothing with `model`. A model without wrappers is copied as is.
+
+    Example:
+        >>> import keras_compress as kc
+        >>> keras = kc.keras
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
+        >>> [layer.name for layer in kc.pruning.strip(pruned).layers]
+        ['dense']
+    """
+    check_model(model)
+    if not pruning_wrappers(model):
+        check_graph_model(model, action="strip")
+        return _copy(model)
+    apply_masks(model)
+    return _copy(tfmot.sparsity.keras.strip_pruning(model))

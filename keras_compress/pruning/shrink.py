@@ -1,0 +1,146 @@
+"""`shrink`: remove zeroed filters and units for real, giving a smaller dense model."""
+
+import numpy as np
+
+from keras_compress._keras import check_graph_model, keras
+from keras_compress.errors import ShrinkError
+from keras_compress.pruning._channels import ChannelGraph
+from keras_compress.pruning.prune import pruning_wrappers, strip
+from keras_compress.pruning.wrapper import channel_weights
+
+__all__ = ["shrink"]
+
+
+def _dead_channels(graph, layers):
+    """`{space: keep-mask}`: a channel is dead when every weight that feeds it is zero."""
+    keep = {}
+    for space, group in graph.groups.items():
+        alive = np.zeros(group.size, bool)
+        for name in group.producers:
+            for weight in channel_weights(layers[name]):
+                value = weight.numpy()
+                alive |= np.any(value.reshape(-1, value.shape[-1]) != 0, axis=0)
+        keep[space] = alive
+    for name, (segments, _) in graph.inputs.items():
+        if name in graph.outputs:
+            continue
+        offset = 0
+        for segment in segments:
+            if segment.space in keep:
+                for weight in channel_weights(layers[name]):
+                    value = np.moveaxis(weight.numpy(), 2 if weight.shape.rank == 4 else -1, -1)
+                    part = value.reshape(-1, value.shape[-1])[:, offset:offset + segment.size]
+                    keep[segment.space] |= np.any(part != 0, axis=0)
+            offset += segment.size
+    for mask in keep.values():
+        if not mask.any():
+            mask[0] = True  # a layer keeps at least one channel; a zero channel changes nothing
+    return keep
+
+
+def _indices(mask, repeat=1):
+    """Indices of kept channels, tiled over `repeat` positions (Flatten is channels-last)."""
+    return (np.arange(repeat)[:, None] * mask.size + np.flatnonzero(mask)[None, :]).ravel()
+
+
+def _sliced_weights(graph, layer, keep):
+    ones = lambda size: np.ones(size, bool)  # noqa: E731
+    name = layer.name
+    values = [w.numpy() for w in layer.weights]
+    if name not in graph.inputs:
+        return values
+    in_mask, repeat = graph.layer_channels(name, keep, ones)
+    in_index = _indices(in_mask, repeat)
+    if name in graph.outputs:  # Conv2D / Dense: kernel [..., in, out], bias [out]
+        out_index = np.flatnonzero(graph.output_channels(name, keep, ones))
+        kernel = np.take(np.take(values[0], in_index, axis=-2), out_index, axis=-1)
+        return [kernel] + [np.take(v, out_index, axis=-1) for v in values[1:]]
+    if isinstance(layer, keras.layers.DepthwiseConv2D):  # kernel [h, w, in, 1], bias [in]
+        return [np.take(v, in_index, axis=2 if v.ndim == 4 else -1) for v in values]
+    return [np.take(v, in_index, axis=-1) for v in values]  # BatchNormalization
+
+
+def _sample_inputs(model, rng):
+    samples = []
+    for tensor in model.inputs:
+        shape = [2] + [d or 8 for d in tensor.shape[1:]]
+        if tensor.dtype.is_floating:
+            samples.append(rng.standard_normal(shape).astype(tensor.dtype.as_numpy_dtype))
+        else:
+            samples.append(np.zeros(shape, tensor.dtype.as_numpy_dtype))
+    return samples
+
+
+def _check_same_outputs(reference, small):
+    inputs = _sample_inputs(reference, np.random.default_rng(0))
+    expected = reference.predict_on_batch(inputs)
+    actual = small.predict_on_batch(inputs)
+    for want, got in zip(_as_list(expected), _as_list(actual)):
+        scale = max(1.0, float(np.max(np.abs(want))))
+        if want.shape != got.shape or not np.allclose(want, got, rtol=1e-3, atol=1e-4 * scale):
+            raise ShrinkError("The shrunk model's outputs differ from the original's; it was not "
+                              "returned. This is a bug in shrink: please report the model.")
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def shrink(model, *, verify=True):
+    """Builds a physically smaller model without the zeroed filters, units and channels.
+
+    After `granularity="filter"` pruning, whole output channels carry zeros. `shrink`
+    removes them from the layers that make them (Conv2D, Dense), carry them
+    (BatchNormalization, DepthwiseConv2D) and read them (the next Conv2D or Dense,
+    through Flatten), and removes channels coupled by Add-like joins together.
+    Removal stops at model inputs and outputs and at layers it does not know
+    (custom layers, TF-op layers, Reshape...), which keep their channels.
+
+    Args:
+        model: a filter-pruned model, wrapped or stripped.
+        verify: compare the outputs of the result with the input model's on random
+            data, raising `ShrinkError` on mismatch.
+
+    Returns:
+        A new, ordinary Keras model whose outputs equal `model`'s to float tolerance.
+
+    Example:
+        >>> import keras_compress as kc
+        >>> keras = kc.keras
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+        ...                           keras.layers.Dense(2)])
+        >>> w, b = model.layers[0].get_weights()
+        >>> w[:, 1] = 0; b[1] = 0
+        >>> model.layers[0].set_weights([w, b])
+        >>> kc.pruning.shrink(model).layers[0].units
+        2
+    """
+    check_graph_model(model, action="shrink")
+    plain = strip(model) if pruning_wrappers(model) else model
+    graph = ChannelGraph(plain)
+    layers = {layer.name: layer for layer in plain.layers}
+    keep = _dead_channels(graph, layers)
+    ones = lambda size: np.ones(size, bool)  # noqa: E731
+
+    def rebuild(layer):
+        config = layer.get_config()
+        if layer.name in graph.outputs:
+            key = "filters" if isinstance(layer, keras.layers.Conv2D) else "units"
+            config[key] = int(graph.output_channels(layer.name, keep, ones).sum())
+        try:
+            return layer.__class__.from_config(config)
+        except Exception as error:
+            raise ShrinkError(f"Cannot rebuild layer {layer.name!r} ({type(layer).__name__}) "
+                              f"from its config: {error}") from error
+
+    small = keras.models.clone_model(plain, clone_function=rebuild)
+    for layer in small.layers:
+        original = layers[layer.name]
+        try:
+            layer.set_weights(_sliced_weights(graph, original, keep))
+        except ValueError as error:
+            raise ShrinkError(f"Cannot move the weights of layer {layer.name!r} "
+                              f"({type(layer).__name__}) into the shrunk model: {error}") from error
+    if verify:
+        _check_same_outputs(plain, small)
+    return small

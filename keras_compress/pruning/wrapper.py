@@ -1,0 +1,78 @@
+"""The pruning wrapper and the schedule of rankings made by `PruningCallback`.
+
+Both extend tfmot's classes so tfmot's tools (`strip_pruning`, its summaries)
+keep working, and both are registered with Keras so pruned models load with a
+plain `keras.models.load_model`, without tfmot's `prune_scope`.
+"""
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule, pruning_wrapper
+
+from keras_compress._keras import keras
+
+__all__ = ["PruneLowMagnitude", "RankedSchedule"]
+
+_PACKAGE = "keras_compress"
+_TfmotWrapper = pruning_wrapper.PruneLowMagnitude
+
+# Layers may be saved by tfmot itself; let those load without a scope too.
+keras.utils.get_custom_objects().setdefault("PruneLowMagnitude", _TfmotWrapper)
+
+
+@keras.utils.register_keras_serializable(package=_PACKAGE)
+class RankedSchedule(pruning_schedule.PruningSchedule):
+    """Holds the user's schedule for masks that `PruningCallback` ranks itself.
+
+    The wrapper never updates these masks on its own (`__call__` says "don't
+    prune"); the callback ranks weights or filters across layers at the steps
+    where `schedule` says so.
+    """
+
+    def __init__(self, schedule, granularity, scope):
+        self.schedule = schedule
+        self.granularity = granularity
+        self.scope = scope
+
+    def __call__(self, step):
+        return tf.constant(False), tf.constant(0.0)
+
+    def get_config(self):
+        return {"class_name": keras.utils.get_registered_name(type(self)),
+                "config": {"schedule": self.schedule.get_config(),
+                           "granularity": self.granularity, "scope": self.scope}}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.utils.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
+def channel_weights(layer):
+    """The per-output-channel weights a filter mask covers, output channels last."""
+    names = {keras.layers.DepthwiseConv2D: ("depthwise_kernel", "bias"),
+             keras.layers.BatchNormalization: ("gamma", "beta")}.get(type(layer), ("kernel", "bias"))
+    return [w for w in (getattr(layer, n, None) for n in names) if w is not None]
+
+
+@keras.utils.register_keras_serializable(package=_PACKAGE)
+class PruneLowMagnitude(_TfmotWrapper):
+    """tfmot's pruning wrapper, saving its m-by-n pattern, with whole-channel masks.
+
+    Args:
+        layer: the layer to prune.
+        channelwise: mask output channels of the kernel *and* of the bias (or of a
+            BatchNormalization's gamma and beta), so a pruned channel carries exact zeros.
+        **kwargs: as for `tfmot.sparsity.keras.PruneLowMagnitude`.
+    """
+
+    def __init__(self, layer, channelwise=False, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.channelwise = channelwise
+        if channelwise:
+            self.layer.get_prunable_weights = lambda: channel_weights(self.layer)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channelwise=self.channelwise, sparsity_m_by_n=self.sparsity_m_by_n)
+        return config
