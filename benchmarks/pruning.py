@@ -1,0 +1,123 @@
+"""Pruning benchmark: fit overhead, and filter pruning + shrink against the dense model.
+
+Every number is a ratio against a baseline measured in the same run, on this machine.
+
+    .venv/bin/python benchmarks/pruning.py [--quick]
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_compress as kc  # noqa: E402
+from keras_compress.demo import digits_cnn  # noqa: E402
+
+keras = kc.keras
+
+
+def _compile(model):
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times = getattr(self, "times", []) + [time.perf_counter() - self.start]
+
+
+def fit_overhead(x, y, epochs):
+    """Median epoch time of fit with pruning over the same fit without (first epoch dropped)."""
+    def epoch_time(model, callbacks):
+        timer = _EpochTimer()
+        _compile(model).fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[timer, *callbacks])
+        return float(np.median(timer.times[1:]))
+
+    dense = epoch_time(digits_cnn(), [])
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.8, begin_epoch=0, end_epoch=epochs)
+    results = {"dense_epoch_s": dense}
+    for scope in ("layer", "global"):
+        pruned = kc.pruning.prune(digits_cnn(), schedule, scope=scope)
+        results[f"weight_{scope}_epoch_s"] = epoch_time(pruned, [kc.pruning.PruningCallback()])
+        results[f"weight_{scope}_overhead"] = results[f"weight_{scope}_epoch_s"] / dense
+    return results
+
+
+def macs(model):
+    """Multiply-accumulates of Conv2D, DepthwiseConv2D and Dense layers for one input."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            kernel = layer.get_weights()[0]
+            out = layer.output_shape
+            positions = int(np.prod(out[1:-1])) if len(out) > 2 else 1
+            total += positions * int(np.prod(kernel.shape))
+    return total
+
+
+def latency(model, batch, repeats):
+    """Median seconds per call of a compiled forward pass."""
+    forward = tf.function(lambda inputs: model(inputs, training=False))
+    inputs = tf.constant(np.random.default_rng(0).random((batch, *model.input_shape[1:]), dtype="float32"))
+    for _ in range(5):
+        forward(inputs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        forward(inputs).numpy()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def filter_shrink(epochs, fine_tune_epochs, repeats):
+    (x, y), (x_test, y_test) = kc.datasets.digits(size=32, channels=3)
+    keras.utils.set_random_seed(0)
+    dense = _compile(keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+                                                    classes=10, classifier_activation=None))
+    dense.fit(x, y, epochs=epochs + fine_tune_epochs, batch_size=32, verbose=2)
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.5, begin_epoch=0, end_epoch=max(1, fine_tune_epochs - 1))
+    pruned = _compile(kc.pruning.prune(dense, schedule, granularity="filter"))
+    pruned.fit(x, y, epochs=fine_tune_epochs, batch_size=32, verbose=2,
+               callbacks=[kc.pruning.PruningCallback()])
+    small = _compile(kc.pruning.shrink(kc.pruning.strip(pruned)))
+    small.fit(x, y, epochs=1, batch_size=32, verbose=2)
+    results = {
+        "dense_accuracy": dense.evaluate(x_test, y_test, verbose=0)[1],
+        "shrunk_accuracy": small.evaluate(x_test, y_test, verbose=0)[1],
+        "param_ratio": dense.count_params() / small.count_params(),
+        "mac_ratio": macs(dense) / macs(small),
+    }
+    for batch in (1, 32):
+        base, fast = latency(dense, batch, repeats), latency(small, batch, repeats)
+        results[f"batch{batch}_dense_ms"] = base * 1e3
+        results[f"batch{batch}_shrunk_ms"] = fast * 1e3
+        results[f"batch{batch}_speedup"] = base / fast
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
+    args = parser.parse_args()
+    (x, y), _ = kc.datasets.digits()
+    overhead = fit_overhead(x, y, epochs=3 if args.quick else 6)
+    shrink = filter_shrink(epochs=2 if args.quick else 6, fine_tune_epochs=2 if args.quick else 4,
+                           repeats=20 if args.quick else 100)
+    print("\n## Pruning overhead in fit (digits CNN, batch 32)")
+    for key, value in overhead.items():
+        print(f"{key:<28}{value:10.3f}")
+    print("\n## 50% filter pruning + shrink (MobileNetV2 alpha 0.35, 32x32 digits)")
+    for key, value in shrink.items():
+        print(f"{key:<28}{value:10.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import keras_compress as kc
+from conftest import compile_classifier, fit_pruned
+from keras_compress.pruning.prune import pruning_wrappers
+
+keras = kc.keras
+
+
+class _StopAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def _step(model):
+    return int(pruning_wrappers(model)[0].pruning_step.numpy())
+
+
+@pytest.mark.parametrize("granularity", ["weight", "filter"])
+def test_backup_and_restore_resumes_the_schedule_where_it_stopped(trained_cnn, digits, tmp_path, granularity):
+    (x, y), _ = digits
+    steps_per_epoch = int(np.ceil(len(x) / 64))
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=4)
+    pruned = compile_classifier(kc.pruning.prune(trained_cnn, schedule, granularity=granularity))
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        pruned.fit(x, y, epochs=4, batch_size=64, verbose=0,
+                   callbacks=[backup, kc.pruning.PruningCallback(), _StopAfterEpoch(1)])
+    interrupted = kc.pruning.sparsity(pruned).total_sparsity
+    assert 0.0 < interrupted < 0.6
+
+    fresh = compile_classifier(kc.pruning.prune(trained_cnn, schedule, granularity=granularity))
+    history = fresh.fit(x, y, epochs=4, batch_size=64, verbose=0,
+                        callbacks=[backup, kc.pruning.PruningCallback()])
+    assert len(history.epoch) == 2  # epochs 3 and 4 only
+    assert _step(fresh) == 4 * steps_per_epoch
+    assert kc.pruning.sparsity(fresh).total_sparsity == pytest.approx(0.6, abs=0.02)
+
+
+def test_resume_from_a_model_checkpoint_file_continues_the_schedule(trained_cnn, digits, tmp_path):
+    (x, y), _ = digits
+    steps_per_epoch = int(np.ceil(len(x) / 64))
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=4)
+    pruned = kc.pruning.prune(trained_cnn, schedule)
+    fit_pruned(pruned, digits, epochs=2,
+               callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt.keras"))])
+    restored = keras.models.load_model(str(tmp_path / "ckpt.keras"))
+    assert _step(restored) == 2 * steps_per_epoch
+    restored.fit(x, y, epochs=4, initial_epoch=2, batch_size=64, verbose=0,
+                 callbacks=[kc.pruning.PruningCallback()])
+    assert _step(restored) == 4 * steps_per_epoch
+    assert kc.pruning.sparsity(restored).total_sparsity == pytest.approx(0.6, abs=0.01)
+
+
+class _CheckpointSparsity(keras.callbacks.Callback):
+    """Records, for every saved checkpoint, whether weights are zero wherever masks are."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
+        self.checked = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        for path in glob.glob(os.path.join(self.folder, "*.keras")):
+            model = keras.models.load_model(path, compile=False)
+            for wrapper in pruning_wrappers(model):
+                for weight, mask, _ in wrapper.pruning_vars:
+                    assert np.all(weight.numpy()[mask.numpy() == 0] == 0), path
+            os.remove(path)
+            self.checked += 1
+
+
+def test_checkpoints_written_mid_epoch_are_as_sparse_as_their_masks(trained_cnn, digits, tmp_path):
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=2)
+    pruned = kc.pruning.prune(trained_cnn, schedule, granularity="filter")
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{batch}.keras"), save_freq=3)
+    checker = _CheckpointSparsity(str(tmp_path))
+    # The checkpoint comes first in the list: the callback's place must not matter.
+    (x, y), _ = digits
+    compile_classifier(pruned)
+    pruned.fit(x[:640], y[:640], epochs=2, batch_size=64, verbose=0,
+               callbacks=[checkpoint, checker, kc.pruning.PruningCallback()])
+    assert checker.checked >= 5
+
+
+def test_log_dir_writes_per_layer_sparsity_for_tensorboard(trained_cnn, digits, tmp_path):
+    pruned = kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))
+    (x, y), _ = digits
+    compile_classifier(pruned)
+    pruned.fit(x[:256], y[:256], epochs=1, verbose=0,
+               callbacks=[kc.pruning.PruningCallback(log_dir=str(tmp_path / "logs"))])
+    import tensorflow as tf
+
+    tags = set()
+    for path in glob.glob(str(tmp_path / "logs" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"sparsity/conv_a", "sparsity/logits", "sparsity/total"} <= tags
+
+
+def test_callback_on_a_model_that_was_not_pruned_says_what_to_do(trained_cnn, digits):
+    (x, y), _ = digits
+    model = compile_classifier(keras.models.clone_model(trained_cnn))
+    with pytest.raises(ValueError, match="keras_compress.pruning.prune"):
+        model.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+
+
+def test_epoch_schedule_with_unknown_steps_per_epoch_is_a_clear_error(trained_cnn, digits):
+    import tensorflow as tf
+
+    (x, y), _ = digits
+    data = tf.data.Dataset.from_tensor_slices((x[:128], y[:128])).batch(32).repeat().take(4)
+    data = data.filter(lambda *_: True)  # unknown cardinality
+    pruned = compile_classifier(kc.pruning.prune(
+        trained_cnn, kc.pruning.PolynomialDecay(0.0, 0.5, begin_epoch=0, end_epoch=1)))
+    with pytest.raises(ValueError, match="pass steps_per_epoch to fit"):
+        pruned.fit(data, epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("granularity, scope", [("weight", "layer"), ("filter", "global")])
+def test_pruning_under_mirrored_strategy_with_two_cpu_devices(granularity, scope):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras_compress as kc
+        from conftest import compile_classifier, small_cnn
+        (x, y), _ = kc.datasets.digits()
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            schedule = kc.pruning.PolynomialDecay(0.0, 0.5, begin_epoch=0, end_epoch=2)
+            pruned = compile_classifier(kc.pruning.prune(small_cnn(), schedule,
+                                        granularity="{granularity}", scope="{scope}"))
+        pruned.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+        report = kc.pruning.sparsity(kc.pruning.strip(pruned))
+        print("SPARSITY", report.total_sparsity)
+    """)
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tests, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    value = float(result.stdout.split("SPARSITY")[-1])
+    assert value == pytest.approx(0.5, abs=0.03)

@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
+
+import keras_compress as kc
+from conftest import compile_classifier, fit_pruned, small_cnn
+
+keras = kc.keras
+PolynomialDecay = kc.pruning.PolynomialDecay
+
+
+def _schedule(target):
+    return PolynomialDecay(0.0, target, begin_epoch=0, end_epoch=2)
+
+
+def _kernels(model):
+    return {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
+
+
+def test_prune_leaves_the_original_model_untouched(trained_cnn, digits):
+    before = [w.copy() for w in trained_cnn.get_weights()]
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.5))
+    fit_pruned(pruned, digits, epochs=1)
+    for old, new in zip(before, trained_cnn.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_weight_layer_scope_gives_every_layer_the_target(trained_cnn, digits):
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.7))
+    fit_pruned(pruned, digits)
+    report = kc.pruning.sparsity(pruned)
+    assert [row["layer"] for row in report.layers] == ["conv_a", "conv_b", "dense_a", "logits"]
+    for row in report.layers:
+        assert row["sparsity"] == pytest.approx(0.7, abs=0.01)
+
+
+def test_weight_global_scope_meets_the_target_in_total_with_uneven_layers(trained_cnn, digits):
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.7), scope="global")
+    fit_pruned(pruned, digits)
+    report = kc.pruning.sparsity(pruned)
+    assert report.total_sparsity == pytest.approx(0.7, abs=0.005)
+    per_layer = [row["sparsity"] for row in report.layers]
+    assert max(per_layer) - min(per_layer) > 0.1
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_filter_pruning_zeroes_whole_filters_and_their_biases(trained_cnn, digits, scope):
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.5), granularity="filter", scope=scope)
+    fit_pruned(pruned, digits)
+    plain = kc.pruning.strip(pruned)
+    zero_filters = {}
+    for name in ("conv_a", "conv_b", "dense_a"):
+        kernel, bias = plain.get_layer(name).get_weights()
+        dead = np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0)
+        partly_zero = np.any(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0) & ~dead
+        assert not partly_zero.any()  # filters are pruned whole
+        assert np.all(bias[dead] == 0)
+        zero_filters[name] = dead.mean()
+    gamma, beta = plain.get_layer("bn_a").get_weights()[:2]
+    conv_a_dead = np.all(plain.get_layer("conv_a").get_weights()[0].reshape(-1, 8) == 0, axis=0)
+    assert np.all(gamma[conv_a_dead] == 0) and np.all(beta[conv_a_dead] == 0)
+    assert np.count_nonzero(plain.get_layer("logits").get_weights()[0] == 0) == 0  # an output stays
+    if scope == "layer":
+        assert all(v == pytest.approx(0.5) for v in zero_filters.values())
+    else:
+        assert kc.pruning.sparsity(plain).layers[2]["sparsity"] != zero_filters["conv_a"]
+
+
+def test_m_by_n_pruning_holds_the_pattern(trained_cnn, digits):
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.5), granularity="2:4", exclude=["conv_a"])
+    fit_pruned(pruned, digits)
+    plain = kc.pruning.strip(pruned)
+    for name in ("conv_b", "dense_a", "logits"):
+        kernel = tf.constant(plain.get_layer(name).get_weights()[0])
+        assert bool(pruning_utils.is_pruned_m_by_n(kernel, (2, 4)))
+    assert np.count_nonzero(plain.get_layer("conv_a").get_weights()[0] == 0) == 0
+
+
+@pytest.mark.parametrize("exclude", [["dense_a"], lambda layer: layer.name == "dense_a"])
+def test_excluded_layers_stay_dense(trained_cnn, digits, exclude):
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.6), exclude=exclude)
+    fit_pruned(pruned, digits, epochs=2)
+    names = [row["layer"] for row in kc.pruning.sparsity(pruned).layers if row["sparsity"] > 0]
+    assert names == ["conv_a", "conv_b", "logits"]
+
+
+class Scale(keras.layers.Layer):
+    """A custom layer tfmot cannot wrap."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight("scale", shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * self.scale
+
+
+def test_layers_tfmot_cannot_wrap_stay_dense_and_are_named_in_one_warning(digits):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(2.0, name="rescale")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x)
+    x = Scale(name="scale")(x)
+    x = keras.layers.Flatten()(x * 0.5)
+    outputs = keras.layers.Dense(10, name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    with pytest.warns(UserWarning) as record:
+        pruned = kc.pruning.prune(model, _schedule(0.5))
+    messages = [str(w.message) for w in record if "stay dense" in str(w.message)]
+    assert len(messages) == 1
+    assert "rescale (Rescaling)" in messages[0] and "scale (Scale)" in messages[0]
+    assert "TFOpLambda" in messages[0]
+    fit_pruned(pruned, digits, epochs=2)
+    rows = {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(pruned).layers}
+    assert rows["conv"] == pytest.approx(0.5, abs=0.01) and rows["logits"] == pytest.approx(0.5, abs=0.01)
+
+
+def _subclassed():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    model = Net()
+    model(np.zeros((1, 3), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("make, kwargs, error, message", [
+    (small_cnn, dict(granularity="block"), ValueError, 'granularity must be "weight", "filter"'),
+    (small_cnn, dict(granularity="4:2"), ValueError, "0 < m < n"),
+    (small_cnn, dict(scope="model"), ValueError, 'scope must be "layer" or "global"'),
+    (small_cnn, dict(granularity="2:4"), ValueError, "input channels are not a multiple of 4"),
+    (small_cnn, dict(granularity="2:4", scope="global"), ValueError, "no global ranking"),
+    (small_cnn, dict(exclude=["nope"]), ValueError, r"exclude names layers the model does not have: \['nope'\]"),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.ReLU()]), {}, ValueError, "nothing to prune"),
+    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")]),
+     dict(exclude=["d"]), ValueError, "nothing to prune"),
+    (_subclassed, {}, kc.UnsupportedModelError, "subclassed model"),
+    (lambda: keras.Sequential([keras.layers.Dense(2)]), {}, ValueError, "not built yet"),
+])
+def test_prune_rejects_bad_input_before_any_work(make, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        kc.pruning.prune(make(), _schedule(0.5), **kwargs)
+
+
+def test_prune_rejects_keras3_models_with_advice():
+    import keras as keras3
+
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    with pytest.raises(kc.UnsupportedModelError, match="import tf_keras as keras"):
+        kc.pruning.prune(model, _schedule(0.5))
+
+
+def test_prune_rejects_a_model_that_is_already_pruned(trained_cnn):
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.5))
+    with pytest.raises(ValueError, match="already wrapped"):
+        kc.pruning.prune(pruned, _schedule(0.5))
+
+
+def test_prune_rejects_a_tfmot_schedule():
+    import tensorflow_model_optimization as tfmot
+
+    with pytest.raises(TypeError, match="PolynomialDecay or ConstantSparsity"):
+        kc.pruning.prune(small_cnn(), tfmot.sparsity.keras.ConstantSparsity(0.5, 0))
+
+
+def test_pruned_accuracy_stays_close_to_dense(trained_cnn, digits):
+    _, (x_test, y_test) = digits
+    dense_accuracy = trained_cnn.evaluate(x_test, y_test, verbose=0)[1]
+    pruned = kc.pruning.prune(trained_cnn, _schedule(0.5), scope="global")
+    fit_pruned(pruned, digits, epochs=3)
+    plain = compile_classifier(kc.pruning.strip(pruned))
+    assert plain.evaluate(x_test, y_test, verbose=0)[1] > dense_accuracy - 0.05

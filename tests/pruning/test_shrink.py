@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+
+import keras_compress as kc
+from conftest import compile_classifier, fit_pruned, random_inputs
+
+keras = kc.keras
+L = keras.layers
+
+
+def _filter_pruned(model, data, target=0.5, epochs=2, **kwargs):
+    schedule = kc.pruning.PolynomialDecay(0.0, target, begin_epoch=0, end_epoch=epochs)
+    pruned = kc.pruning.prune(model, schedule, granularity="filter", **kwargs)
+    fit_pruned(pruned, data, epochs=epochs)
+    return kc.pruning.strip(pruned)
+
+
+def _assert_same_outputs(a, b, x):
+    np.testing.assert_allclose(a.predict_on_batch(x), b.predict_on_batch(x), rtol=1e-4, atol=1e-4)
+
+
+def test_shrink_removes_pruned_filters_and_keeps_outputs(trained_cnn, digits):
+    plain = _filter_pruned(trained_cnn, digits)
+    small = kc.pruning.shrink(plain)
+    assert [small.get_layer(n).get_config().get("filters") for n in ("conv_a", "conv_b")] == [4, 8]
+    assert small.get_layer("dense_a").units == 16 and small.get_layer("logits").units == 10
+    assert small.count_params() < 0.35 * plain.count_params()
+    _assert_same_outputs(plain, small, digits[1][0][:32])
+    _, (x_test, y_test) = digits
+    assert compile_classifier(small).evaluate(x_test, y_test, verbose=0)[1] == pytest.approx(
+        compile_classifier(plain).evaluate(x_test, y_test, verbose=0)[1], abs=1e-6)
+
+
+def test_shrink_accepts_the_wrapped_model_too(trained_cnn, digits):
+    schedule = kc.pruning.ConstantSparsity(0.5)
+    pruned = kc.pruning.prune(trained_cnn, schedule, granularity="filter")
+    fit_pruned(pruned, digits, epochs=1)
+    small = kc.pruning.shrink(pruned)
+    assert small.get_layer("conv_b").filters == 8
+    _assert_same_outputs(kc.pruning.strip(pruned), small, digits[1][0][:16])
+
+
+def residual_net(seed=0):
+    """Add joins, DepthwiseConv2D, BatchNormalization, Concatenate and pooling."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    stem = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    stem = L.ReLU(6.0, name="stem_relu")(L.BatchNormalization(name="stem_bn")(stem))
+    branch = L.Conv2D(16, 1, name="expand")(stem)
+    branch = L.DepthwiseConv2D(3, padding="same", name="dw")(branch)
+    branch = L.BatchNormalization(name="dw_bn")(branch)
+    branch = L.Activation("relu", name="dw_relu")(branch)
+    branch = L.Conv2D(16, 1, name="project")(branch)
+    joined = L.Add(name="add")([stem, branch])
+    side = L.Conv2D(8, 3, padding="same", activation="relu", name="side")(joined)
+    merged = L.Concatenate(name="concat")([joined, side])
+    merged = L.BatchNormalization(name="concat_bn")(merged)
+    pooled = L.GlobalAveragePooling2D(name="gap")(merged)
+    outputs = L.Dense(10, name="logits")(L.Dropout(0.1)(pooled))
+    return keras.Model(inputs, outputs, name="residual_net")
+
+
+def test_shrink_removes_coupled_channels_of_residual_joins_together(digits):
+    model = compile_classifier(residual_net())
+    plain = _filter_pruned(model, digits, target=0.5, epochs=2)
+    small = kc.pruning.shrink(plain)
+    stem, expand, project = (small.get_layer(n).filters for n in ("stem", "expand", "project"))
+    assert stem == project == 8  # coupled through the Add
+    assert expand == 8 and small.get_layer("side").filters == 4
+    assert small.get_layer("dw").get_weights()[0].shape[2] == 8
+    assert small.get_layer("concat_bn").get_weights()[0].shape == (12,)
+    assert small.get_layer("logits").get_weights()[0].shape == (12, 10)
+    _assert_same_outputs(plain, small, random_inputs(plain, 8))
+
+
+def test_shrink_stops_at_layers_it_does_not_know(digits):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = L.Conv2D(8, 3, activation="relu", name="kept")(inputs)
+    x = L.Reshape((6, 6, 8), name="reshape")(x)  # an unknown layer: channels pass unseen
+    x = L.Conv2D(8, 3, activation="relu", name="removable")(x)
+    x = L.Flatten()(x)
+    outputs = L.Dense(10, name="logits")(x)
+    model = compile_classifier(keras.Model(inputs, outputs))
+    plain = _filter_pruned(model, digits)
+    assert np.all(plain.get_layer("kept").get_weights()[0] != 0)  # never masked
+    small = kc.pruning.shrink(plain)
+    assert small.get_layer("kept").filters == 8 and small.get_layer("removable").filters == 4
+    assert small.get_layer("logits").get_weights()[0].shape == (4 * 4 * 4, 10)
+    _assert_same_outputs(plain, small, random_inputs(plain))
+
+
+def test_shrink_keeps_channels_whose_zero_output_is_not_zero():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(6, activation="sigmoid", name="sig"),
+                              L.Dense(3, name="out")])
+    weights = model.get_weights()
+    weights[0][:, 2] = 0
+    weights[1][2] = 0  # sigmoid(0) = 0.5: this unit still feeds the next layer
+    model.set_weights(weights)
+    small = kc.pruning.shrink(model)
+    assert small.get_layer("sig").units == 6
+    _assert_same_outputs(model, small, random_inputs(model))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [
+    lambda: keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+                                            classifier_activation=None),
+    lambda: keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10,
+                                         classifier_activation=None),
+])
+def test_applications_models_prune_and_shrink_exactly(build):
+    model = compile_classifier(build())
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 32, 32, 3), dtype="float32")
+    y = rng.integers(0, 10, 64)
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    compile_classifier(pruned).fit(x, y, epochs=1, batch_size=32, verbose=0,
+                                   callbacks=[kc.pruning.PruningCallback()])
+    plain = kc.pruning.strip(pruned)
+    small = kc.pruning.shrink(plain)
+    assert small.count_params() < 0.6 * model.count_params()
+    expected, actual = plain.predict_on_batch(x[:4]), small.predict_on_batch(x[:4])
+    np.testing.assert_allclose(expected, actual, rtol=1e-3, atol=1e-5)
+
+
+def test_shrink_rejects_a_keras3_model():
+    import keras as keras3
+
+    with pytest.raises(kc.UnsupportedModelError, match="tf_keras"):
+        kc.pruning.shrink(keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(2)]))

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+import keras_compress as kc
+from keras_compress import cli
+
+
+def test_public_names_are_pinned():
+    assert kc.__all__ == ["KerasCompressError", "ShrinkError", "UnsupportedModelError", "__version__",
+                          "datasets", "keras", "pruning"]
+    assert kc.pruning.__all__ == ["ConstantSparsity", "PolynomialDecay", "PruningCallback",
+                                  "SparsityReport", "prune", "shrink", "sparsity", "strip"]
+
+
+def test_keras_is_tf_keras():
+    import tf_keras
+
+    assert kc.keras is tf_keras
+
+
+def test_only_the_keras_module_imports_tf_keras():
+    import pathlib
+
+    package = pathlib.Path(kc.__file__).parent
+    importers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                       if "import tf_keras" in p.read_text() or "from tf_keras" in p.read_text()
+                       or "tensorflow.keras" in p.read_text())
+    assert importers == ["_keras.py"]
+
+
+@pytest.mark.parametrize("size, channels, shape", [(None, 1, (8, 8, 1)), (32, 3, (32, 32, 3))])
+def test_digits_are_scaled_images_with_a_channel_axis(size, channels, shape):
+    (x_train, y_train), (x_test, y_test) = kc.datasets.digits(size=size, channels=channels)
+    assert x_train.shape[1:] == shape and x_test.shape[1:] == shape
+    assert len(x_train) + len(x_test) == 1797 and len(x_test) == 450
+    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() == pytest.approx(1.0)
+    assert set(np.unique(y_train)) == set(range(10))
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(channels=2), "channels must be 1 or 3"),
+                                             (dict(size=4), "size must be"),
+                                             (dict(test_size=1.5), "test_size")])
+def test_digits_reject_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kc.datasets.digits(**kwargs)
+
+
+def test_info_prints_versions_providers_and_gpu(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for label in ("TensorFlow", "tf_keras", "tfmot", "tf2onnx", "ONNX Runtime", "ONNX Runtime providers",
+                  "LiteRT", "TensorRT", "GPU visible to TensorFlow"):
+        assert any(line.startswith(label + " ") for line in out.splitlines()), label
+    import tensorflow as tf
+
+    assert tf.__version__ in out
+    assert "CPUExecutionProvider" in out
+
+
+def test_help_lists_only_working_commands(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "info" in out and "demo" in out
+    for unbuilt in ("export", "benchmark", "search"):
+        assert unbuilt not in out.split("positional arguments")[-1]
+
+
+def test_keras3_models_are_refused_with_advice():
+    import keras as keras3
+
+    model = keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)])
+    with pytest.raises(kc.UnsupportedModelError, match="Keras 3 model.*import tf_keras as keras"):
+        kc.pruning.strip(model)
