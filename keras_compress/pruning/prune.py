@@ -104,10 +104,10 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
     Example:
         >>> import keras_compress as kc
         >>> keras = kc.keras
-        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
         >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
         >>> [layer.name for layer in pruned.layers]
-        ['prune_low_magnitude_dense']
+        ['prune_low_magnitude_fc']
     """
     check_graph_model(model)
     if not isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
@@ -186,10 +186,10 @@ def strip(model):
     Example:
         >>> import keras_compress as kc
         >>> keras = kc.keras
-        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
         >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
         >>> [layer.name for layer in kc.pruning.strip(pruned).layers]
-        ['dense']
+        ['fc']
     """
     check_model(model)
     if not pruning_wrappers(model):

@@ -74,10 +74,10 @@ def sparsity(model):
     depthwise and pointwise kernels, recurrent kernels and embeddings.
 
     Example:
-        >>> import keras_compress as kc
+        >>> import numpy as np, keras_compress as kc
         >>> keras = kc.keras
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, use_bias=False)])
-        >>> model.set_weights([[[0, 1], [0, 1], [1, 1], [1, 1]]])
+        >>> model.set_weights([np.array([[0, 1], [0, 1], [1, 1], [1, 1]])])
         >>> kc.pruning.sparsity(model).total_sparsity
         0.25
     """
