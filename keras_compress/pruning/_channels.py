@@ -80,7 +80,6 @@ class ChannelGraph:
         outputs: `{layer name: space}` of each producer's output channels.
         inputs: `{layer name: ([Segment], repeat)}` of each producer's or member's
             input channels (`repeat` > 1 after Flatten).
-        skipped: names of the layers this module does not understand.
     """
 
     def __init__(self, model, frozen_layers=()):
@@ -89,7 +88,6 @@ class ChannelGraph:
         self._frozen = set()
         self.outputs = {}
         self.inputs = {}
-        self.skipped = []
         frozen_layers = set(frozen_layers)
         descriptors = {}
         nodes = [n for depth in sorted(model._nodes_by_depth, reverse=True)
@@ -158,7 +156,6 @@ class ChannelGraph:
         if isinstance(layer, L.InputLayer):
             return self._unknown([], outs[0])
         if shared or len(outs) != 1 or not ins:
-            self.skipped.append(layer.name)
             return self._unknown(ins, outs[0])
         first = ins[0]
         flat = first[1] > 1
@@ -173,7 +170,6 @@ class ChannelGraph:
         if flat:
             if _exact_class(layer, (L.Dropout,)):
                 return first
-            self.skipped.append(layer.name)
             return self._unknown(ins, outs[0])
         rank = outs[0].shape.rank
         if _exact_class(layer, _MEMBERS) and self._member_ok(layer, rank):
@@ -198,12 +194,10 @@ class ChannelGraph:
         if _exact_class(layer, (L.Concatenate,)) and layer.axis in (-1, rank - 1):
             return ([segment for d in ins for segment in d[0]], 1)
         if _exact_class(layer, (L.Flatten,)) and self._channels_last(layer):
-            shape = node.keras_inputs.shape if not isinstance(node.keras_inputs, (list, tuple)) \
-                else node.keras_inputs[0].shape
+            shape = tf.nest.flatten(node.keras_inputs)[0].shape
             positions = int(np.prod(shape[1:-1])) if shape.rank > 2 else 1
             if shape.rank <= 2 or None not in shape[1:]:
                 return (first[0], positions)
-        self.skipped.append(layer.name)
         return self._unknown(ins, outs[0])
 
     @staticmethod

@@ -109,10 +109,14 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _update_ranked_masks(self):
         schedule = self._ranked.schedule
-        step = int(self._wrappers[0].pruning_step.numpy()) + 1
-        if not _due(schedule, step):
+        first = int(self._wrappers[0].pruning_step.numpy()) + 1
+        # One call of the train function runs `steps_per_execution` steps.
+        steps_per_execution = getattr(self.model, "_steps_per_execution", None)
+        count = 1 if steps_per_execution is None else int(steps_per_execution.numpy())
+        due = [step for step in range(first, first + count) if _due(schedule, step)]
+        if not due:
             return
-        target = float(schedule(step)[1])
+        target = float(schedule(due[-1])[1])
         if self._ranked.granularity == "weight":
             values = global_weight_masks(self._wrappers, target)
         else:

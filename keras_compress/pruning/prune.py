@@ -48,14 +48,15 @@ def _excluded_names(model, exclude):
     return exclude
 
 
-def _prunable_weight_names(layer):
-    """Names of the weights tfmot would prune in `layer`, or None if tfmot cannot wrap it."""
+def _tfmot_prunability(layer):
+    """"weights" if tfmot can wrap `layer` and prune some of its weights, "none" if it can
+    wrap it but there is nothing to prune, None if tfmot cannot wrap it at all."""
     if isinstance(layer, prunable_layer.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
-        return ["custom"]
-    if not prune_registry.PruneRegistry.supports(layer):
+        return "weights"
+    registry = prune_registry.PruneRegistry
+    if not registry.supports(layer):
         return None
-    return list(prune_registry.PruneRegistry._weight_names(layer)) or (
-        ["cell"] if prune_registry.PruneRegistry._is_rnn_layer(layer) else [])
+    return "weights" if registry._weight_names(layer) or registry._is_rnn_layer(layer) else "none"
 
 
 def _check_m_by_n(layers, m_by_n):
@@ -127,10 +128,10 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
     copy = _copy(model)
     layers = {layer.name: layer for layer in copy.layers}
 
-    weight_names = {name: _prunable_weight_names(layer) for name, layer in layers.items()
-                    if not isinstance(layer, keras.layers.InputLayer)}
+    prunability = {name: _tfmot_prunability(layer) for name, layer in layers.items()
+                   if not isinstance(layer, keras.layers.InputLayer)}
     left_dense = [f"{name} ({type(layers[name]).__name__})"
-                  for name, names in weight_names.items() if names is None]
+                  for name, status in prunability.items() if status is None]
     if kind == "filter":
         graph = ChannelGraph(copy, frozen_layers=excluded)
         targets = {name for group in graph.groups.values() for name in group.producers}
@@ -138,14 +139,14 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
                     if name not in graph.outputs
                     and any(s.space in graph.groups for s in segments)}
     else:
-        targets = {name for name, names in weight_names.items()
-                   if names and name not in excluded}
+        targets = {name for name, status in prunability.items()
+                   if status == "weights" and name not in excluded}
         if kind == "m:n":
             _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
     if not targets:
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "
-            f"layers ({', '.join(sorted(weight_names))}) has prunable weights"
+            f"layers ({', '.join(sorted(prunability))}) has prunable weights"
             + (" outside `exclude`" if excluded else "")
             + (" and channels that can be removed" if kind == "filter" else "") + ".")
     if left_dense:

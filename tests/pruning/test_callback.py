@@ -95,6 +95,17 @@ def test_checkpoints_written_mid_epoch_are_as_sparse_as_their_masks(trained_cnn,
     assert checker.checked >= 5
 
 
+def test_global_ranking_meets_its_target_with_several_steps_per_execution(trained_cnn, digits):
+    (x, y), _ = digits
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=20, frequency=5)
+    pruned = kc.pruning.prune(trained_cnn, schedule, scope="global")
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   steps_per_execution=3)
+    pruned.fit(x[:64 * 21], y[:64 * 21], epochs=1, batch_size=64, verbose=0,
+               callbacks=[kc.pruning.PruningCallback()])
+    assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(0.6, abs=0.005)
+
+
 def test_log_dir_writes_per_layer_sparsity_for_tensorboard(trained_cnn, digits, tmp_path):
     pruned = kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))
     (x, y), _ = digits
