@@ -6,8 +6,9 @@ from keras_compress import cli
 
 
 def test_public_names_are_pinned():
-    assert kc.__all__ == ["KerasCompressError", "ShrinkError", "UnsupportedModelError", "__version__",
-                          "datasets", "keras", "pruning"]
+    assert kc.__all__ == ["Distiller", "KerasCompressError", "ShrinkError", "UnsupportedModelError",
+                          "__version__", "datasets", "distillation", "keras", "pruning"]
+    assert kc.distillation.__all__ == ["Distiller", "distillation_loss", "soft_target_loss"]
     assert kc.pruning.__all__ == ["ConstantSparsity", "PolynomialDecay", "PruningCallback",
                                   "SparsityReport", "prune", "shrink", "sparsity", "strip"]
 

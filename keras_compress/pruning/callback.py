@@ -4,19 +4,12 @@ import tensorflow as tf
 
 from keras_compress._keras import keras
 from keras_compress.pruning._channels import ChannelGraph, unwrap
-from keras_compress.pruning.prune import apply_masks, pruning_wrappers
+from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
 from keras_compress.pruning.ranking import channel_mask_values, filter_masks, global_weight_masks
 from keras_compress.pruning.report import sparsity as sparsity_report
 from keras_compress.pruning.wrapper import RankedSchedule
 
 __all__ = ["PruningCallback"]
-
-
-def _due(schedule, step):
-    """Whether `schedule` updates masks at `step` (tfmot's rule, in Python)."""
-    begin, end = schedule.begin_step, schedule.end_step
-    in_range = step >= begin and (end < 0 or step <= end)
-    return in_range and (step - begin) % schedule.frequency == 0
 
 
 class PruningCallback(keras.callbacks.Callback):
@@ -55,11 +48,11 @@ class PruningCallback(keras.callbacks.Callback):
         self._original_train_function = None
 
     def on_train_begin(self, logs=None):
-        wrappers = pruning_wrappers(self.model)
-        if not wrappers:
+        self._pruned = find_pruned_model(self.model)
+        if self._pruned is None:
             raise ValueError("PruningCallback found no pruning wrappers in the model: train the "
                              "model returned by keras_compress.pruning.prune().")
-        self._wrappers = wrappers
+        self._wrappers = wrappers = pruning_wrappers(self._pruned)
         steps = self.params.get("steps") if self.params else None
         changed = False
         for wrapper in wrappers:
@@ -68,9 +61,12 @@ class PruningCallback(keras.callbacks.Callback):
             changed |= timing.resolve(steps)
         first = wrappers[0].pruning_schedule
         self._ranked = first if isinstance(first, RankedSchedule) else None
-        if self._ranked is not None and self._ranked.granularity == "filter":
-            self._graph = ChannelGraph(self.model)
-            self._layers = {unwrap(layer).name: layer for layer in self.model.layers}
+        if self._ranked is not None:
+            steps_per_execution = getattr(self.model, "_steps_per_execution", None)
+            self._steps_per_call = 1 if steps_per_execution is None else int(steps_per_execution.numpy())
+            if self._ranked.granularity == "filter":
+                self._graph = ChannelGraph(self._pruned)
+                self._layers = {unwrap(layer).name: layer for layer in self._pruned.layers}
         for wrapper in wrappers:
             if int(wrapper.pruning_step.numpy()) < 0:
                 wrapper.pruning_step.assign(0)
@@ -102,18 +98,22 @@ class PruningCallback(keras.callbacks.Callback):
         self._original_train_function = train_function
         self.model.train_function = hooked
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras shortens the last call of an epoch to the steps left: count from the truth again.
+        self._next_step = int(self._wrappers[0].pruning_step.numpy()) + 1
+
     def on_train_end(self, logs=None):
         if self._original_train_function is not None:
             self.model.train_function = self._original_train_function
             self._original_train_function = None
 
     def _update_ranked_masks(self):
+        # One call of the train function runs `steps_per_execution` steps; counting them
+        # here saves reading the step variable back from the device at every call.
+        first = self._next_step
+        self._next_step += self._steps_per_call
         schedule = self._ranked.schedule
-        first = int(self._wrappers[0].pruning_step.numpy()) + 1
-        # One call of the train function runs `steps_per_execution` steps.
-        steps_per_execution = getattr(self.model, "_steps_per_execution", None)
-        count = 1 if steps_per_execution is None else int(steps_per_execution.numpy())
-        due = [step for step in range(first, first + count) if _due(schedule, step)]
+        due = [step for step in range(first, self._next_step) if schedule.prunes_at(step)]
         if not due:
             return
         target = float(schedule(due[-1])[1])
@@ -125,12 +125,12 @@ class PruningCallback(keras.callbacks.Callback):
                       for pair in channel_mask_values(self._graph, unwrap(wrapper).name, wrapper, keep)]
         for mask, value in values:
             mask.assign(value)
-        apply_masks(self.model)
+        apply_masks(self._pruned)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:
             return
-        report = sparsity_report(self.model)
+        report = sparsity_report(self._pruned)
         step = int(self.model.optimizer.iterations.numpy())
         with self._writer.as_default():
             for row in report.layers:

@@ -172,6 +172,19 @@ def pruning_wrappers(model):
     return [layer for layer in model.layers if isinstance(layer, pruning_wrapper.PruneLowMagnitude)]
 
 
+def find_pruned_model(model):
+    """`model`, or the first model nested in it (e.g. a Distiller's student), that holds
+    pruning wrappers; None if there is none."""
+    if pruning_wrappers(model):
+        return model
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = find_pruned_model(layer)
+            if found is not None:
+                return found
+    return None
+
+
 def apply_masks(model):
     """Sets every wrapped weight to weight * mask (pruned weights become exact zeros)."""
     for wrapper in pruning_wrappers(model):

@@ -7,13 +7,15 @@ tensorflow-model-optimization. Two things differ from tfmot's own classes:
 - `frequency` may be left unset.
 
 Both are resolved by `PruningCallback` from the real number of steps per epoch
-when training starts, choosing a frequency that divides the pruning span so the
-schedule lands on its final sparsity at its end step (tfmot's default frequency
-of 100 silently misses it on short runs).
+when training starts. And mask updates are counted back from the end step (tfmot
+counts them forward from the begin step), so the last update always falls on the
+end step and the schedule reaches its final sparsity whatever the frequency
+(tfmot's default frequency of 100 silently misses it on short runs).
 """
 
 import math
 
+import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from keras_compress._keras import keras
@@ -39,10 +41,6 @@ def _check_count(name, value, allow_none=True):
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
 
-def _span_frequency(span):
-    """The largest divisor of `span` giving about `_UPDATES_PER_SPAN` updates."""
-    target = max(1, span // _UPDATES_PER_SPAN)
-    return max(d for d in range(1, target + 1) if span % d == 0)
 
 
 class _EpochAware:
@@ -105,11 +103,25 @@ class _EpochAware:
         if self.requested_frequency is not None:
             self.frequency = self.requested_frequency
         elif self.end_step != -1:
-            self.frequency = _span_frequency(self.end_step - self.begin_step)
+            self.frequency = max(1, round((self.end_step - self.begin_step) / _UPDATES_PER_SPAN))
         elif steps_per_epoch:
             self.frequency = steps_per_epoch
         else:
             self.frequency = None if self.in_epochs else _FALLBACK_FREQUENCY
+
+    def _should_prune_in_step(self, step, begin_step, end_step, frequency):
+        # Counted back from the end step, so that the last update lands on it.
+        step = tf.cast(step, tf.int64)
+        in_range = tf.logical_and(step >= begin_step, tf.logical_or(step <= end_step, end_step < 0))
+        offset = end_step - step if end_step >= 0 else step - begin_step
+        return tf.logical_and(in_range, tf.equal(tf.math.floormod(offset, frequency), 0))
+
+    def prunes_at(self, step):
+        """Whether masks are updated at `step` (a Python int), as `__call__` decides in the graph."""
+        begin, end = self.begin_step, self.end_step
+        if step < begin or 0 <= end < step:
+            return False
+        return ((end - step) if end >= 0 else (step - begin)) % self.frequency == 0
 
     def __call__(self, step):
         if not self.resolved:
@@ -151,7 +163,8 @@ class PolynomialDecay(_EpochAware, tfmot.sparsity.keras.PolynomialDecay):
         begin_epoch, end_epoch: the span in epochs instead; `end_epoch=4` reaches
             `final_sparsity` at the last step of the fourth epoch.
         power: exponent of the decay.
-        frequency: steps between mask updates; None picks one that divides the span.
+        frequency: steps between mask updates, counted back from the end step; None
+            gives about ten updates over the span.
 
     Example:
         >>> schedule = PolynomialDecay(0.2, 0.8, begin_epoch=1, end_epoch=4)
@@ -191,8 +204,8 @@ class ConstantSparsity(_EpochAware, tfmot.sparsity.keras.ConstantSparsity):
         target_sparsity: the sparsity, in [0, 1).
         begin_step, end_step: the span in training steps; no end prunes until training stops.
         begin_epoch, end_epoch: the span in epochs instead.
-        frequency: steps between mask updates; None picks one from the span, or one
-            epoch when there is no end.
+        frequency: steps between mask updates; None gives about ten over the span, or one
+            per epoch when there is no end.
 
     Example:
         >>> schedule = ConstantSparsity(0.5)

@@ -17,24 +17,29 @@ def test_epoch_schedule_reaches_final_sparsity_at_its_end_step(steps_per_epoch):
     schedule = PolynomialDecay(0.1, 0.8, begin_epoch=1, end_epoch=4)
     schedule.resolve(steps_per_epoch)
     assert (schedule.begin_step, schedule.end_step) == (steps_per_epoch, 4 * steps_per_epoch)
-    assert (schedule.end_step - schedule.begin_step) % schedule.frequency == 0
+    assert schedule.prunes_at(schedule.end_step) and not schedule.prunes_at(schedule.end_step + 1)
     assert _final_step_sparsity(schedule) == (True, pytest.approx(0.8))
 
 
-def test_unset_frequency_in_steps_divides_the_span_where_tfmot_default_misses_it():
-    schedule = PolynomialDecay(0.0, 0.5, begin_step=0, end_step=150)
-    assert 150 % schedule.frequency == 0 and schedule.frequency < 150
+@pytest.mark.parametrize("end_step", [150, 257])
+def test_schedule_in_steps_reaches_final_sparsity_where_tfmot_misses_it(end_step):
+    schedule = PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step)
+    assert schedule.frequency == round(end_step / 10)
     assert _final_step_sparsity(schedule) == (True, pytest.approx(0.5))
+    updates = [step for step in range(end_step + 5) if schedule.prunes_at(step)]
+    graph_updates = [step for step in range(end_step + 5) if bool(schedule(step)[0])]
+    assert updates == graph_updates and updates[-1] == end_step and len(updates) in (10, 11)
     import tensorflow_model_optimization as tfmot
 
-    tfmot_schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=150)
-    assert not bool(tfmot_schedule(150)[0])  # the reason resolution exists
+    tfmot_schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step)
+    assert not bool(tfmot_schedule(end_step)[0])  # the reason for all this
 
 
-def test_explicit_frequency_is_kept():
-    schedule = PolynomialDecay(0.0, 0.5, begin_step=10, end_step=110, frequency=20)
+def test_explicit_frequency_is_kept_and_still_ends_on_the_end_step():
+    schedule = PolynomialDecay(0.0, 0.5, begin_step=10, end_step=115, frequency=20)
     assert schedule.resolve(steps_per_epoch=33) is False
     assert schedule.frequency == 20
+    assert [s for s in range(200) if schedule.prunes_at(s)] == [15, 35, 55, 75, 95, 115]
 
 
 def test_constant_sparsity_without_end_prunes_once_per_epoch():

@@ -1,0 +1,252 @@
+"""`Distiller`: a Keras model that trains a student on a frozen teacher's softened outputs."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_compress._keras import check_model, keras
+from keras_compress.distillation.losses import as_logits, check_temperature_and_alpha, soft_target_loss
+
+__all__ = ["Distiller"]
+
+
+def _per_example(loss_fn):
+    """`loss_fn` returning one value per example (Keras losses reduce by default)."""
+    loss_fn = keras.losses.get(loss_fn)
+    if isinstance(loss_fn, keras.losses.Loss):
+        config = dict(loss_fn.get_config(), reduction=keras.losses.Reduction.NONE)
+        return type(loss_fn).from_config(config)
+    return loss_fn
+
+
+def _mean_over_features(values):
+    rank = values.shape.rank
+    return tf.reduce_mean(values, axis=list(range(1, rank))) if rank and rank > 1 else values
+
+
+def _check_built(model, argument):
+    check_model(model, argument)
+    if not model.built:
+        raise ValueError(f"`{argument}` is not built: give it an input shape (keras.Input) or call it "
+                         "on data once before distilling.")
+
+
+def _find_layer(model, name, argument):
+    """A layer by name, also inside pruning wrappers (`prune_low_magnitude_<name>`)."""
+    for layer in model.layers:
+        if name in (layer.name, getattr(getattr(layer, "layer", None), "name", None)):
+            return layer
+    raise ValueError(f"{argument} layer {name!r} does not exist in model {model.name!r}. Its layers "
+                     f"are: {[layer.name for layer in model.layers]}")
+
+
+@keras.utils.register_keras_serializable(package="keras_compress")
+class Distiller(keras.Model):
+    """Trains `student` to match a frozen `teacher` as well as the true labels.
+
+    The training loss is
+    `alpha * student_loss(y, student(x)) + (1 - alpha) * T**2 * KL(softmax(teacher(x) / T) || softmax(student(x) / T))`
+    plus, with `features`, the mean squared error between paired intermediate
+    outputs. The soft term is scaled by `T**2` so that its gradients keep their
+    size as the temperature T changes. The teacher is frozen and always called
+    with `training=False`. Metrics, `evaluate` (loss = the student loss) and
+    `predict` all use the student. `distiller.student` is an ordinary model to save
+    and export on its own.
+
+    Args:
+        student: the tf_keras model to train (may be pruned or quantization-aware).
+        teacher: a trained tf_keras model with the same output shape.
+        student_from_logits, teacher_from_logits: whether each outputs logits
+            (True) or probabilities (False).
+        features: optional `[(teacher_layer, student_layer), ...]` whose outputs are
+            matched by MSE; a learned projection (1x1 convolution or Dense, not part
+            of the student) bridges different widths.
+        cache_teacher: compute the teacher's outputs once, before training, instead of
+            every epoch. Only for array inputs (NumPy), whose samples never change
+            between epochs; shuffling is fine. `fit` refuses it for `tf.data`
+            datasets and generators, which may augment samples randomly.
+
+    Example:
+        >>> import numpy as np, keras_compress as kc
+        >>> keras = kc.keras
+        >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> distiller = kc.Distiller(student=student, teacher=teacher)
+        >>> distiller.compile(optimizer="adam", metrics=["accuracy"], alpha=0.1, temperature=3.0)
+        >>> history = distiller.fit(np.ones((8, 4)), np.zeros(8), epochs=1, verbose=0)
+        >>> sorted(history.history)
+        ['accuracy', 'distillation_loss', 'loss', 'student_loss']
+    """
+
+    def __init__(self, student, teacher, *, student_from_logits=True, teacher_from_logits=True,
+                 features=None, cache_teacher=False, **kwargs):
+        super().__init__(**kwargs)
+        _check_built(student, "student")
+        _check_built(teacher, "teacher")
+        if student.output_shape[1:] != teacher.output_shape[1:]:
+            raise ValueError(f"The student's output shape {student.output_shape} differs from the "
+                             f"teacher's {teacher.output_shape}: they must predict the same classes.")
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.student_from_logits = bool(student_from_logits)
+        self.teacher_from_logits = bool(teacher_from_logits)
+        self.cache_teacher = bool(cache_teacher)
+        self.features = [tuple(pair) for pair in features or []]
+        self._student_features = self._teacher_features = None
+        self.projections = []
+        if self.features:
+            self._build_feature_models()
+        self._trackers = [keras.metrics.Mean(name) for name in ("loss", "student_loss", "distillation_loss")]
+        if self.features:
+            self._trackers.append(keras.metrics.Mean("feature_loss"))
+
+    def _build_feature_models(self):
+        for pair in self.features:
+            if len(pair) != 2:
+                raise ValueError(f"features must be (teacher_layer, student_layer) pairs, got {pair!r}")
+        teacher_layers = [_find_layer(self.teacher, t, "Teacher") for t, _ in self.features]
+        student_layers = [_find_layer(self.student, s, "Student") for _, s in self.features]
+        for model, argument in ((self.teacher, "teacher"), (self.student, "student")):
+            if not getattr(model, "_is_graph_network", False):
+                raise ValueError(f"Feature distillation needs a Sequential or functional {argument}.")
+        self._teacher_features = keras.Model(self.teacher.inputs,
+                                             [self.teacher.output] + [layer.output for layer in teacher_layers])
+        self._student_features = keras.Model(self.student.inputs,
+                                             [self.student.output] + [layer.output for layer in student_layers])
+        for t_layer, s_layer in zip(teacher_layers, student_layers):
+            t_shape, s_shape = t_layer.output_shape, s_layer.output_shape
+            if len(t_shape) != len(s_shape) or t_shape[1:-1] != s_shape[1:-1]:
+                raise ValueError(f"Feature pair ({t_layer.name!r}, {s_layer.name!r}): outputs "
+                                 f"{t_shape} and {s_shape} differ in more than their last axis.")
+            if t_shape[-1] == s_shape[-1]:
+                self.projections.append(None)
+                continue
+            name = f"project_{s_layer.name}"
+            if len(s_shape) == 4:
+                projection = keras.layers.Conv2D(t_shape[-1], 1, name=name)
+            else:
+                projection = keras.layers.Dense(t_shape[-1], name=name)
+            projection.build(s_shape)  # built now, so a saved Distiller loads its weights
+            self.projections.append(projection)
+
+    # -- Keras API ------------------------------------------------------------------
+    def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
+                alpha=0.1, temperature=3.0, feature_weight=1.0, **kwargs):
+        """Configures training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            metrics: metrics of the student's outputs against the labels.
+            student_loss_fn: the hard loss; default sparse categorical cross-entropy
+                matching `student_from_logits`.
+            distillation_loss_fn: `fn(teacher_soft_probs, student_soft_probs)`; default KL
+                divergence. Its value is multiplied by `temperature**2`.
+            alpha: weight of the student loss, in [0, 1]; the soft term gets `1 - alpha`.
+            temperature: softening temperature, > 0.
+            feature_weight: weight of the feature MSE term (with `features`).
+        """
+        check_temperature_and_alpha(temperature, alpha)
+        if "loss" in kwargs:
+            raise ValueError("Distiller.compile takes student_loss_fn and distillation_loss_fn, not loss.")
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.student_loss_fn = _per_example(student_loss_fn or keras.losses.SparseCategoricalCrossentropy(
+            from_logits=self.student_from_logits))
+        self.distillation_loss_fn = None if distillation_loss_fn is None else _per_example(distillation_loss_fn)
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self.feature_weight = float(feature_weight)
+
+    @property
+    def metrics(self):
+        # The loss trackers first, as Keras lists "loss" first; Keras tracks them already.
+        return self._trackers + [m for m in super().metrics if all(m is not t for t in self._trackers)]
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def _soft_loss(self, student_out, teacher_out):
+        student_logits = as_logits(student_out, self.student_from_logits)
+        teacher_logits = as_logits(teacher_out, self.teacher_from_logits)
+        if self.distillation_loss_fn is None:
+            return soft_target_loss(student_logits, teacher_logits, self.temperature)
+        soften = lambda logits: tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature)  # noqa: E731
+        loss = self.distillation_loss_fn(soften(teacher_logits), soften(student_logits))
+        return _mean_over_features(loss) * self.temperature ** 2
+
+    @staticmethod
+    def _outputs(model, features, x, training):
+        """`(output, [feature outputs])` of the teacher or the student."""
+        if features is None:
+            return model(x, training=training), []
+        outputs = features(x, training=training)
+        return outputs[0], list(outputs[1:])
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self.cache_teacher:
+            y, teacher_out, teacher_feats = y[0], y[1], list(y[2:])
+        else:
+            teacher_out, teacher_feats = self._outputs(self.teacher, self._teacher_features, x, False)
+        with tf.GradientTape() as tape:
+            student_out, student_feats = self._outputs(self.student, self._student_features, x, True)
+            hard = self.student_loss_fn(y, student_out)
+            soft = self._soft_loss(student_out, teacher_out)
+            per_example = self.alpha * hard + (1.0 - self.alpha) * soft
+            feature = 0.0
+            if self.features:
+                feature = tf.add_n([
+                    _mean_over_features(tf.square((project(s) if project else s) - t))
+                    for project, s, t in zip(self.projections, student_feats, teacher_feats)])
+                per_example += self.feature_weight * feature
+            loss = tf.nn.compute_average_loss(per_example, sample_weight=sample_weight)
+            if self.student.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
+        variables = self.student.trainable_variables + [
+            v for project in self.projections if project for v in project.trainable_variables]
+        self.optimizer.minimize(loss, variables, tape=tape)
+        values = {"loss": per_example, "student_loss": hard, "distillation_loss": soft,
+                  "feature_loss": feature}
+        for tracker in self._trackers:
+            tracker.update_state(values[tracker.name], sample_weight=sample_weight)
+        return self.compute_metrics(x, y, student_out, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        student_out = self.student(x, training=False)
+        self._trackers[0].update_state(self.student_loss_fn(y, student_out), sample_weight=sample_weight)
+        self.compiled_metrics.update_state(y, student_out, sample_weight)
+        return {m.name: m.result() for m in [self._trackers[0]] + self.compiled_metrics.metrics}
+
+    def compute_metrics(self, x, y, y_pred, sample_weight):
+        self.compiled_metrics.update_state(y, y_pred, sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
+        if not self.cache_teacher:
+            return super().fit(x, y, *args, sample_weight=sample_weight, class_weight=class_weight, **kwargs)
+        if not isinstance(x, np.ndarray) or y is None:
+            raise ValueError(
+                "cache_teacher=True needs NumPy array inputs and labels: a tf.data dataset or generator "
+                "may give different samples every epoch (random augmentation), so cached teacher "
+                "outputs would be wrong. Pass arrays, or create the Distiller with cache_teacher=False.")
+        batch_size = kwargs.get("batch_size") or 32
+        cached = (self._teacher_features or self.teacher).predict(x, batch_size=batch_size, verbose=0)
+        cached = list(cached) if isinstance(cached, (list, tuple)) else [cached]
+        if class_weight is not None:  # Keras applies class weights to single targets only
+            weights = np.array([class_weight[int(label)] for label in np.asarray(y).reshape(len(y))])
+            sample_weight = weights if sample_weight is None else sample_weight * weights
+        return super().fit(x, (np.asarray(y), *cached), *args, sample_weight=sample_weight, **kwargs)
+
+    def get_config(self):
+        return {"student": keras.layers.serialize(self.student), "teacher": keras.layers.serialize(self.teacher),
+                "student_from_logits": self.student_from_logits,
+                "teacher_from_logits": self.teacher_from_logits,
+                "features": [list(pair) for pair in self.features], "cache_teacher": self.cache_teacher,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["student"] = keras.layers.deserialize(config["student"])
+        config["teacher"] = keras.layers.deserialize(config["teacher"])
+        return cls(**config)

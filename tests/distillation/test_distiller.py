@@ -1,0 +1,250 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_compress as kc
+from conftest import compile_classifier, small_cnn
+
+keras = kc.keras
+L = keras.layers
+
+
+def tiny_student(seed=1, softmax=False):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        L.Conv2D(4, 3, activation="relu", name="s_conv"),
+        L.Flatten(name="s_flat"),
+        L.Dense(16, activation="relu", name="s_dense"),
+        L.Dense(10, activation="softmax" if softmax else None, name="s_out"),
+    ], name="student")
+
+
+@pytest.fixture(scope="module")
+def teacher(trained_cnn):
+    return trained_cnn
+
+
+def _distiller(teacher, student=None, compile_kwargs=None, **kwargs):
+    distiller = kc.Distiller(student=student or tiny_student(), teacher=teacher, **kwargs)
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
+                      **(compile_kwargs or {}))
+    return distiller
+
+
+def test_training_loss_is_the_documented_mix(teacher, digits):
+    (x, y), _ = digits
+    distiller = _distiller(teacher, compile_kwargs=dict(alpha=0.3, temperature=4.0))
+    batch_x, batch_y = x[:32], y[:32]
+    before = [w.numpy() for w in distiller.student.weights]
+    student_logits = distiller.student(batch_x, training=True)
+    hard = keras.losses.sparse_categorical_crossentropy(batch_y, student_logits, from_logits=True)
+    soft = kc.distillation.soft_target_loss(student_logits, teacher(batch_x, training=False), 4.0)
+    expected = float(tf.reduce_mean(0.3 * hard + 0.7 * soft))
+    logs = distiller.train_step((tf.constant(batch_x), tf.constant(batch_y)))
+    assert float(logs["loss"]) == pytest.approx(expected, rel=1e-4)
+    assert float(logs["student_loss"]) == pytest.approx(float(tf.reduce_mean(hard)), rel=1e-4)
+    assert any(not np.array_equal(b, a.numpy()) for b, a in zip(before, distiller.student.weights))
+
+
+def test_teacher_stays_frozen_and_evaluate_predict_use_the_student(teacher, digits):
+    (x, y), (x_test, y_test) = digits
+    teacher_weights = [w.copy() for w in teacher.get_weights()]
+    distiller = _distiller(teacher)
+    history = distiller.fit(x, y, epochs=3, batch_size=64, verbose=0, validation_data=(x_test, y_test))
+    for old, new in zip(teacher_weights, teacher.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert {"loss", "student_loss", "distillation_loss", "accuracy", "val_loss", "val_accuracy"} <= set(
+        history.history)
+    student = compile_classifier(distiller.student)
+    np.testing.assert_allclose(distiller.evaluate(x_test, y_test, verbose=0),
+                               student.evaluate(x_test, y_test, verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(distiller.predict(x_test[:8], verbose=0),
+                               distiller.student.predict(x_test[:8], verbose=0), rtol=1e-6)
+    assert history.history["val_accuracy"][-1] > 0.5  # it learns (chance is 0.1)
+
+
+def test_probability_outputs_give_the_same_loss_as_logits(teacher, digits):
+    (x, y), _ = digits
+    batch = (tf.constant(x[:32]), tf.constant(y[:32]))
+    logits_student = tiny_student(seed=3)
+    probs_student = tiny_student(seed=3, softmax=True)
+    probs_teacher = keras.Sequential([keras.Input((8, 8, 1)), teacher, L.Softmax()])
+    losses = []
+    for student, teacher_model, from_logits in ((logits_student, teacher, True),
+                                                (probs_student, probs_teacher, False)):
+        distiller = kc.Distiller(student=student, teacher=teacher_model, student_from_logits=from_logits,
+                                 teacher_from_logits=from_logits)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0))
+        losses.append(float(distiller.train_step(batch)["loss"]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+
+
+def test_pruned_student_prunes_inside_distiller_fit(teacher, digits):
+    (x, y), _ = digits
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=2)
+    student = kc.pruning.prune(tiny_student(), schedule, granularity="filter")
+    distiller = _distiller(teacher, student)
+    distiller.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    plain = kc.pruning.strip(distiller.student)
+    assert kc.pruning.sparsity(plain).layers[0]["sparsity"] == pytest.approx(0.5)  # 2 of 4 filters
+    assert kc.pruning.shrink(plain).get_layer("s_conv").filters == 2
+
+
+def test_class_weights_and_tf_data_inputs(teacher, digits):
+    (x, y), _ = digits
+    distiller = _distiller(teacher)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(512, seed=0).batch(64)
+    distiller.fit(data, epochs=1, verbose=0)
+    weights = {c: (5.0 if c == 3 else 1.0) for c in range(10)}
+    history = distiller.fit(x, y, epochs=1, batch_size=64, verbose=0, class_weight=weights)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_teacher_cache_gives_the_same_training_as_no_cache(teacher, digits):
+    (x, y), _ = digits
+    results = []
+    for cache in (False, True):
+        distiller = _distiller(teacher, tiny_student(seed=5), cache_teacher=cache)
+        keras.utils.set_random_seed(0)
+        history = distiller.fit(x[:256], y[:256], epochs=2, batch_size=64, verbose=0, shuffle=True)
+        results.append((history.history["loss"], [w.numpy() for w in distiller.student.weights]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_teacher_cache_refuses_datasets_that_may_change_between_epochs(teacher, digits):
+    (x, y), _ = digits
+    distiller = _distiller(teacher, cache_teacher=True)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).map(
+        lambda a, b: (tf.image.random_flip_left_right(a), b)).batch(64)
+    with pytest.raises(ValueError, match="random augmentation"):
+        distiller.fit(data, epochs=1, verbose=0)
+
+
+def test_feature_distillation_adds_a_projected_mse_not_part_of_the_student(teacher, digits):
+    (x, y), _ = digits
+    distiller = _distiller(teacher, features=[("conv_b", "s_conv"), ("dense_a", "s_dense")])
+    history = distiller.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    assert history.history["feature_loss"][0] > 0
+    assert [p.name for p in distiller.projections] == ["project_s_conv", "project_s_dense"]
+    student_weights = {id(w) for w in distiller.student.weights}
+    assert not any(id(w) in student_weights for p in distiller.projections for w in p.weights)
+
+
+def test_checkpoints_and_resume(teacher, digits, tmp_path):
+    (x, y), _ = digits
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    distiller = _distiller(teacher, tiny_student(seed=7))
+    with pytest.raises(KeyboardInterrupt):
+        distiller.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[backup, Stop()])
+    resumed = _distiller(teacher, tiny_student(seed=8))
+    history = resumed.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[backup])
+    assert len(history.epoch) == 2
+    assert int(resumed.optimizer.iterations.numpy()) == 3 * int(np.ceil(len(x) / 64))
+
+
+def test_weights_checkpoint_restores_the_distiller(teacher, digits, tmp_path):
+    (x, y), _ = digits
+    path = str(tmp_path / "weights" / "ckpt")
+    trained = _distiller(teacher, tiny_student(seed=7))
+    trained.fit(x[:128], y[:128], epochs=1, verbose=0,
+                callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+    fresh = _distiller(teacher, tiny_student(seed=9))
+    fresh.load_weights(path).expect_partial()
+    np.testing.assert_allclose(fresh.predict(x[:8], verbose=0), trained.predict(x[:8], verbose=0), rtol=1e-5)
+
+
+def test_student_saves_alone(teacher, digits, tmp_path):
+    distiller = _distiller(teacher)
+    distiller.fit(*digits[0], epochs=1, batch_size=64, verbose=0)
+    distiller.student.save(str(tmp_path / "student.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "student.keras"))
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in distiller.student.layers]
+
+
+def _unbuilt():
+    return keras.Sequential([L.Dense(10)])
+
+
+@pytest.mark.parametrize("make_student, kwargs, compile_kwargs, message", [
+    (lambda: keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(7)]), {}, {},
+     "output shape .* differs from the teacher's"),
+    (_unbuilt, {}, {}, "`student` is not built"),
+    (tiny_student, dict(features=[("nope", "s_conv")]), {}, "Teacher layer 'nope' does not exist"),
+    (tiny_student, dict(features=[("conv_b", "nope")]), {}, "Student layer 'nope' does not exist"),
+    (tiny_student, {}, dict(temperature=0.0), "temperature must be a number > 0"),
+    (tiny_student, {}, dict(alpha=-0.1), r"alpha must be in \[0, 1\]"),
+])
+def test_bad_input_is_refused_before_training(teacher, make_student, kwargs, compile_kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _distiller(teacher, make_student(), compile_kwargs=compile_kwargs, **kwargs)
+
+
+def test_keras3_teacher_is_refused(teacher):
+    import keras as keras3
+
+    other = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(), keras3.layers.Dense(10)])
+    with pytest.raises(kc.UnsupportedModelError, match="tf_keras"):
+        kc.Distiller(student=tiny_student(), teacher=other)
+
+
+@pytest.mark.slow
+def test_distiller_under_mirrored_strategy_matches_one_device():
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras_compress as kc
+        keras = kc.keras
+        (x, y), _ = kc.datasets.digits()
+        x, y = x[:128], y[:128]
+
+        def small_cnn(seed):  # no BatchNormalization: its per-replica statistics differ
+            keras.utils.set_random_seed(seed)
+            return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                                     keras.layers.Flatten(), keras.layers.Dense(10)])
+
+        def train(strategy):
+            with strategy.scope():
+                distiller = kc.Distiller(student=small_cnn(seed=3), teacher=small_cnn(seed=4))
+                distiller.compile(optimizer=kc.keras.optimizers.SGD(0.1), alpha=0.5)
+            history = distiller.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0)
+            return history.history["loss"], distiller.student.get_weights()
+
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert mirrored.num_replicas_in_sync == 2
+        (loss_a, weights_a), (loss_b, weights_b) = train(mirrored), train(tf.distribute.get_strategy())
+        np.testing.assert_allclose(loss_a, loss_b, rtol=1e-4)
+        for a, b in zip(weights_a, weights_b):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+        print("SAME")
+    """)
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tests,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SAME" in result.stdout
+
+
+def test_distiller_round_trips_through_a_keras_file(teacher, digits, tmp_path):
+    distiller = _distiller(teacher, features=[("dense_a", "s_dense")])
+    distiller.fit(*[a[:128] for a in digits[0]], epochs=1, verbose=0)
+    distiller.save(str(tmp_path / "distiller.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "distiller.keras"), compile=False)
+    assert isinstance(loaded, kc.Distiller) and loaded.features == [("dense_a", "s_dense")]
+    x = digits[1][0][:8]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(loaded.projections[0].get_weights()[0], distiller.projections[0].get_weights()[0])
