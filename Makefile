@@ -15,14 +15,16 @@ $(INSTALLED): pyproject.toml setup.cfg | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(INSTALLED)
 
+# TensorFlow's C++ start-up messages (no CUDA here, CPU flags) are noise in the demo.
 demo: $(INSTALLED)
-	$(VENV)/bin/keras-compress demo --out demo_out
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-compress demo --out demo_out
 
 test: $(INSTALLED)
 	$(PY) -m pytest
 
 benchmark: $(INSTALLED)
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/distillation.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,7 +1,6 @@
 """The `keras-compress` command. Each subcommand parses arguments and calls the library."""
 
 import argparse
-import os
 import sys
 
 
@@ -40,7 +39,6 @@ def build_parser():
 
 def main(argv=None):
     """Runs the command line; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -1,4 +1,4 @@
-"""The demo pipeline on the bundled digits: dense, weight-pruned and filter-pruned + shrunk."""
+"""The demo pipeline on the bundled digits: dense, pruned two ways, shrunk, and distilled."""
 
 import os
 
@@ -7,8 +7,9 @@ import numpy as np
 from keras_compress import datasets, pruning
 from keras_compress._keras import keras
 from keras_compress._size import gzipped_size
+from keras_compress.distillation import Distiller
 
-__all__ = ["run_demo", "format_table", "digits_cnn"]
+__all__ = ["run_demo", "format_table", "digits_cnn", "digits_student"]
 
 
 def digits_cnn(input_shape=(8, 8, 1), seed=0):
@@ -26,6 +27,20 @@ def digits_cnn(input_shape=(8, 8, 1), seed=0):
         layers.Dropout(0.2),
         layers.Dense(10),
     ], name="digits_cnn")
+
+
+def digits_student(input_shape=(8, 8, 1), seed=1):
+    """A student about 10x smaller than `digits_cnn` (logits out)."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input(input_shape),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(32, activation="relu"),
+        layers.Dense(10),
+    ], name="digits_student")
 
 
 def _compile(model):
@@ -55,7 +70,8 @@ def _row(name, model, data, baseline_size=None):
 
 
 def run_demo(out_dir="demo_out", *, epochs=8, fine_tune_epochs=6, verbose=1):
-    """Trains, prunes two ways, shrinks, saves the models to `out_dir` and returns table rows."""
+    """Trains a CNN, prunes copies two ways (shrinking the filter-pruned one), distills a small
+    student from it, saves the models to `out_dir` and returns the table rows."""
     if epochs < 1 or fine_tune_epochs < 2:
         raise ValueError(f"epochs must be >= 1 and fine_tune_epochs >= 2, got {epochs}, "
                          f"{fine_tune_epochs}")
@@ -89,6 +105,16 @@ def run_demo(out_dir="demo_out", *, epochs=8, fine_tune_epochs=6, verbose=1):
             model = pruning.shrink(model)
         rows.append(_row(label, model, test, baseline_size=rows[0]["gzipped_bytes"]))
         _save(model, out_dir, filename)
+    say(f"Training a {dense.count_params() // digits_student().count_params()}x smaller student "
+        f"for {epochs} epochs, from scratch and distilled from the dense CNN")
+    scratch = _compile(digits_student())
+    scratch.fit(x, y, epochs=epochs, batch_size=32, verbose=fit_verbose)
+    rows.append(_row("student (scratch)", scratch, test, baseline_size=rows[0]["gzipped_bytes"]))
+    distiller = Distiller(student=digits_student(), teacher=dense)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1, temperature=4.0)
+    distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=fit_verbose)
+    rows.append(_row("student (distilled)", distiller.student, test, baseline_size=rows[0]["gzipped_bytes"]))
+    _save(distiller.student, out_dir, "student_distilled")
     say(f"Models saved in {os.path.abspath(out_dir)}")
     return rows
 

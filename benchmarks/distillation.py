@@ -1,0 +1,109 @@
+"""Distillation benchmark: distilled vs from-scratch student accuracy, and epoch cost.
+
+The teacher is `digits_cnn`, the student `digits_student` (about 10x smaller). Both
+students see the same data, epochs and optimizer, over 3 seeds, on the whole
+training split and on a 300-sample subset. Epoch times are ratios against the
+plain student's epoch, measured in the same run.
+
+    .venv/bin/python benchmarks/distillation.py [--quick]
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import keras_compress as kc  # noqa: E402
+from keras_compress.demo import digits_cnn, digits_student  # noqa: E402
+
+keras = kc.keras
+ALPHA, TEMPERATURE = 0.5, 4.0
+
+
+def _compile(model):
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def _distiller(teacher, seed, cache=False):
+    distiller = kc.Distiller(student=digits_student(seed=seed), teacher=teacher, cache_teacher=cache)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=ALPHA,
+                      temperature=TEMPERATURE)
+    return distiller
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times = getattr(self, "times", []) + [time.perf_counter() - self.start]
+
+
+def accuracies(teacher, data, test, epochs, seeds):
+    x, y = data
+    results = {"scratch": [], "distilled": []}
+    for seed in seeds:
+        scratch = _compile(digits_student(seed=seed))
+        scratch.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+        results["scratch"].append(scratch.evaluate(*test, verbose=0)[1])
+        keras.utils.set_random_seed(seed)
+        distiller = _distiller(teacher, seed)
+        distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+        results["distilled"].append(distiller.evaluate(*test, verbose=0)[1])
+    return {name: (float(np.mean(v)), float(np.std(v))) for name, v in results.items()}
+
+
+def epoch_times(teacher, x, y, epochs, rounds):
+    """Median epoch seconds of the plain, distilled and cached-distilled students.
+
+    The three alternate over `rounds` so that drift in the machine's speed hits all
+    of them alike; each fit's first epoch (tracing) is dropped.
+    """
+    makers = {"plain": lambda: _compile(digits_student()), "distilled": lambda: _distiller(teacher, 1),
+              "cached": lambda: _distiller(teacher, 1, cache=True)}
+    times = {name: [] for name in makers}
+    for _ in range(rounds):
+        for name, make in makers.items():
+            timer = _EpochTimer()
+            make().fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[timer])
+            times[name] += timer.times[1:]
+    median = {name: float(np.median(values)) for name, values in times.items()}
+    return {"plain_epoch_s": median["plain"], "distilled_epoch_s": median["distilled"],
+            "cached_epoch_s": median["cached"], "distilled_overhead": median["distilled"] / median["plain"],
+            "cached_overhead": median["cached"] / median["plain"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and seeds")
+    args = parser.parse_args()
+    (x, y), test = kc.datasets.digits()
+    teacher = _compile(digits_cnn())
+    teacher.fit(x, y, epochs=4 if args.quick else 10, batch_size=32, verbose=0)
+    seeds = [0] if args.quick else [0, 1, 2]
+    subset = np.random.default_rng(0).permutation(len(x))[:300]
+    print(f"alpha {ALPHA}, temperature {TEMPERATURE}; "
+          f"teacher accuracy {teacher.evaluate(*test, verbose=0)[1]:.4f}, "
+          f"params {teacher.count_params():,}; student params {digits_student().count_params():,}")
+    for label, data, epochs in (("full training split", (x, y), 10),
+                                ("300-sample subset", (x[subset], y[subset]), 40)):
+        if args.quick:
+            epochs //= 4
+        results = accuracies(teacher, data, test, epochs, seeds)
+        print(f"\n## {label}: {epochs} epochs, seeds {seeds}")
+        for name, (mean, std) in results.items():
+            print(f"{name:<12}{mean:.4f} ± {std:.4f}")
+        print(f"gain        {results['distilled'][0] - results['scratch'][0]:+.4f}")
+    print("\n## Epoch time (full split, batch 32)")
+    for key, value in epoch_times(teacher, x, y, epochs=4 if args.quick else 6,
+                                  rounds=1 if args.quick else 3).items():
+        print(f"{key:<20}{value:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
