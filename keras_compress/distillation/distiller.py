@@ -99,6 +99,7 @@ class Distiller(keras.Model):
         self._trackers = [keras.metrics.Mean(name) for name in ("loss", "student_loss", "distillation_loss")]
         if self.features:
             self._trackers.append(keras.metrics.Mean("feature_loss"))
+        self.built = True  # every weight exists already: the student's, teacher's and projections'
 
     def _build_feature_models(self):
         for pair in self.features:

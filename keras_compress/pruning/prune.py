@@ -120,8 +120,7 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
     if kind == "m:n" and scope == "global":
         raise ValueError('an "m:n" pattern holds in every group of n weights, so it has no '
                          'global ranking: use scope="layer".')
-    if any(isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "pruning_obj")
-           for layer in model.layers):
+    if pruning_wrappers(model):
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
     excluded = _excluded_names(model, exclude)
