@@ -20,7 +20,7 @@ import keras_compress as kc  # noqa: E402
 from keras_compress.demo import digits_cnn, digits_student  # noqa: E402
 
 keras = kc.keras
-ALPHA, TEMPERATURE = 0.5, 4.0
+ALPHA, TEMPERATURE = 0.5, 8.0
 
 
 def _compile(model):
@@ -91,7 +91,7 @@ def main():
           f"teacher accuracy {teacher.evaluate(*test, verbose=0)[1]:.4f}, "
           f"params {teacher.count_params():,}; student params {digits_student().count_params():,}")
     for label, data, epochs in (("full training split", (x, y), 10),
-                                ("300-sample subset", (x[subset], y[subset]), 40)):
+                                ("300-sample subset", (x[subset], y[subset]), 100)):
         if args.quick:
             epochs //= 4
         results = accuracies(teacher, data, test, epochs, seeds)

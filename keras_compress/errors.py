@@ -11,3 +11,15 @@ class UnsupportedModelError(KerasCompressError, TypeError):
 
 class ShrinkError(KerasCompressError, ValueError):
     """`shrink` met a layer it cannot rebuild, or its result would be wrong."""
+
+
+class ExportError(KerasCompressError, ValueError):
+    """An export cannot be made: a format that cannot take a layer, a bad path or setting."""
+
+
+class ExportVerificationError(KerasCompressError):
+    """An exported artifact's outputs differ from its source model's beyond the tolerance."""
+
+
+class ModelFileError(KerasCompressError, ValueError):
+    """A model file is missing, corrupt, or holds code that was not allowed to run."""

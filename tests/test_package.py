@@ -6,8 +6,12 @@ from keras_compress import cli
 
 
 def test_public_names_are_pinned():
-    assert kc.__all__ == ["Distiller", "KerasCompressError", "ShrinkError", "UnsupportedModelError",
-                          "__version__", "datasets", "distillation", "keras", "pruning"]
+    assert kc.__all__ == ["Artifact", "Distiller", "ExportError", "ExportVerificationError",
+                          "KerasCompressError", "ModelFileError", "ShrinkError", "UnsupportedModelError",
+                          "__version__", "datasets", "distillation", "export", "keras", "load", "load_model",
+                          "pruning", "runtime"]
+    assert kc.runtime.__all__ == ["KerasRunner", "OnnxRunner", "Runner", "SavedModelRunner", "TFLiteRunner",
+                                  "TensorInfo", "load"]
     assert kc.distillation.__all__ == ["Distiller", "distillation_loss", "soft_target_loss"]
     assert kc.pruning.__all__ == ["ConstantSparsity", "PolynomialDecay", "PruningCallback",
                                   "SparsityReport", "prune", "shrink", "sparsity", "strip"]
@@ -62,8 +66,8 @@ def test_help_lists_only_working_commands(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "info" in out and "demo" in out
-    for unbuilt in ("export", "benchmark", "search"):
+    assert all(command in out for command in ("info", "demo", "export", "inspect"))
+    for unbuilt in ("benchmark", "search"):
         assert unbuilt not in out.split("positional arguments")[-1]
 
 
@@ -73,3 +77,22 @@ def test_keras3_models_are_refused_with_advice():
     model = keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)])
     with pytest.raises(kc.UnsupportedModelError, match="Keras 3 model.*import tf_keras as keras"):
         kc.pruning.strip(model)
+
+
+def test_export_and_inspect_commands(tmp_path, trained_cnn, capsys, digits):
+    model_path = str(tmp_path / "cnn.keras")
+    trained_cnn.save(model_path)
+    samples = str(tmp_path / "samples.npz")
+    np.savez(samples, x=digits[1][0][:16])
+    out = str(tmp_path / "cnn.onnx")
+    assert cli.main(["export", model_path, "-o", out, "--opset", "15", "--sample-data", samples]) == 0
+    printed = capsys.readouterr().out
+    assert "onnx artifact" in printed and "top-1 agreement 100.00%" in printed and "opset=15" in printed
+    assert cli.main(["export", model_path, "-o", out]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["inspect", out]) == 0
+    printed = capsys.readouterr().out
+    assert "operators:" in printed and "Conv: 2" in printed and f"{trained_cnn.input_names[0]}: shape [None, 8, 8, 1]" in printed
+    assert cli.main(["inspect", model_path]) == 0
+    printed = capsys.readouterr().out
+    assert "conv_b (Conv2D): 1,168 params, 0.0% sparse" in printed and "parameters:" in printed

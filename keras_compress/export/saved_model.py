@@ -1,0 +1,29 @@
+"""SavedModel export with a `serving_default` signature, and the `.keras` format."""
+
+import os
+
+import tensorflow as tf
+
+from keras_compress.export.signature import serving_function
+from keras_compress.runtime.metadata import encode
+from keras_compress.runtime.saved_model_runner import metadata_path
+
+__all__ = ["export_saved_model", "export_keras"]
+
+
+def export_saved_model(model, path, metadata):
+    """Writes a SavedModel folder whose `serving_default` takes and returns named tensors."""
+    module = tf.Module()
+    module.model = model  # tracks the variables
+    function = serving_function(model)
+    tf.saved_model.save(module, path, signatures={"serving_default": function.get_concrete_function()})
+    os.makedirs(os.path.dirname(metadata_path(path)), exist_ok=True)
+    with open(metadata_path(path), "w") as file:
+        file.write(encode(metadata))
+    return {}
+
+
+def export_keras(model, path, metadata):
+    """Writes the native `.keras` file (architecture, weights and, if compiled, optimizer)."""
+    model.save(path)
+    return {}

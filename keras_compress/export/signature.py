@@ -1,0 +1,50 @@
+"""Input signatures with a dynamic batch, and sample inputs generated from them."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_compress._keras import keras
+
+__all__ = ["input_specs", "serving_function", "sample_inputs"]
+
+
+def input_specs(model, batch_size=None):
+    """One `tf.TensorSpec` per model input, named as the input; the batch is dynamic unless given."""
+    return [tf.TensorSpec((batch_size, *t.shape[1:]), t.dtype, name=name)
+            for t, name in zip(model.inputs, model.input_names)]
+
+
+def serving_function(model, batch_size=None):
+    """A `tf.function` over `input_specs(model, batch_size)` returning `{output name: tensor}`."""
+    names = list(model.output_names)
+
+    def serve(*inputs):
+        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {name: tf.identity(output, name=name) for name, output in zip(names, outputs)}
+
+    return tf.function(serve, input_signature=input_specs(model, batch_size))
+
+
+def _integer_high(model, input_tensor):
+    """Exclusive upper bound for integer inputs: the vocabulary of an Embedding reading them."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            for node in layer._inbound_nodes:
+                if any(t is input_tensor for t in tf.nest.flatten(node.keras_inputs)):
+                    return layer.input_dim
+    return 10
+
+
+def sample_inputs(model, rows=8, seed=0):
+    """Random inputs matching the model's signature (normal floats, in-range integers)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape = [rows] + [d or 8 for d in tensor.shape[1:]]
+        dtype = tensor.dtype.as_numpy_dtype
+        if tensor.dtype.is_floating:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            arrays.append(rng.integers(0, _integer_high(model, tensor), shape).astype(dtype))
+    return arrays

@@ -1,0 +1,64 @@
+"""TFLite export through the TFLite converter (float32)."""
+
+import re
+
+from keras_compress.errors import ExportError
+from keras_compress.export.signature import serving_function
+from keras_compress.runtime.tflite_metadata import add_metadata
+
+__all__ = ["export_tflite"]
+
+
+def _unsupported_ops(message):
+    """TensorFlow op types the converter could not lower, from its error message."""
+    select = re.search(r"TF Select ops: (.+)", message)
+    if select:
+        return [op.strip() for op in select.group(1).split(",")]
+    return sorted(set(re.findall(r"'tf\.(\w+)' op", message)))
+
+
+def _layers_with_ops(model, op_types):
+    """Names of the model's layers whose graph holds ops of `op_types` (op names read
+    "<model>/<layer>/<op>")."""
+    graph = serving_function(model).get_concrete_function().graph
+    names = {layer.name for layer in model.layers}
+    found = []
+    for op in graph.get_operations():
+        parts = op.name.split("/")
+        if op.type in op_types and len(parts) > 2 and parts[1] in names and parts[1] not in found:
+            found.append(parts[1])
+    return found
+
+
+def _convert(model, batch_size):
+    import tensorflow as tf
+
+    function = serving_function(model, batch_size)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
+    return converter.convert()
+
+
+def export_tflite(model, path, metadata):
+    """Writes `model` to `path` as a float32 TFLite flatbuffer with a `serving_default` signature.
+
+    The batch dimension is dynamic, except for models whose recurrent layers TFLite
+    only lowers with static shapes (LSTM, GRU): those get batch 1, recorded in the
+    settings, and the LiteRT runner feeds them row by row.
+    """
+    settings = {}
+    try:
+        try:
+            content = _convert(model, None)
+        except Exception as error:
+            if "TensorList" not in str(error):
+                raise
+            content, settings = _convert(model, 1), {"batch_size": 1}
+    except Exception as error:
+        ops = _unsupported_ops(str(error))
+        layers = _layers_with_ops(model, ops)
+        where = f"layer(s) {', '.join(layers)}" if layers else "an operation"
+        reason = f"no TFLite builtin for {', '.join(ops)}" if ops else str(error).strip()[:300]
+        raise ExportError(f"TFLite cannot take {where} of model {model.name!r} ({reason}).") from None
+    with open(path, "wb") as file:
+        file.write(add_metadata(content, dict(metadata, settings=dict(metadata["settings"], **settings))))
+    return settings

@@ -1,0 +1,40 @@
+"""Runs a Keras model in memory through a compiled function (not eager calls)."""
+
+import tensorflow as tf
+
+from keras_compress._keras import check_model
+from keras_compress.runtime.runner import Runner
+from keras_compress.runtime.tensors import TensorInfo
+
+__all__ = ["KerasRunner"]
+
+
+def _infos(tensors, names):
+    return [TensorInfo(name, tuple(t.shape), t.dtype.as_numpy_dtype.__name__) for t, name in zip(tensors, names)]
+
+
+class KerasRunner(Runner):
+    """A tf_keras model behind the `Runner` interface (inference mode, compiled once).
+
+    Example:
+        >>> import numpy as np, keras_compress as kc
+        >>> keras = kc.keras
+        >>> model = keras.Sequential([keras.Input((3,), name="x"), keras.layers.Dense(2, name="y")])
+        >>> runner = kc.runtime.KerasRunner(model)
+        >>> runner.inputs[0].name, runner.predict(np.ones((4, 3))).shape
+        ('x', (4, 2))
+    """
+
+    format = "keras"
+
+    def __init__(self, model):
+        check_model(model)
+        super().__init__(_infos(model.inputs, model.input_names), _infos(model.outputs, model.output_names))
+        self.model = model
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+        self._call = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+                                 input_signature=specs)
+
+    def _run(self, arrays):
+        outputs = self._call(*arrays)
+        return [o.numpy() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]

@@ -1,0 +1,137 @@
+import os
+
+import numpy as np
+import pytest
+
+import keras_compress as kc
+from keras_compress.export.signature import sample_inputs
+
+keras = kc.keras
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "", "keras": ".keras"}
+
+
+@pytest.mark.parametrize("fmt", list(SUFFIXES))
+@pytest.mark.parametrize("name", ["cnn", "residual", "gru", "lstm", "multi"])
+def test_every_model_exports_to_every_format_with_float32_parity(models, tmp_path, fmt, name):
+    model = models[name]
+    artifact = kc.export(model, str(tmp_path / f"{name}{SUFFIXES[fmt]}"))
+    assert artifact.format == fmt and artifact.source == model.name and artifact.precision == "float32"
+    assert artifact.size_bytes > 0 and os.path.exists(artifact.path)
+    assert list(artifact.parity) == list(model.output_names)
+    runner = kc.load(artifact.path)
+    assert [t.name for t in runner.inputs] == list(model.input_names)
+    assert [t.name for t in runner.outputs] == list(model.output_names)
+    x = sample_inputs(model, rows=5, seed=1)
+    expected = model.predict(x if len(x) > 1 else x[0], verbose=0)
+    actual = runner.predict(x if len(x) > 1 else x[0])
+    for want, got in zip(*(o if isinstance(o, list) else [o] for o in (expected, actual))):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_onnx_file_has_dynamic_batch_checker_and_metadata(models, tmp_path):
+    import json
+
+    import onnx
+
+    artifact = kc.export(models["cnn"], str(tmp_path / "cnn.onnx"), opset=15)
+    proto = onnx.load(artifact.path)
+    onnx.checker.check_model(proto)
+    assert proto.opset_import[0].version == 15 and artifact.settings == {"opset": 15}
+    assert not proto.graph.input[0].type.tensor_type.shape.dim[0].HasField("dim_value")
+    metadata = json.loads({p.key: p.value for p in proto.metadata_props}["keras_compress"])
+    assert metadata["source_model"] == "digits_cnn" and metadata["settings"]["opset"] == 15
+    assert metadata["producer"].startswith("keras_compress")
+
+
+def test_runner_batches_and_resizes(models, tmp_path, digits):
+    x = digits[1][0][:37]
+    artifact = kc.export(models["cnn"], str(tmp_path / "cnn.tflite"))
+    runner = kc.load(artifact.path, threads=1)
+    whole, batched = runner.predict(x), runner.predict(x, batch_size=8)
+    np.testing.assert_allclose(whole, batched, atol=1e-6)
+    assert whole.shape == (37, 10)
+    with pytest.raises(ValueError, match="expects shape"):
+        runner.predict(np.zeros((2, 9, 9, 1), "float32"))
+    with pytest.raises(ValueError, match="batch_size"):
+        runner.predict(x, batch_size=0)
+
+
+def test_inputs_by_name_and_sample_data(models, tmp_path):
+    model = models["multi"]
+    data = {"alpha": np.ones((3, 3), "float32"), "zeta": np.zeros((3, 4), "float32")}
+    artifact = kc.export(model, str(tmp_path / "multi.onnx"), sample_data=data)
+    z_out, a_out = kc.load(artifact.path).predict(data)
+    assert z_out.shape == (3, 2) and a_out.shape == (3, 5)
+    with pytest.raises(ValueError, match="Missing inputs"):
+        kc.load(artifact.path).predict({"alpha": data["alpha"]})
+
+
+def test_existing_destination_is_kept_unless_overwrite(models, tmp_path):
+    path = tmp_path / "cnn.onnx"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        kc.export(models["cnn"], str(path))
+    assert path.read_bytes() == b"precious"
+    kc.export(models["cnn"], str(path), overwrite=True)
+    assert path.read_bytes() != b"precious"
+    folder = tmp_path / "saved"
+    kc.export(models["cnn"], str(folder))
+    kc.export(models["cnn"], str(folder), overwrite=True)
+    assert kc.load(str(folder)).format == "saved_model"
+
+
+def test_a_failed_export_leaves_nothing_behind(models, tmp_path, monkeypatch):
+    from keras_compress.export import verify
+
+    monkeypatch.setitem(verify.TOLERANCES, "float32", -1.0)  # every comparison fails
+    with pytest.raises(kc.ExportVerificationError, match="differs from the source model"):
+        kc.export(models["cnn"], str(tmp_path / "cnn.onnx"))
+    assert os.listdir(tmp_path) == []
+    with pytest.warns(UserWarning, match="differs from the source model"):
+        artifact = kc.export(models["cnn"], str(tmp_path / "cnn.tflite"), verify="warn")
+    assert os.listdir(tmp_path) == ["cnn.tflite"] and artifact.parity["dense_1"]["max_abs_diff"] >= 0
+
+
+def test_a_format_that_cannot_take_a_layer_names_it(tmp_path):
+    inputs = keras.Input((4,), name="x")
+    outputs = keras.layers.Lambda(lambda t: tf_unsupported(t), name="custom_op")(inputs)
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(kc.ExportError, match="TFLite cannot take layer\\(s\\) custom_op"):
+        kc.export(model, str(tmp_path / "m.tflite"))
+    assert os.listdir(tmp_path) == []
+
+
+def tf_unsupported(t):
+    import tensorflow as tf
+
+    return tf.strings.to_number(tf.strings.as_string(t))  # string ops have no TFLite builtin
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(path="m.xyz"), kc.ExportError, "unknown suffix '.xyz'"),
+    (dict(path="m.engine"), kc.ExportError, "TensorRT"),
+    (dict(path="m.onnx", format="pdf"), kc.ExportError, "format must be one of"),
+    (dict(path="m.onnx", opset=3), kc.ExportError, "opset"),
+    (dict(path="m.tflite", opset=13), kc.ExportError, "opset applies to ONNX"),
+    (dict(path="m.onnx", verify="sometimes"), ValueError, "verify must be"),
+    (dict(path="missing/m.onnx"), FileNotFoundError, "does not exist"),
+])
+def test_bad_export_arguments_are_refused_before_any_work(models, tmp_path, kwargs, error, message):
+    kwargs = dict(kwargs, path=str(tmp_path / kwargs["path"]))
+    with pytest.raises(error, match=message):
+        kc.export(models["cnn"], **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_pruned_models_must_be_stripped_first(models, tmp_path):
+    pruned = kc.pruning.prune(models["cnn"], kc.pruning.ConstantSparsity(0.5))
+    with pytest.raises(kc.ExportError, match="strip"):
+        kc.export(pruned, str(tmp_path / "m.onnx"))
+
+
+def test_keras3_models_are_refused(tmp_path):
+    import keras as keras3
+
+    with pytest.raises(kc.UnsupportedModelError, match="tf_keras"):
+        kc.export(keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(2)]), str(tmp_path / "m.onnx"))

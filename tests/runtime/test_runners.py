@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_compress as kc
+from keras_compress.runtime.tflite_metadata import add_metadata
+
+keras = kc.keras
+
+
+def test_keras_runner_matches_predict_and_describes_tensors(trained_cnn, digits):
+    x = digits[1][0][:20]
+    runner = kc.runtime.KerasRunner(trained_cnn)
+    assert runner.format == "keras" and runner.inputs[0].shape == (None, 8, 8, 1)
+    assert runner.outputs[0].dtype == "float32"
+    np.testing.assert_allclose(runner.predict(x, batch_size=6), trained_cnn.predict(x, verbose=0), atol=1e-5)
+
+
+def test_onnx_runner_takes_threads_and_providers(trained_cnn, digits, tmp_path):
+    artifact = kc.export(trained_cnn, str(tmp_path / "m.onnx"))
+    runner = kc.load(artifact.path, threads=1, providers=["CPUExecutionProvider"])
+    assert runner.session.get_providers() == ["CPUExecutionProvider"]
+    assert runner.metadata["source_model"] == trained_cnn.name
+    assert runner.predict(digits[1][0][:3]).shape == (3, 10)
+
+
+def test_tflite_runner_quantizes_and_dequantizes_int8_inputs_and_outputs(trained_cnn, digits, tmp_path):
+    from keras_compress.export.signature import serving_function
+    from keras_compress.runtime.metadata import artifact_metadata
+
+    x = digits[1][0][:64]
+    function = serving_function(trained_cnn)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], trained_cnn)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([row[None]] for row in x)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(add_metadata(converter.convert(), artifact_metadata(trained_cnn, "tflite", {})))
+    runner = kc.load(str(path))
+    assert runner.inputs[0].dtype == "float32"  # the runner takes floats for int8 tensors
+    expected = trained_cnn.predict(x, verbose=0)
+    actual = runner.predict(x)
+    assert np.mean(actual.argmax(1) == expected.argmax(1)) > 0.9
+    assert np.max(np.abs(actual - expected)) < 0.25 * np.max(np.abs(expected))
+
+
+def test_unknown_artifact_types_are_refused(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"x")
+    with pytest.raises(kc.ModelFileError, match="unknown artifact type '.bin'"):
+        kc.load(str(path))
