@@ -25,6 +25,7 @@ test: $(INSTALLED)
 benchmark: $(INSTALLED)
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/distillation.py
+	$(PY) benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -117,7 +117,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     from keras_compress.runtime.keras_runner import KerasRunner
 
     source = KerasRunner(model)
-    samples = sample_inputs(model) if sample_data is None else normalize_inputs(sample_data, source.inputs)
+    samples = sample_data if sample_data is not None else sample_inputs(model)
+    samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
 
     suffix, exporter, libraries = FORMATS[fmt]
     partial = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_compress.runtime.tensors import normalize_inputs, single_or_list, split_batches
+from keras_compress.runtime.tensors import check_batch_size, normalize_inputs, single_or_list, split_batches
 
 __all__ = ["Runner"]
 
@@ -20,6 +20,7 @@ class Runner:
     def __init__(self, inputs, outputs):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
+        self._input_dtypes = [np.dtype(info.dtype) for info in self.inputs]
 
     def predict(self, x, batch_size=None):
         """Outputs for `x` (an array, a list in input order, or a dict by input name).
@@ -27,7 +28,10 @@ class Runner:
         Returns one array for a single-output model, else a list in output order.
         `batch_size=None` runs all rows at once.
         """
-        arrays = normalize_inputs(x, self.inputs)
+        check_batch_size(batch_size)
+        arrays = normalize_inputs(x, self.inputs, self._input_dtypes)
+        if batch_size is None or batch_size >= len(arrays[0]):
+            return single_or_list(self._run(arrays))  # the common case, without copies
         parts = [self._run(batch) for batch in split_batches(arrays, batch_size)]
         return single_or_list([np.concatenate([p[i] for p in parts]) for i in range(len(self.outputs))])
 

@@ -1,0 +1,107 @@
+"""Export benchmark: export time, parity and runner latency per format, against TensorFlow.
+
+Models: the digits CNN, MobileNetV2 (alpha 0.35, 32x32, weights=None) and a small
+Embedding+GRU text model. Latency is the median of compiled calls; every runner is
+also compared with calling its runtime directly (ONNX Runtime session, LiteRT
+signature runner) to show what the `Runner` layer costs. All in one run.
+
+    .venv/bin/python benchmarks/export.py [--quick]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import keras_compress as kc  # noqa: E402
+from keras_compress.demo import digits_cnn  # noqa: E402
+from keras_compress.export.signature import sample_inputs  # noqa: E402
+
+keras = kc.keras
+L = keras.layers
+
+
+def text_gru():
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((32,), dtype="int32", name="tokens")
+    x = L.GRU(32)(L.Embedding(1000, 16)(tokens))
+    return keras.Model(tokens, L.Dense(4, name="logits")(x), name="text_gru")
+
+
+def mobilenet():
+    return keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+                                          classifier_activation=None)
+
+
+def median_seconds(call, repeats):
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def direct_call(runner, arrays):
+    """The runtime called without the Runner layer."""
+    if runner.format == "onnx":
+        feed = {info.name: a for info, a in zip(runner.inputs, arrays)}
+        return lambda: runner.session.run(None, feed)
+    if runner.format == "tflite":
+        feed = {info.name: a for info, a in zip(runner.inputs, arrays)}
+        return lambda: runner._runner(**feed)
+    return None
+
+
+def bench_model(model, folder, repeats):
+    rows = []
+    reference = kc.runtime.KerasRunner(model)
+    for batch in (1, 32):
+        arrays = sample_inputs(model, rows=batch, seed=batch)
+        base = median_seconds(lambda: reference.predict(arrays), repeats)
+        rows.append((model.name, "tensorflow", batch, base * 1e3, 1.0, None, None, None, None))
+    for suffix in (".onnx", ".tflite", ""):
+        path = os.path.join(folder, model.name.replace(".", "_") + suffix)
+        start = time.perf_counter()
+        artifact = kc.export(model, path, sample_data=sample_inputs(model, rows=64, seed=3))
+        seconds = time.perf_counter() - start
+        entry = next(iter(artifact.parity.values()))
+        runner = kc.load(path)
+        for batch in (1, 32):
+            arrays = sample_inputs(model, rows=batch, seed=batch)
+            base = median_seconds(lambda: reference.predict(arrays), repeats)
+            own = median_seconds(lambda: runner.predict(arrays), repeats)
+            direct = direct_call(runner, arrays)
+            overhead = own / median_seconds(direct, repeats) if direct else None
+            rows.append((model.name, artifact.format, batch, own * 1e3, base / own, seconds,
+                         entry["max_abs_diff"], entry.get("top1_agreement"), overhead))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    repeats = 20 if args.quick else 200
+    print(f"{'model':<14}{'format':<13}{'batch':>6}{'ms':>9}{'vs TF':>8}{'export s':>10}"
+          f"{'max|diff|':>11}{'top-1':>8}{'runner/direct':>15}")
+    with tempfile.TemporaryDirectory() as folder:
+        for make in (digits_cnn, mobilenet, text_gru):
+            for row in bench_model(make(), folder, repeats):
+                name, fmt, batch, ms, speed, export_s, diff, top1, overhead = row
+                cells = [f"{name:<14}{fmt:<13}{batch:>6}{ms:>9.3f}{speed:>7.2f}x",
+                         f"{export_s:>10.1f}" if export_s is not None else f"{'':>10}",
+                         f"{diff:>11.2e}" if diff is not None else f"{'':>11}",
+                         f"{top1:>8.0%}" if top1 is not None else f"{'':>8}",
+                         f"{overhead:>14.3f}x" if overhead is not None else ""]
+                print("".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
