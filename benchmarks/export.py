@@ -33,19 +33,28 @@ def text_gru():
 
 
 def mobilenet():
-    return keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
-                                          classifier_activation=None)
+    """Briefly trained: untrained, its logits vanish (~1e-11) and parity would mean nothing."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+                                           classifier_activation=None)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    (x, y), _ = kc.datasets.digits(size=32, channels=3)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    return model
 
 
-def median_seconds(call, repeats):
-    for _ in range(3):
-        call()
-    times = []
+def median_seconds(*calls, repeats):
+    """Median seconds of each call; the calls alternate so machine noise hits them alike."""
+    for call in calls:
+        for _ in range(3):
+            call()
+    times = [[] for _ in calls]
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for call, spent in zip(calls, times):
+            start = time.perf_counter()
+            call()
+            spent.append(time.perf_counter() - start)
+    return [float(np.median(spent)) for spent in times]
 
 
 def direct_call(runner, arrays):
@@ -54,33 +63,41 @@ def direct_call(runner, arrays):
         feed = {info.name: a for info, a in zip(runner.inputs, arrays)}
         return lambda: runner.session.run(None, feed)
     if runner.format == "tflite":
-        feed = {info.name: a for info, a in zip(runner.inputs, arrays)}
-        return lambda: runner._runner(**feed)
+        rows = runner.inputs[0].shape[0] or len(arrays[0])  # fixed-batch (recurrent) models go row by row
+        feeds = [{info.name: a[i:i + rows] for info, a in zip(runner.inputs, arrays)}
+                 for i in range(0, len(arrays[0]), rows)]
+        return lambda: [runner._runner(**feed) for feed in feeds]
     return None
 
 
-def bench_model(model, folder, repeats):
+def bench_model(model, data, folder, repeats):
+    """Rows of (model, format, batch, ms, speed vs TF, export s, max|diff|, output scale, top-1,
+    runner/direct); parity is measured on `data` (real inputs, or None for random ones)."""
     rows = []
     reference = kc.runtime.KerasRunner(model)
     for batch in (1, 32):
         arrays = sample_inputs(model, rows=batch, seed=batch)
-        base = median_seconds(lambda: reference.predict(arrays), repeats)
-        rows.append((model.name, "tensorflow", batch, base * 1e3, 1.0, None, None, None, None))
+        (base,) = median_seconds(lambda: reference.predict(arrays), repeats=repeats)
+        rows.append((model.name, "tensorflow", batch, base * 1e3, 1.0, None, None, None, None, None))
     for suffix in (".onnx", ".tflite", ""):
         path = os.path.join(folder, model.name.replace(".", "_") + suffix)
         start = time.perf_counter()
-        artifact = kc.export(model, path, sample_data=sample_inputs(model, rows=64, seed=3))
+        artifact = kc.export(model, path, sample_data=sample_inputs(model, rows=64, seed=3) if data is None
+                             else data)
         seconds = time.perf_counter() - start
         entry = next(iter(artifact.parity.values()))
         runner = kc.load(path)
         for batch in (1, 32):
             arrays = sample_inputs(model, rows=batch, seed=batch)
-            base = median_seconds(lambda: reference.predict(arrays), repeats)
-            own = median_seconds(lambda: runner.predict(arrays), repeats)
+            (base,) = median_seconds(lambda: reference.predict(arrays), repeats=repeats)
+            # The runner alternates with its runtime called directly (never with TensorFlow,
+            # whose thread pools would disturb both).
             direct = direct_call(runner, arrays)
-            overhead = own / median_seconds(direct, repeats) if direct else None
+            own, *rest = median_seconds(lambda: runner.predict(arrays), *([direct] if direct else []),
+                                        repeats=repeats)
+            overhead = own / rest[0] if rest else None
             rows.append((model.name, artifact.format, batch, own * 1e3, base / own, seconds,
-                         entry["max_abs_diff"], entry.get("top1_agreement"), overhead))
+                         entry["max_abs_diff"], entry["scale"], entry.get("top1_agreement"), overhead))
     return rows
 
 
@@ -89,16 +106,18 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
     repeats = 20 if args.quick else 200
-    print(f"{'model':<14}{'format':<13}{'batch':>6}{'ms':>9}{'vs TF':>8}{'export s':>10}"
-          f"{'max|diff|':>11}{'top-1':>8}{'runner/direct':>15}")
+    (_, _), (x8, _) = kc.datasets.digits()
+    (_, _), (x32, _) = kc.datasets.digits(size=32, channels=3)
+    print(f"{'model':<22}{'format':<13}{'batch':>6}{'ms':>9}{'vs TF':>8}{'export s':>10}"
+          f"{'max|diff|':>11}{'|logit|':>9}{'top-1':>7}{'runner/direct':>15}")
     with tempfile.TemporaryDirectory() as folder:
-        for make in (digits_cnn, mobilenet, text_gru):
-            for row in bench_model(make(), folder, repeats):
-                name, fmt, batch, ms, speed, export_s, diff, top1, overhead = row
-                cells = [f"{name:<14}{fmt:<13}{batch:>6}{ms:>9.3f}{speed:>7.2f}x",
+        for make, data in ((digits_cnn, x8[:64]), (mobilenet, x32[:64]), (text_gru, None)):
+            for row in bench_model(make(), data, folder, repeats):
+                name, fmt, batch, ms, speed, export_s, diff, scale, top1, overhead = row
+                cells = [f"{name:<22}{fmt:<13}{batch:>6}{ms:>9.3f}{speed:>7.2f}x",
                          f"{export_s:>10.1f}" if export_s is not None else f"{'':>10}",
-                         f"{diff:>11.2e}" if diff is not None else f"{'':>11}",
-                         f"{top1:>8.0%}" if top1 is not None else f"{'':>8}",
+                         f"{diff:>11.2e}{scale:>9.2g}" if diff is not None else f"{'':>20}",
+                         f"{top1:>7.0%}" if top1 is not None else f"{'':>7}",
                          f"{overhead:>14.3f}x" if overhead is not None else ""]
                 print("".join(cells), flush=True)
 

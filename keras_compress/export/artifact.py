@@ -3,6 +3,8 @@
 import dataclasses
 import os
 
+from keras_compress.runtime.load import load
+
 __all__ = ["Artifact", "path_size"]
 
 
@@ -36,8 +38,6 @@ class Artifact:
 
     def load(self, **options):
         """A `Runner` for this artifact."""
-        from keras_compress.runtime.load import load
-
         return load(self.path, **options)
 
     def __str__(self):

@@ -14,6 +14,9 @@ from keras_compress.export.saved_model import export_keras, export_saved_model
 from keras_compress.export.signature import sample_inputs
 from keras_compress.export.tflite import export_tflite
 from keras_compress.export.verify import check_parity, parity
+from keras_compress.pruning.prune import pruning_wrappers
+from keras_compress.runtime.keras_runner import KerasRunner
+from keras_compress.runtime.load import load
 from keras_compress.runtime.metadata import artifact_metadata
 from keras_compress.runtime.tensors import as_list, normalize_inputs
 
@@ -100,6 +103,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     """
     check_graph_model(model, action="export")
     path = os.fspath(path)
+    path = path.rstrip(os.sep) or path
     fmt = _format_of(path, format)
     if verify not in (True, False, "warn"):
         raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
@@ -110,12 +114,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"The folder {folder} does not exist: create it first.")
-    from keras_compress.pruning.prune import pruning_wrappers
-
     if pruning_wrappers(model):
         raise ExportError("The model still has pruning wrappers: export keras_compress.pruning.strip(model).")
-    from keras_compress.runtime.keras_runner import KerasRunner
-
     source = KerasRunner(model)
     samples = sample_data if sample_data is not None else sample_inputs(model)
     samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
@@ -124,13 +124,10 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     partial = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
     target = os.path.join(partial, "artifact" + suffix)
     try:
-        settings = {"opset": opset} if fmt == "onnx" else {}
-        metadata = artifact_metadata(model, fmt, {})
-        settings = exporter(model, target, metadata, **settings)
+        options = {"opset": opset} if fmt == "onnx" else {}
+        settings = exporter(model, target, artifact_metadata(model, fmt, {}), **options)
         result = None
         if verify:
-            from keras_compress.runtime.load import load
-
             names = [info.name for info in source.outputs]
             result = parity(as_list(source.predict(samples)), as_list(load(target).predict(samples)), names)
             try:

@@ -3,6 +3,11 @@
 import os
 
 from keras_compress.errors import ModelFileError
+from keras_compress.model_files import load_model
+from keras_compress.runtime.keras_runner import KerasRunner
+from keras_compress.runtime.onnx_runner import OnnxRunner
+from keras_compress.runtime.saved_model_runner import SavedModelRunner
+from keras_compress.runtime.tflite_runner import TFLiteRunner
 
 __all__ = ["load"]
 
@@ -20,12 +25,6 @@ def load(path, **options):
         ...
         FileNotFoundError: No artifact at missing.onnx
     """
-    from keras_compress.model_files import load_model
-    from keras_compress.runtime.keras_runner import KerasRunner
-    from keras_compress.runtime.onnx_runner import OnnxRunner
-    from keras_compress.runtime.saved_model_runner import SavedModelRunner
-    from keras_compress.runtime.tflite_runner import TFLiteRunner
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No artifact at {path}")

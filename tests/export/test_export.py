@@ -18,7 +18,8 @@ def test_every_model_exports_to_every_format_with_float32_parity(models, tmp_pat
     assert artifact.format == fmt and artifact.source == model.name and artifact.precision == "float32"
     assert artifact.size_bytes > 0 and os.path.exists(artifact.path)
     assert list(artifact.parity) == list(model.output_names)
-    runner = kc.load(artifact.path)
+    runner = artifact.load()
+    assert runner.format == fmt
     assert [t.name for t in runner.inputs] == list(model.input_names)
     assert [t.name for t in runner.outputs] == list(model.output_names)
     x = sample_inputs(model, rows=5, seed=1)
