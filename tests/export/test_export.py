@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 
 import keras_compress as kc
+from export_models import MODELS
 from keras_compress.export.signature import sample_inputs
 
 keras = kc.keras
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "", "keras": ".keras"}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: make() for name, make in MODELS.items()}
 
 
 @pytest.mark.parametrize("fmt", list(SUFFIXES))

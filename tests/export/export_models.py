@@ -1,4 +1,4 @@
-import pytest
+"""Models that exercise every export format (imported by the export tests)."""
 
 import keras_compress as kc
 from keras_compress.demo import digits_cnn
@@ -38,8 +38,3 @@ def multi_io():
 
 MODELS = {"cnn": digits_cnn, "residual": residual_net, "gru": lambda: text_model(L.GRU),
           "lstm": lambda: text_model(L.LSTM), "multi": multi_io}
-
-
-@pytest.fixture(scope="session")
-def models():
-    return {name: make() for name, make in MODELS.items()}
