@@ -10,23 +10,17 @@ plain student's epoch, measured in the same run.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
+from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn, digits_student  # noqa: E402
 
 keras = kc.keras
 ALPHA, TEMPERATURE = 0.5, 8.0
-
-
-def _compile(model):
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
 
 
 def _distiller(teacher, seed, cache=False):
@@ -36,19 +30,11 @@ def _distiller(teacher, seed, cache=False):
     return distiller
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times = getattr(self, "times", []) + [time.perf_counter() - self.start]
-
-
 def accuracies(teacher, data, test, epochs, seeds):
     x, y = data
     results = {"scratch": [], "distilled": []}
     for seed in seeds:
-        scratch = _compile(digits_student(seed=seed))
+        scratch = compile_classifier(digits_student(seed=seed))
         scratch.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
         results["scratch"].append(scratch.evaluate(*test, verbose=0)[1])
         keras.utils.set_random_seed(seed)
@@ -64,12 +50,12 @@ def epoch_times(teacher, x, y, epochs, rounds):
     The three alternate over `rounds` so that drift in the machine's speed hits all
     of them alike; each fit's first epoch (tracing) is dropped.
     """
-    makers = {"plain": lambda: _compile(digits_student()), "distilled": lambda: _distiller(teacher, 1),
+    makers = {"plain": lambda: compile_classifier(digits_student()), "distilled": lambda: _distiller(teacher, 1),
               "cached": lambda: _distiller(teacher, 1, cache=True)}
     times = {name: [] for name in makers}
     for _ in range(rounds):
         for name, make in makers.items():
-            timer = _EpochTimer()
+            timer = EpochTimer()
             make().fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[timer])
             times[name] += timer.times[1:]
     median = {name: float(np.median(values)) for name, values in times.items()}
@@ -83,7 +69,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer epochs and seeds")
     args = parser.parse_args()
     (x, y), test = kc.datasets.digits()
-    teacher = _compile(digits_cnn())
+    teacher = compile_classifier(digits_cnn())
     teacher.fit(x, y, epochs=4 if args.quick else 10, batch_size=32, verbose=0)
     seeds = [0] if args.quick else [0, 1, 2]
     subset = np.random.default_rng(0).permutation(len(x))[:300]

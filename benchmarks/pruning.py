@@ -19,30 +19,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
+from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
 
 keras = kc.keras
 
 
-def _compile(model):
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times = getattr(self, "times", []) + [time.perf_counter() - self.start]
-
-
 def fit_overhead(x, y, epochs):
     """Median epoch time of fit with pruning over the same fit without (first epoch dropped)."""
     def epoch_time(model, callbacks):
-        timer = _EpochTimer()
-        _compile(model).fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[timer, *callbacks])
+        timer = EpochTimer()
+        compile_classifier(model).fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[timer, *callbacks])
         return float(np.median(timer.times[1:]))
 
     dense = epoch_time(digits_cnn(), [])
@@ -106,14 +93,14 @@ def small_resnet(width=32, seed=0):
 
 def filter_shrink(epochs, fine_tune_epochs, repeats):
     (x, y), (x_test, y_test) = kc.datasets.digits(size=32, channels=3)
-    dense = _compile(small_resnet())
+    dense = compile_classifier(small_resnet())
     dense.fit(x, y, epochs=epochs, batch_size=32, verbose=2)
     dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
     schedule = kc.pruning.PolynomialDecay(0.0, 0.5, begin_epoch=0, end_epoch=fine_tune_epochs - 1)
-    pruned = _compile(kc.pruning.prune(dense, schedule, granularity="filter"))
+    pruned = compile_classifier(kc.pruning.prune(dense, schedule, granularity="filter"))
     pruned.fit(x, y, epochs=fine_tune_epochs, batch_size=32, verbose=2,
                callbacks=[kc.pruning.PruningCallback()])
-    small = _compile(kc.pruning.shrink(kc.pruning.strip(pruned)))
+    small = compile_classifier(kc.pruning.shrink(kc.pruning.strip(pruned)))
     results = {
         "dense_accuracy": dense_accuracy,
         "shrunk_accuracy": small.evaluate(x_test, y_test, verbose=0)[1],

@@ -2,8 +2,6 @@
 
 import os
 
-import numpy as np
-
 from keras_compress import datasets, pruning
 from keras_compress._keras import keras
 from keras_compress._size import gzipped_size

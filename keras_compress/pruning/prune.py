@@ -11,7 +11,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (
 )
 
 from keras_compress._keras import check_graph_model, check_model, keras
-from keras_compress.pruning._channels import ChannelGraph, unwrap
+from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
 

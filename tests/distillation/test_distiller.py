@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_compress as kc
-from conftest import compile_classifier, small_cnn
+from conftest import compile_classifier
 
 keras = kc.keras
 L = keras.layers
