@@ -74,7 +74,7 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
         raise
     except Exception as error:
         message = str(error)
-        if "safe_mode" in message or "Lambda" in message and safe_mode:
+        if safe_mode and ("safe_mode" in message or "Lambda" in message):
             raise _code_refused(path, message.splitlines()[0]) from None
         first_line = message.strip().splitlines()[0] if message.strip() else type(error).__name__
         raise ModelFileError(f"Cannot load {path}: the file is truncated, corrupt or not a Keras model "

@@ -212,13 +212,14 @@ class ChannelGraph:
         return list(axis) in ([-1], [rank - 1])
 
     # -- masks and kept channels ----------------------------------------------------
-    def layer_channels(self, name, per_space, default):
-        """Concatenates `per_space[space]` (or `default(size)`) over a layer's input segments,
-        tiled for Flatten."""
+    def layer_channels(self, name, keep):
+        """A layer's input keep-mask: `keep[space]` over its input segments (all True for spaces
+        without an entry, e.g. frozen ones), and how often Flatten repeats it."""
         segments, repeat = self.inputs[name]
-        parts = [per_space[s.space] if s.space in per_space else default(s.size) for s in segments]
+        parts = [keep[s.space] if s.space in keep else np.ones(s.size, bool) for s in segments]
         return np.concatenate(parts), repeat
 
-    def output_channels(self, name, per_space, default):
+    def output_channels(self, name, keep):
+        """A producer's output keep-mask (all True when its space has no entry)."""
         space = self.outputs[name]
-        return per_space[space] if space in per_space else default(self._size[space])
+        return keep[space] if space in keep else np.ones(self._size[space], bool)

@@ -68,11 +68,10 @@ def filter_masks(graph, layers, sparsity, scope):
 def channel_mask_values(graph, name, wrapper, keep):
     """`[(mask variable, value)]` expanding channel keep-masks onto a wrapper's weights."""
     layer = unwrap(wrapper)
-    ones = lambda size: np.ones(size, bool)  # noqa: E731
     if name in graph.outputs:
-        channels = graph.output_channels(name, keep, ones)
+        channels = graph.output_channels(name, keep)
     else:
-        channels, _ = graph.layer_channels(name, keep, ones)
+        channels, _ = graph.layer_channels(name, keep)
     values = []
     for weight, mask, _ in wrapper.pruning_vars:
         axis = 2 if weight is getattr(layer, "depthwise_kernel", None) else weight.shape.rank - 1

@@ -44,15 +44,14 @@ def _indices(mask, repeat=1):
 
 
 def _sliced_weights(graph, layer, keep):
-    ones = lambda size: np.ones(size, bool)  # noqa: E731
     name = layer.name
     values = [w.numpy() for w in layer.weights]
     if name not in graph.inputs:
         return values
-    in_mask, repeat = graph.layer_channels(name, keep, ones)
+    in_mask, repeat = graph.layer_channels(name, keep)
     in_index = _indices(in_mask, repeat)
     if name in graph.outputs:  # Conv2D / Dense: kernel [..., in, out], bias [out]
-        out_index = np.flatnonzero(graph.output_channels(name, keep, ones))
+        out_index = np.flatnonzero(graph.output_channels(name, keep))
         kernel = np.take(np.take(values[0], in_index, axis=-2), out_index, axis=-1)
         return [kernel] + [np.take(v, out_index, axis=-1) for v in values[1:]]
     if isinstance(layer, keras.layers.DepthwiseConv2D):  # kernel [h, w, in, 1], bias [in]
@@ -120,13 +119,12 @@ def shrink(model, *, verify=True):
     graph = ChannelGraph(plain)
     layers = {layer.name: layer for layer in plain.layers}
     keep = _dead_channels(graph, layers)
-    ones = lambda size: np.ones(size, bool)  # noqa: E731
 
     def rebuild(layer):
         config = layer.get_config()
         if layer.name in graph.outputs:
             key = "filters" if isinstance(layer, keras.layers.Conv2D) else "units"
-            config[key] = int(graph.output_channels(layer.name, keep, ones).sum())
+            config[key] = int(graph.output_channels(layer.name, keep).sum())
         try:
             return layer.__class__.from_config(config)
         except Exception as error:
