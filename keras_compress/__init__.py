@@ -3,10 +3,12 @@
 from keras_compress import datasets
 from keras_compress import distillation
 from keras_compress import pruning
+from keras_compress import quantization
 from keras_compress import runtime
 from keras_compress._keras import keras
 from keras_compress._version import __version__
 from keras_compress.distillation import Distiller
+from keras_compress.errors import BackendUnavailableError
 from keras_compress.errors import ExportError
 from keras_compress.errors import ExportVerificationError
 from keras_compress.errors import KerasCompressError
@@ -14,12 +16,14 @@ from keras_compress.errors import ModelFileError
 from keras_compress.errors import ShrinkError
 from keras_compress.errors import UnsupportedModelError
 from keras_compress.export import Artifact
+from keras_compress.export import check_tensorrt
 from keras_compress.export import export
 from keras_compress.model_files import load_model
 from keras_compress.runtime import load
 
 __all__ = [
     "Artifact",
+    "BackendUnavailableError",
     "Distiller",
     "ExportError",
     "ExportVerificationError",
@@ -28,6 +32,7 @@ __all__ = [
     "ShrinkError",
     "UnsupportedModelError",
     "__version__",
+    "check_tensorrt",
     "datasets",
     "distillation",
     "export",
@@ -35,5 +40,6 @@ __all__ = [
     "load",
     "load_model",
     "pruning",
+    "quantization",
     "runtime",
 ]

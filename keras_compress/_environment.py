@@ -41,3 +41,20 @@ def environment():
     gpus = tf.config.list_physical_devices("GPU")
     info["GPU visible to TensorFlow"] = ", ".join(g.name for g in gpus) if gpus else "no"
     return info
+
+
+def cpu_flags():
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_vnni():
+    """Whether the CPU has VNNI int8 dot products (no int16 saturation in int8 kernels)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})

@@ -22,23 +22,36 @@ def _demo(args):
     return 0
 
 
-def _export(args):
+def _arrays(path):
+    """The arrays of an .npz file: one array, or a dict by input name."""
     import numpy as np
 
+    if path is None:
+        return None
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def _export(args):
     from keras_compress.export import export
     from keras_compress.model_files import load_model
 
-    sample = None
-    if args.sample_data:
-        with np.load(args.sample_data) as data:
-            sample = {key: data[key] for key in data.files}
-        if len(sample) == 1:
-            sample = next(iter(sample.values()))
     model = load_model(args.model)
-    artifact = export(model, args.output, sample_data=sample, verify=not args.no_verify,
-                      overwrite=args.overwrite, opset=args.opset)
+    artifact = export(model, args.output, sample_data=_arrays(args.sample_data), verify=not args.no_verify,
+                      overwrite=args.overwrite, opset=args.opset, quantize=args.quantize,
+                      calibration_data=_arrays(args.calibration), calibrate_method=args.calibrate_method,
+                      io=args.io, precision=args.precision)
     print(artifact)
     return 0
+
+
+def _check_tensorrt(args):
+    from keras_compress.export import check_tensorrt
+
+    check = check_tensorrt(args.onnx)
+    print(check)
+    return 0 if check.ready else 1
 
 
 def _inspect(args):
@@ -60,14 +73,26 @@ def build_parser():
     demo.add_argument("--epochs", type=int, default=8, help="training epochs of the dense model")
     demo.add_argument("--quiet", action="store_true", help="no progress output, only the table")
     demo.set_defaults(handler=_demo)
-    export = commands.add_parser("export", help="export a model to .onnx, .tflite, .keras or a SavedModel, verified")
+    export = commands.add_parser(
+        "export", help="export a model to .onnx, .tflite, .engine, .keras or a SavedModel, verified")
     export.add_argument("model", help="a .keras or .h5 file, or a SavedModel folder")
     export.add_argument("-o", "--output", required=True, help="the artifact path; its suffix picks the format")
     export.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     export.add_argument("--sample-data", help=".npz file of inputs for verification (one array per input)")
     export.add_argument("--no-verify", action="store_true", help="skip the parity check")
     export.add_argument("--overwrite", action="store_true", help="replace an existing artifact")
+    export.add_argument("--quantize", choices=["dynamic", "static", "float16"],
+                        help="post-training quantization (ONNX, TFLite; static also for TensorRT)")
+    export.add_argument("--calibration", help=".npz file of representative inputs for --quantize static")
+    export.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"],
+                        help="ONNX static calibration (default minmax)")
+    export.add_argument("--io", default="float", choices=["float", "int8"],
+                        help="full-integer TFLite input/output type (default float)")
+    export.add_argument("--precision", choices=["fp32", "fp16"], help="TensorRT engine precision")
     export.set_defaults(handler=_export)
+    trt = commands.add_parser("check-tensorrt", help="whether an ONNX file is ready for a TensorRT build")
+    trt.add_argument("onnx", help="an .onnx file")
+    trt.set_defaults(handler=_check_tensorrt)
     inspect = commands.add_parser("inspect", help="inputs, outputs, layers or operators, size")
     inspect.add_argument("path", help="a model file, SavedModel folder, .onnx or .tflite artifact")
     inspect.set_defaults(handler=_inspect)

@@ -23,3 +23,7 @@ class ExportVerificationError(KerasCompressError):
 
 class ModelFileError(KerasCompressError, ValueError):
     """A model file is missing, corrupt, or holds code that was not allowed to run."""
+
+
+class BackendUnavailableError(KerasCompressError, ImportError):
+    """An optional runtime (TensorRT) or the hardware it needs is not available here."""

@@ -58,3 +58,32 @@ def fit_pruned(pruned, data, epochs=2, callbacks=(), **kwargs):
 def random_inputs(model, n=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *model.input_shape[1:])).astype("float32")
+
+
+def quantizable_cnn(seed=0):
+    """A small CNN tfmot quantizes whole: BatchNormalization right after its Conv2D."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        layers.Conv2D(16, 3, padding="same", name="conv_a"),
+        layers.BatchNormalization(momentum=0.9, name="bn_a"),
+        layers.ReLU(name="relu_a"),
+        layers.Conv2D(16, 3, activation="relu", name="conv_b"),
+        layers.MaxPooling2D(name="pool"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(32, activation="relu", name="dense_a"),
+        layers.Dense(10, name="logits"),
+    ], name="quantizable_cnn")
+
+
+@pytest.fixture(scope="session")
+def float_and_qat(digits):
+    """`(float model, its QAT copy)`: the float CNN trained 3 epochs, then one QAT epoch.
+    Tests must not modify them."""
+    (x, y), _ = digits
+    model = compile_classifier(quantizable_cnn())
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    qat = compile_classifier(kc.quantization.quantize_aware(model))
+    qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    return model, qat

@@ -1,3 +1,5 @@
+import importlib
+
 import numpy as np
 import pytest
 
@@ -6,12 +8,15 @@ from keras_compress import cli
 
 
 def test_public_names_are_pinned():
-    assert kc.__all__ == ["Artifact", "Distiller", "ExportError", "ExportVerificationError",
-                          "KerasCompressError", "ModelFileError", "ShrinkError", "UnsupportedModelError",
-                          "__version__", "datasets", "distillation", "export", "keras", "load", "load_model",
-                          "pruning", "runtime"]
+    assert kc.__all__ == ["Artifact", "BackendUnavailableError", "Distiller", "ExportError",
+                          "ExportVerificationError", "KerasCompressError", "ModelFileError", "ShrinkError",
+                          "UnsupportedModelError", "__version__", "check_tensorrt", "datasets", "distillation",
+                          "export", "keras", "load", "load_model", "pruning", "quantization", "runtime"]
     assert kc.runtime.__all__ == ["KerasRunner", "OnnxRunner", "Runner", "SavedModelRunner", "TFLiteRunner",
-                                  "TensorInfo", "load"]
+                                  "TensorRTRunner", "TensorInfo", "load"]
+    assert importlib.import_module("keras_compress.export").__all__ == ["Artifact", "FORMATS", "QUANTIZE_MODES", "TOLERANCES", "TensorRTCheck",
+                                 "check_tensorrt", "export"]
+    assert kc.quantization.__all__ == ["is_quantize_aware", "quantize_aware", "quantized_weights"]
     assert kc.distillation.__all__ == ["Distiller", "distillation_loss", "soft_target_loss"]
     assert kc.pruning.__all__ == ["ConstantSparsity", "PolynomialDecay", "PruningCallback",
                                   "SparsityReport", "prune", "shrink", "sparsity", "strip"]
@@ -66,7 +71,7 @@ def test_help_lists_only_working_commands(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert all(command in out for command in ("info", "demo", "export", "inspect"))
+    assert all(command in out for command in ("info", "demo", "export", "inspect", "check-tensorrt"))
     for unbuilt in ("benchmark", "search"):
         assert unbuilt not in out.split("positional arguments")[-1]
 
@@ -96,3 +101,19 @@ def test_export_and_inspect_commands(tmp_path, trained_cnn, capsys, digits):
     assert cli.main(["inspect", model_path]) == 0
     printed = capsys.readouterr().out
     assert "conv_b (Conv2D): 1,168 params, 0.0% sparse" in printed and "parameters:" in printed
+
+
+def test_export_command_quantizes_and_checks_tensorrt_readiness(tmp_path, trained_cnn, capsys, digits):
+    model_path = str(tmp_path / "cnn.keras")
+    trained_cnn.save(model_path)
+    calibration = str(tmp_path / "calibration.npz")
+    np.savez(calibration, x=digits[0][0][:64])
+    out = str(tmp_path / "cnn_int8.onnx")
+    assert cli.main(["export", model_path, "-o", out, "--quantize", "static", "--calibration", calibration,
+                     "--calibrate-method", "entropy"]) == 0
+    printed = capsys.readouterr().out
+    assert "precision: int8" in printed and "calibration_method=entropy" in printed
+    assert cli.main(["check-tensorrt", out]) == 0
+    assert "ready" in capsys.readouterr().out
+    assert cli.main(["export", model_path, "-o", str(tmp_path / "x.onnx"), "--quantize", "static"]) == 2
+    assert "needs calibration_data" in capsys.readouterr().err

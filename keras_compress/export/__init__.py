@@ -1,13 +1,19 @@
-"""Export to ONNX, TFLite, SavedModel and `.keras`, verified against the source model."""
+"""Export to ONNX, TFLite, SavedModel, `.keras` and TensorRT, verified against the source model."""
 
 from keras_compress.export.artifact import Artifact
 from keras_compress.export.core import FORMATS
+from keras_compress.export.core import QUANTIZE_MODES
 from keras_compress.export.core import export
+from keras_compress.export.tensorrt import TensorRTCheck
+from keras_compress.export.tensorrt import check_tensorrt
 from keras_compress.export.verify import TOLERANCES
 
 __all__ = [
     "Artifact",
     "FORMATS",
+    "QUANTIZE_MODES",
     "TOLERANCES",
+    "TensorRTCheck",
+    "check_tensorrt",
     "export",
 ]

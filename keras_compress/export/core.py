@@ -6,21 +6,33 @@ import shutil
 import tempfile
 import warnings
 
+import numpy as np
+
 from keras_compress._keras import check_graph_model
+from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError, ExportVerificationError
+from keras_compress.benchmark.timing import latencies
 from keras_compress.export.artifact import Artifact, path_size
-from keras_compress.export.onnx import export_onnx
+from keras_compress.export.calibration import calibration_batches
+from keras_compress.export.onnx import CALIBRATION_METHODS, export_onnx
 from keras_compress.export.saved_model import export_keras, export_saved_model
 from keras_compress.export.signature import sample_inputs
+from keras_compress.export.tensorrt import export_tensorrt
 from keras_compress.export.tflite import export_tflite
 from keras_compress.export.verify import check_parity, parity
 from keras_compress.pruning.prune import pruning_wrappers
+from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.load import load
 from keras_compress.runtime.metadata import artifact_metadata
 from keras_compress.runtime.tensors import as_list, normalize_inputs
 
-__all__ = ["export", "FORMATS"]
+__all__ = ["export", "FORMATS", "QUANTIZE_MODES"]
+
+QUANTIZE_MODES = ("dynamic", "static", "float16")
+_PRECISIONS = {None: "float32", "dynamic": "int8_dynamic", "static": "int8", "float16": "float16"}
+# A quantized artifact this much slower than its float32 twin gets a warning.
+_SLOWER = 1.05
 
 # format: (suffix, exporter, libraries whose versions are recorded)
 FORMATS = {
@@ -28,8 +40,10 @@ FORMATS = {
     "tflite": (".tflite", export_tflite, ("tensorflow", "ai-edge-litert")),
     "saved_model": ("", export_saved_model, ("tensorflow",)),
     "keras": (".keras", export_keras, ("tensorflow", "tf-keras")),
+    "tensorrt": (".engine", export_tensorrt, ("tensorflow", "tf2onnx", "onnx", "tensorrt")),
 }
-_BY_SUFFIX = {suffix: name for name, (suffix, _, _) in FORMATS.items() if suffix}
+_BY_SUFFIX = dict({suffix: name for name, (suffix, _, _) in FORMATS.items() if suffix}, **{".plan": "tensorrt"})
+_QUANTIZABLE = ("onnx", "tflite", "tensorrt")
 
 
 def _format_of(path, fmt):
@@ -38,13 +52,11 @@ def _format_of(path, fmt):
             raise ExportError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
         return fmt
     suffix = os.path.splitext(path)[1].lower()
-    if suffix in (".engine", ".plan"):
-        raise ExportError(f"{path}: TensorRT engines are not available in this version of keras_compress.")
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
     if suffix:
-        raise ExportError(f"{path}: unknown suffix {suffix!r}. Use .onnx, .tflite, .keras, a folder "
-                          "name without suffix for a SavedModel, or pass format=.")
+        raise ExportError(f"{path}: unknown suffix {suffix!r}. Use .onnx, .tflite, .keras, .engine, a "
+                          "folder name without suffix for a SavedModel, or pass format=.")
     return "saved_model"
 
 
@@ -68,27 +80,90 @@ def _move_into_place(partial, path):
         os.replace(partial, path)
 
 
-def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None):
+def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method, io, precision):
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise ExportError(f"quantize must be None or one of {QUANTIZE_MODES}, got {quantize!r}")
+    qat = is_quantize_aware(model)
+    if quantize and fmt not in _QUANTIZABLE:
+        raise ExportError(f"quantize={quantize!r} applies to ONNX, TFLite and TensorRT exports, not {fmt}. "
+                          "Use a .onnx, .tflite or .engine path.")
+    if fmt == "tensorrt":
+        if quantize in ("dynamic", "float16"):
+            raise ExportError(f'TensorRT engines take quantize=None or "static", got {quantize!r}: for FP16 '
+                              'pass precision="fp16"; dynamic quantization has no TensorRT form.')
+        allowed = (None, "int8") if qat or quantize == "static" else (None, "fp32", "fp16")
+        if precision not in allowed:
+            raise ExportError(f"precision must be one of {allowed} for this model's engine, got {precision!r}.")
+    elif precision is not None:
+        raise ExportError("precision applies to TensorRT engines (.engine); use quantize= for other formats.")
+    if qat and quantize:
+        raise ExportError(f"Model {model.name!r} is quantization-aware: it exports to int8 by itself. "
+                          "Leave quantize=None.")
+    if calibration_data is not None and quantize != "static":
+        raise ExportError('calibration_data is only used with quantize="static".')
+    if calibrate_method not in CALIBRATION_METHODS:
+        raise ExportError(f"calibrate_method must be one of {CALIBRATION_METHODS}, got {calibrate_method!r}")
+    if calibrate_method != "minmax" and fmt != "onnx":
+        raise ExportError("calibrate_method applies to ONNX static quantization; the TFLite converter "
+                          "calibrates with min/max ranges.")
+    if io not in ("float", "int8"):
+        raise ExportError(f'io must be "float" or "int8", got {io!r}')
+    if io == "int8" and not (fmt == "tflite" and (quantize == "static" or qat)):
+        raise ExportError('io="int8" applies to full-integer TFLite exports: quantize="static" or a '
+                          "quantization-aware model, to a .tflite path.")
+
+
+def _speed_against_float(artifact_runner, float_runner, samples):
+    """Median latency of the quantized artifact and of its float32 twin, on `samples`."""
+    quantized = float(np.median(latencies(artifact_runner, samples)))
+    reference = float(np.median(latencies(float_runner, samples)))
+    return {"latency_ms": round(quantized * 1e3, 4), "float32_latency_ms": round(reference * 1e3, 4),
+            "speedup_vs_float32": round(reference / quantized, 3), "rows": int(len(samples[0]))}
+
+
+def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
+           quantize=None, calibration_data=None, calibrate_method="minmax", io="float",
+           compare_speed=True, precision=None, batch_sizes=(1, 8, 32)):
     """Exports a tf_keras model and checks the result against it.
 
     The format comes from the suffix: `.onnx` (ONNX Runtime), `.tflite` (LiteRT),
-    `.keras`, or no suffix for a SavedModel folder; `format=` overrides it. The
+    `.keras`, `.engine`/`.plan` (TensorRT, NVIDIA GPU only), or no suffix for a
+    SavedModel folder; `format=` overrides it. The
     artifact is written under a temporary name beside `path`, run in its own
-    runtime against the model on `sample_data` (or random inputs of the right
-    shape), and only then moved to `path`. On any failure nothing is left at
-    `path`.
+    runtime against the model on `sample_data` (or, in that order, the calibration
+    data or random inputs of the right shape), and only then moved to `path`. On
+    any failure nothing is left at `path`.
 
-    Tolerance: float32 artifacts must match the model's outputs within 1e-4 of
-    max(1, largest output magnitude); runtimes differ only by summation order.
+    Post-training quantization (ONNX and TFLite): `quantize="dynamic"` (int8 weights,
+    activations quantized at run time), `"static"` (int8 weights and activations,
+    ranges calibrated on `calibration_data`) or `"float16"`. A quantization-aware
+    model (`keras_compress.quantization.quantize_aware`) exports to int8 without
+    calibration: TFLite full integer, ONNX with explicit symmetric Q/DQ weights.
+    Quantized artifacts are timed against their float32 twin on this machine; one
+    that is slower gets a warning and `settings["speed"]` says by how much.
+
+    Tolerances (see `keras_compress.export.TOLERANCES`), relative to max(1, largest
+    output magnitude): float32 max |diff| 1e-4 (runtimes differ only by summation
+    order); float16 max |diff| 2e-2; int8 and int8_dynamic mean |diff| 5e-2, and
+    top-1 agreement at least 90% when 50 or more rows are compared.
 
     Args:
         model: a Sequential or functional tf_keras model (strip pruning wrappers first).
         path: where to write the artifact.
-        format: "onnx", "tflite", "saved_model" or "keras"; None picks it from `path`.
+        format: "onnx", "tflite", "saved_model", "keras" or "tensorrt"; None picks it from `path`.
         sample_data: inputs for verification (an array, a list, or a dict by input name).
         verify: True raises `ExportVerificationError` on mismatch, "warn" warns, False skips.
         overwrite: replace an existing artifact at `path`.
         opset: ONNX opset (default 17).
+        quantize: None, "dynamic", "static" or "float16" (ONNX and TFLite).
+        calibration_data: representative inputs for "static": an array, a list or dict
+            of arrays, a `tf.data.Dataset` or an iterable of batches (at most 512 rows used).
+        calibrate_method: ONNX static calibration, "minmax", "entropy" or "percentile".
+        io: "float" or "int8" model inputs/outputs for full-integer TFLite.
+        compare_speed: time a quantized artifact against its float32 twin.
+        precision: TensorRT only, "fp32" (default) or "fp16"; int8 engines come from a
+            quantization-aware model or quantize="static".
+        batch_sizes: TensorRT only, (min, opt, max) batch of the engine's profile.
 
     Returns:
         An `Artifact`.
@@ -109,6 +184,11 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
     if opset is not None and (fmt != "onnx" or not isinstance(opset, int) or not 9 <= opset <= 21):
         raise ExportError(f"opset applies to ONNX exports and must be an int in [9, 21], got {opset!r}")
+    _check_quantization(fmt, model, quantize, calibration_data, calibrate_method, io, precision)
+    if fmt == "tensorrt":
+        require_tensorrt()
+        if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
+            raise ExportError(f"batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, got {batch_sizes!r}")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
     folder = os.path.dirname(os.path.abspath(path))
@@ -117,27 +197,58 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if pruning_wrappers(model):
         raise ExportError("The model still has pruning wrappers: export keras_compress.pruning.strip(model).")
     source = KerasRunner(model)
-    samples = sample_data if sample_data is not None else sample_inputs(model)
+    calibration = None
+    if quantize == "static":
+        calibration = calibration_batches(calibration_data, source.inputs, source._input_dtypes)
+    if sample_data is not None:
+        samples = sample_data
+    elif calibration is not None:
+        samples = [np.concatenate([batch[i] for batch in calibration])[:64] for i in range(len(source.inputs))]
+    else:
+        samples = sample_inputs(model)
     samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
+    qat = is_quantize_aware(model) and fmt in _QUANTIZABLE
+    engine_precision = precision
+    precision = "int8" if qat else "float16" if precision == "fp16" else _PRECISIONS[quantize]
 
     suffix, exporter, libraries = FORMATS[fmt]
     partial = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
     target = os.path.join(partial, "artifact" + suffix)
     try:
         options = {"opset": opset} if fmt == "onnx" else {}
+        if fmt in _QUANTIZABLE:
+            options.update(quantize=quantize, calibration=calibration)
+        if fmt == "tensorrt":
+            options.update(opset=opset, precision=engine_precision or "fp32", batch_sizes=tuple(batch_sizes))
+        if fmt == "onnx" and quantize == "static":
+            options["calibrate_method"] = calibrate_method
+        if fmt == "tflite":
+            options["io"] = io
         settings = exporter(model, target, artifact_metadata(model, fmt, {}), **options)
+        runner = load(target)
         result = None
         if verify:
             names = [info.name for info in source.outputs]
-            result = parity(as_list(source.predict(samples)), as_list(load(target).predict(samples)), names)
+            result = parity(as_list(source.predict(samples)), as_list(runner.predict(samples)), names)
             try:
-                check_parity(result, "float32", f"{fmt} export of {model.name!r}")
+                check_parity(result, precision, f"{fmt} export of {model.name!r}")
             except ExportVerificationError as error:
                 if verify is True:
                     raise
                 warnings.warn(str(error), stacklevel=2)
+        if quantize and compare_speed and fmt != "tensorrt":
+            twin = os.path.join(partial, "float32" + suffix)
+            exporter(model, twin, artifact_metadata(model, fmt, {}), **({"opset": opset} if fmt == "onnx" else {}))
+            settings["speed"] = _speed_against_float(runner, load(twin), samples)
+            if settings["speed"]["speedup_vs_float32"] < 1 / _SLOWER:
+                warnings.warn(
+                    f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on "
+                    f"this machine ({settings['speed']['latency_ms']:.3g} ms vs "
+                    f"{settings['speed']['float32_latency_ms']:.3g} ms for {len(samples[0])} rows): it saves "
+                    "size, not time, here (int8 kernels are slow on CPUs without VNNI).", stacklevel=2)
+        del runner
         _move_into_place(target, path)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return Artifact(path=path, format=fmt, size_bytes=path_size(path), precision="float32", source=model.name,
+    return Artifact(path=path, format=fmt, size_bytes=path_size(path), precision=precision, source=model.name,
                     parity=result, versions=_versions(libraries), settings=settings)

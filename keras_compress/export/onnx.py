@@ -1,19 +1,26 @@
-"""ONNX export through tf2onnx, from a `tf.function` with an explicit input signature."""
+"""ONNX export through tf2onnx, from a `tf.function` with an explicit input signature,
+with post-training quantization by ONNX Runtime and Q/DQ for quantization-aware models."""
 
+import collections
+import contextlib
+import logging
+import os
+
+from keras_compress._environment import has_vnni
+from keras_compress.export.qdq import quantize_qat_weights
 from keras_compress.export.signature import input_specs, serving_function
+from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.metadata import KEY, encode
 
-__all__ = ["export_onnx", "DEFAULT_OPSET"]
+__all__ = ["export_onnx", "DEFAULT_OPSET", "CALIBRATION_METHODS"]
 
 DEFAULT_OPSET = 17
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
-def export_onnx(model, path, metadata, *, opset=None):
-    """Writes `model` to `path` as ONNX with a dynamic batch, outputs in the model's order."""
-    import onnx
+def _convert(model, opset):
     import tf2onnx
 
-    opset = opset or DEFAULT_OPSET
     proto, _ = tf2onnx.convert.from_function(serving_function(model), input_signature=input_specs(model),
                                              opset=opset)
     # Signature outputs come back sorted by name; restore the model's order.
@@ -21,9 +28,115 @@ def export_onnx(model, path, metadata, *, opset=None):
     ordered = [by_name[name] for name in model.output_names]
     del proto.graph.output[:]
     proto.graph.output.extend(ordered)
-    proto.producer_name = "keras_compress"
+    return proto
+
+
+def _set_metadata(proto, metadata, settings):
+    del proto.metadata_props[:]
     entry = proto.metadata_props.add()
-    entry.key, entry.value = KEY, encode(dict(metadata, settings=dict(metadata["settings"], opset=opset)))
+    entry.key, entry.value = KEY, encode(dict(metadata, settings=dict(metadata["settings"], **settings)))
+    proto.producer_name = "keras_compress"
+
+
+def _sort_topologically(graph):
+    """Orders `graph.node` so every node comes after the nodes producing its inputs
+    (the float16 converter appends its input casts at the end)."""
+    producers = {output: i for i, node in enumerate(graph.node) for output in node.output}
+    waiting = [{producers[name] for name in node.input if name in producers} for node in graph.node]
+    consumers = collections.defaultdict(list)
+    for i, needs in enumerate(waiting):
+        for j in needs:
+            consumers[j].append(i)
+    ready = collections.deque(i for i, needs in enumerate(waiting) if not needs)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for k in consumers[i]:
+            waiting[k].discard(i)
+            if not waiting[k]:
+                ready.append(k)
+    nodes = [type(graph.node[i]).FromString(graph.node[i].SerializeToString()) for i in order]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ONNX Runtime's quantizer logs advice through the root logger; keep the console clean."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _CalibrationReader:
+    """ONNX Runtime's calibration interface over keras_compress calibration batches."""
+
+    def __init__(self, batches, names):
+        self._feeds = iter([dict(zip(names, batch)) for batch in batches])
+
+    def get_next(self):
+        return next(self._feeds, None)
+
+
+def _quantize_onnx(proto, path, quantize, calibration, calibrate_method):
+    """Post-training quantization of the float `proto` into `path`; returns the settings used."""
+    import onnx
+    from onnxruntime import quantization as ort_quantization
+
+    # Without VNNI, u8 x s8 products can saturate int16 accumulators: 7-bit weights avoid it.
+    settings = {"quantize": quantize, "reduce_range": not has_vnni(),
+                "reduce_range_reason": "CPU without VNNI" if not has_vnni() else "CPU with VNNI"}
+    source = path + ".float.onnx"  # beside the artifact, in export's temporary folder
+    onnx.save(proto, source)
+    with _quiet_root_logger():
+        if quantize == "dynamic":
+            ort_quantization.quantize_dynamic(source, path, per_channel=True, reduce_range=settings["reduce_range"],
+                                              weight_type=ort_quantization.QuantType.QInt8)
+        else:
+            names = [i.name for i in proto.graph.input]
+            method = {"minmax": ort_quantization.CalibrationMethod.MinMax,
+                      "entropy": ort_quantization.CalibrationMethod.Entropy,
+                      "percentile": ort_quantization.CalibrationMethod.Percentile}[calibrate_method]
+            ort_quantization.quantize_static(
+                source, path, _CalibrationReader(calibration, names),
+                quant_format=ort_quantization.QuantFormat.QDQ, per_channel=True,
+                reduce_range=settings["reduce_range"], activation_type=ort_quantization.QuantType.QUInt8,
+                weight_type=ort_quantization.QuantType.QInt8, calibrate_method=method)
+            settings.update(calibration_method=calibrate_method,
+                            calibration_rows=sum(len(batch[0]) for batch in calibration))
+    return settings
+
+
+def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration=None,
+                calibrate_method="minmax"):
+    """Writes `model` to `path` as ONNX with a dynamic batch, outputs in the model's order.
+
+    `quantize`: None (float32, or int8 Q/DQ for a quantization-aware model), "dynamic",
+    "static" (QDQ, calibrated on `calibration` batches) or "float16" (float32 I/O).
+    """
+    import onnx
+
+    opset = opset or DEFAULT_OPSET
+    proto = _convert(model, opset)
+    settings = {"opset": opset}
+    if is_quantize_aware(model):
+        # Weights trained on the full int8 grid: the runner avoids saturating kernels.
+        settings.update(quantize="qat", full_range_int8_weights=True, **quantize_qat_weights(proto, model))
+    elif quantize == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        proto = convert_float_to_float16(proto, keep_io_types=True)
+        _sort_topologically(proto.graph)
+        settings["quantize"] = "float16"
+    elif quantize in ("dynamic", "static"):
+        settings.update(_quantize_onnx(proto, path, quantize, calibration, calibrate_method))
+        proto = onnx.load(path)
+    _set_metadata(proto, metadata, settings)
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
-    return {"opset": opset}
+    return settings

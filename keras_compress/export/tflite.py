@@ -1,9 +1,11 @@
-"""TFLite export through the TFLite converter (float32)."""
+"""TFLite export through the TFLite converter: float32, or quantized (dynamic range, full
+integer from calibration data or a quantization-aware model, float16)."""
 
 import re
 
 from keras_compress.errors import ExportError
 from keras_compress.export.signature import serving_function
+from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.tflite_metadata import add_metadata
 
 __all__ = ["export_tflite"]
@@ -30,29 +32,53 @@ def _layers_with_ops(model, op_types):
     return found
 
 
-def _convert(model, batch_size):
+def _representative_dataset(batches):
+    def rows():
+        for batch in batches:
+            for i in range(len(batch[0])):
+                yield [array[i:i + 1] for array in batch]
+
+    return rows
+
+
+def _convert(model, batch_size, quantize, calibration, io):
     import tensorflow as tf
 
     function = serving_function(model, batch_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
+    if quantize or is_quantize_aware(model):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "static":
+        converter.representative_dataset = _representative_dataset(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io == "int8":
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     return converter.convert()
 
 
-def export_tflite(model, path, metadata):
-    """Writes `model` to `path` as a float32 TFLite flatbuffer with a `serving_default` signature.
+def export_tflite(model, path, metadata, *, quantize=None, calibration=None, io="float"):
+    """Writes `model` to `path` as a TFLite flatbuffer with a `serving_default` signature.
+
+    `quantize`: None (float32, or int8 for a quantization-aware model), "dynamic"
+    (int8 weights), "static" (int8 weights and activations, calibrated on `calibration`
+    batches) or "float16". `io="int8"` makes a full-integer model take and give int8.
 
     The batch dimension is dynamic, except for models whose recurrent layers TFLite
     only lowers with static shapes (LSTM, GRU): those get batch 1, recorded in the
     settings, and the LiteRT runner feeds them row by row.
     """
-    settings = {}
+    settings = {"quantize": "qat" if is_quantize_aware(model) else quantize, "io": io}
+    settings = {key: value for key, value in settings.items() if value not in (None, "float")}
     try:
         try:
-            content = _convert(model, None)
+            content = _convert(model, None, quantize, calibration, io)
         except Exception as error:
             if "TensorList" not in str(error):
                 raise
-            content, settings = _convert(model, 1), {"batch_size": 1}
+            content = _convert(model, 1, quantize, calibration, io)
+            settings["batch_size"] = 1
     except Exception as error:
         ops = _unsupported_ops(str(error))
         layers = _layers_with_ops(model, ops)

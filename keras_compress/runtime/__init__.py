@@ -5,6 +5,7 @@ from keras_compress.runtime.load import load
 from keras_compress.runtime.onnx_runner import OnnxRunner
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.saved_model_runner import SavedModelRunner
+from keras_compress.runtime.tensorrt_runner import TensorRTRunner
 from keras_compress.runtime.tensors import TensorInfo
 from keras_compress.runtime.tflite_runner import TFLiteRunner
 
@@ -14,6 +15,7 @@ __all__ = [
     "Runner",
     "SavedModelRunner",
     "TFLiteRunner",
+    "TensorRTRunner",
     "TensorInfo",
     "load",
 ]

@@ -1,5 +1,7 @@
 """Runs a Keras model in memory through a compiled function (not eager calls)."""
 
+import weakref
+
 import tensorflow as tf
 
 from keras_compress._keras import check_model
@@ -7,6 +9,19 @@ from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 
 __all__ = ["KerasRunner"]
+
+
+# One compiled function per model, shared by its runners (a new tf.function per runner
+# would retrace and warn when a model is exported and verified several times).
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled(model):
+    if model not in _COMPILED:
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+        _COMPILED[model] = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+                                       input_signature=specs)
+    return _COMPILED[model]
 
 
 def _infos(tensors, names):
@@ -31,9 +46,7 @@ class KerasRunner(Runner):
         check_model(model)
         super().__init__(_infos(model.inputs, model.input_names), _infos(model.outputs, model.output_names))
         self.model = model
-        specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
-        self._call = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
-                                 input_signature=specs)
+        self._call = _compiled(model)
 
     def _run(self, arrays):
         outputs = self._call(*arrays)

@@ -7,6 +7,7 @@ from keras_compress.model_files import load_model
 from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.onnx_runner import OnnxRunner
 from keras_compress.runtime.saved_model_runner import SavedModelRunner
+from keras_compress.runtime.tensorrt_runner import TensorRTRunner
 from keras_compress.runtime.tflite_runner import TFLiteRunner
 
 __all__ = ["load"]
@@ -15,8 +16,9 @@ __all__ = ["load"]
 def load(path, **options):
     """Opens an artifact in its own runtime and returns a `Runner`.
 
-    `.onnx` runs in ONNX Runtime (options: `providers`, `threads`), `.tflite` in LiteRT
-    (option: `threads`), a SavedModel folder and `.keras`/`.h5` files in TensorFlow.
+    `.onnx` runs in ONNX Runtime (options: `providers`, `threads`, `int8_kernels`),
+    `.tflite` in LiteRT (option: `threads`), `.engine`/`.plan` in TensorRT (NVIDIA GPU),
+    a SavedModel folder and `.keras`/`.h5` files in TensorFlow.
 
     Example:
         >>> import keras_compress as kc
@@ -34,13 +36,14 @@ def load(path, **options):
     elif suffix in (".keras", ".h5", ".hdf5"):
         return KerasRunner(load_model(path, **options))
     else:
-        opener = {".onnx": OnnxRunner, ".tflite": TFLiteRunner}.get(suffix)
+        opener = {".onnx": OnnxRunner, ".tflite": TFLiteRunner, ".engine": TensorRTRunner,
+                  ".plan": TensorRTRunner}.get(suffix)
     if opener is None:
         raise ModelFileError(f"{path}: unknown artifact type {suffix!r}; expected .onnx, .tflite, "
-                             ".keras, .h5 or a SavedModel folder.")
+                             ".engine, .keras, .h5 or a SavedModel folder.")
     try:
         return opener(path, **options)
-    except TypeError:
+    except (TypeError, ImportError):
         raise
     except Exception as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,5 +1,6 @@
 """Runs an ONNX file with ONNX Runtime."""
 
+from keras_compress._environment import has_vnni
 from keras_compress.runtime.metadata import KEY, decode
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
@@ -16,26 +17,47 @@ def _info(node):
     return TensorInfo(node.name, shape, _ONNX_TYPES.get(node.type, "float32"))
 
 
+def _read_metadata(path):
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return decode(next((p.value for p in proto.metadata_props if p.key == KEY), None))
+
+
 class OnnxRunner(Runner):
     """An ONNX model in an ONNX Runtime session.
+
+    Int8 weights trained at full 8-bit range (quantization-aware export) saturate ONNX
+    Runtime's u8 x s8 CPU kernels on CPUs without VNNI; there, by default, the Q/DQ
+    pairs run as float arithmetic on the int8 grid (exact, and faster on such CPUs).
 
     Args:
         path: the `.onnx` file.
         providers: execution providers in order of preference; default CPU.
         threads: intra-op threads; None lets ONNX Runtime decide.
+        int8_kernels: fuse Q/DQ into int8 kernels; None decides as above.
+
+    Attributes:
+        int8_kernels: whether Q/DQ may be fused into int8 kernels.
     """
 
     format = "onnx"
 
-    def __init__(self, path, *, providers=None, threads=None):
+    def __init__(self, path, *, providers=None, threads=None, int8_kernels=None):
         import onnxruntime
 
+        self.metadata = _read_metadata(path)
+        if int8_kernels is None:
+            full_range = self.metadata.get("settings", {}).get("full_range_int8_weights", False)
+            int8_kernels = not (full_range and not has_vnni())
+        self.int8_kernels = int8_kernels
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        if not int8_kernels:
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
-        self.metadata = decode(self.session.get_modelmeta().custom_metadata_map.get(KEY))
         super().__init__([_info(n) for n in self.session.get_inputs()],
                          [_info(n) for n in self.session.get_outputs()])
         self._output_names = [info.name for info in self.outputs]

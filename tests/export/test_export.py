@@ -91,7 +91,7 @@ def test_existing_destination_is_kept_unless_overwrite(models, tmp_path):
 def test_a_failed_export_leaves_nothing_behind(models, tmp_path, monkeypatch):
     from keras_compress.export import verify
 
-    monkeypatch.setitem(verify.TOLERANCES, "float32", -1.0)  # every comparison fails
+    monkeypatch.setitem(verify.TOLERANCES, "float32", {"max_abs_diff": -1.0})  # every comparison fails
     with pytest.raises(kc.ExportVerificationError, match="differs from the source model"):
         kc.export(models["cnn"], str(tmp_path / "cnn.onnx"))
     assert os.listdir(tmp_path) == []
@@ -118,7 +118,21 @@ def tf_unsupported(t):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(path="m.xyz"), kc.ExportError, "unknown suffix '.xyz'"),
-    (dict(path="m.engine"), kc.ExportError, "TensorRT"),
+    (dict(path="m.keras", quantize="dynamic"), kc.ExportError, "applies to ONNX, TFLite and TensorRT"),
+    (dict(path="m.onnx", quantize="int4"), kc.ExportError, "quantize must be None or one of"),
+    (dict(path="m.onnx", quantize="static"), kc.ExportError, "needs calibration_data"),
+    (dict(path="m.onnx", calibration_data=np.zeros((4, 8, 8, 1))), kc.ExportError, "only used with"),
+    (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((4, 8, 8, 1)), calibrate_method="mse"),
+     kc.ExportError, "calibrate_method must be one of"),
+    (dict(path="m.tflite", quantize="static", calibration_data=np.zeros((4, 8, 8, 1)),
+          calibrate_method="entropy"), kc.ExportError, "calibrates with min/max"),
+    (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((4, 8, 8, 1)), io="int8"),
+     kc.ExportError, "full-integer TFLite"),
+    (dict(path="m.tflite", quantize="dynamic", io="int8"), kc.ExportError, "full-integer TFLite"),
+    (dict(path="m.onnx", precision="fp16"), kc.ExportError, "precision applies to TensorRT"),
+    (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((0, 8, 8, 1))), kc.ExportError, "empty"),
+    (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((4, 5, 5, 1))), ValueError,
+     "expects shape"),
     (dict(path="m.onnx", format="pdf"), kc.ExportError, "format must be one of"),
     (dict(path="m.onnx", opset=3), kc.ExportError, "opset"),
     (dict(path="m.tflite", opset=13), kc.ExportError, "opset applies to ONNX"),

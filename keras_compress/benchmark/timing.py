@@ -1,0 +1,21 @@
+"""Latency measurement, done the same way for every runtime: warm-up, then timed runs."""
+
+import time
+
+import numpy as np
+
+__all__ = ["latencies"]
+
+
+def latencies(runner, inputs, *, warmup=3, runs=20):
+    """Seconds per `runner.predict(inputs)` call over `runs` timed calls, after `warmup` calls."""
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    for _ in range(warmup):
+        runner.predict(inputs)
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        runner.predict(inputs)
+        times[i] = time.perf_counter() - start
+    return times

@@ -1,0 +1,147 @@
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import keras_compress as kc
+from keras_compress.export import core
+
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def calibration(digits):
+    return digits[0][0][:128]
+
+
+def float_size(model, tmp_path, suffix):
+    return kc.export(model, str(tmp_path / f"float{suffix}")).size_bytes
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+@pytest.mark.parametrize("quantize, precision, max_ratio", [
+    ("dynamic", "int8_dynamic", 0.7), ("static", "int8", 0.7), ("float16", "float16", 0.8)])
+def test_post_training_quantization_shrinks_the_artifact_and_is_verified(
+        float_and_qat, calibration, digits, tmp_path, suffix, quantize, precision, max_ratio):
+    model, _ = float_and_qat
+    extra = {"calibration_data": calibration} if quantize == "static" else {}
+    artifact = kc.export(model, str(tmp_path / f"m{suffix}"), quantize=quantize, **extra)
+    assert artifact.precision == precision and artifact.settings["quantize"] == quantize
+    assert artifact.size_bytes < max_ratio * float_size(model, tmp_path, suffix)
+    entry = artifact.parity["logits"]
+    assert entry["top1_agreement"] >= 0.9 and entry["max_abs_diff"] > 0  # it really changed
+    speed = artifact.settings["speed"]
+    assert speed["latency_ms"] > 0 and speed["float32_latency_ms"] > 0
+    (_, _), (x_test, y_test) = digits
+    accuracy = np.mean(artifact.load().predict(x_test).argmax(-1) == y_test)
+    reference = np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test)
+    assert accuracy >= reference - 0.03
+
+
+def test_static_onnx_records_its_anti_saturation_choice(float_and_qat, calibration, tmp_path):
+    model, _ = float_and_qat
+    artifact = kc.export(model, str(tmp_path / "m.onnx"), quantize="static", calibration_data=calibration,
+                         calibrate_method="percentile", compare_speed=False)
+    settings = artifact.settings
+    assert settings["calibration_method"] == "percentile" and settings["calibration_rows"] == 128
+    assert settings["reduce_range"] == (settings["reduce_range_reason"] == "CPU without VNNI")
+    proto = onnx.load(artifact.path)
+    assert any(node.op_type == "QuantizeLinear" for node in proto.graph.node)  # QDQ format
+    assert "speed" not in settings
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x)))).batch(16),
+    lambda x: (x[i:i + 16] for i in range(0, len(x), 16)),
+    lambda x: [x[i:i + 16] for i in range(0, len(x), 16)],
+])
+def test_calibration_data_may_be_a_dataset_or_batches(float_and_qat, calibration, tmp_path, make):
+    model, _ = float_and_qat
+    artifact = kc.export(model, str(tmp_path / "m.tflite"), quantize="static", calibration_data=make(calibration),
+                         compare_speed=False)
+    assert artifact.parity["logits"]["top1_agreement"] >= 0.9
+
+
+def test_full_integer_tflite_can_take_and_give_int8(float_and_qat, calibration, tmp_path):
+    model, _ = float_and_qat
+    artifact = kc.export(model, str(tmp_path / "m.tflite"), quantize="static", calibration_data=calibration,
+                         io="int8", compare_speed=False)
+    runner = artifact.load()
+    details = runner._runner.get_input_details()
+    assert [d["dtype"] for d in details.values()] == [np.int8]
+    assert artifact.settings["io"] == "int8" and artifact.parity["logits"]["top1_agreement"] >= 0.9
+
+
+def test_a_quantized_artifact_slower_than_float_is_flagged(float_and_qat, tmp_path, monkeypatch):
+    model, _ = float_and_qat
+    times = iter([np.full(20, 2e-3), np.full(20, 1e-3)])  # quantized timed first: twice as slow
+    monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
+    with pytest.warns(UserWarning, match="runs slower than its float32 twin"):
+        artifact = kc.export(model, str(tmp_path / "m.onnx"), quantize="dynamic")
+    assert artifact.settings["speed"]["speedup_vs_float32"] == 0.5
+
+
+def agreement_and_accuracy(artifact, qat, digits):
+    (_, _), (x_test, y_test) = digits
+    want = qat.predict(x_test, verbose=0)
+    got = artifact.load().predict(x_test)
+    return (np.mean(want.argmax(-1) == got.argmax(-1)), np.mean(got.argmax(-1) == y_test),
+            np.mean(want.argmax(-1) == y_test))
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+def test_qat_models_export_to_int8_matching_the_keras_model(float_and_qat, digits, tmp_path, suffix):
+    _, qat = float_and_qat
+    artifact = kc.export(qat, str(tmp_path / f"qat{suffix}"), sample_data=digits[1][0])
+    assert artifact.precision == "int8" and artifact.settings["quantize"] == "qat"
+    agreement, accuracy, keras_accuracy = agreement_and_accuracy(artifact, qat, digits)
+    assert agreement >= 0.995 and abs(accuracy - keras_accuracy) <= 0.002
+
+
+def test_qat_onnx_keeps_weights_behind_symmetric_per_channel_qdq(float_and_qat, tmp_path):
+    model, qat = float_and_qat
+    artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
+    graph = onnx.load(artifact.path).graph
+    initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    produced = {output: node for node in graph.node for output in node.output}
+    weights = {"Conv": 0, "MatMul": 1, "Gemm": None}
+    checked = 0
+    for node in graph.node:
+        if node.op_type in weights and node.input[1] in produced:
+            dq = produced[node.input[1]]
+            assert dq.op_type == "DequantizeLinear" and dq.input[0] in initializers
+            levels, scale, zero = (initializers[name] for name in dq.input)
+            axis = next(a.i for a in dq.attribute if a.name == "axis")
+            assert levels.dtype == np.int8 and zero.dtype == np.int8 and not zero.any()
+            assert scale.shape == (levels.shape[axis],) and np.abs(levels).max() <= 127
+            checked += 1
+    assert checked == artifact.settings["quantized_weights"] == 4
+    assert artifact.settings["requantized_channels"] == 0  # every weight on its trained grid
+
+
+def test_qat_onnx_avoids_saturating_int8_kernels_where_the_cpu_lacks_vnni(float_and_qat, tmp_path):
+    from keras_compress._environment import has_vnni
+
+    _, qat = float_and_qat
+    artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
+    assert artifact.settings["full_range_int8_weights"] is True
+    assert artifact.load().int8_kernels == has_vnni()
+    assert kc.load(artifact.path, int8_kernels=True).int8_kernels is True
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(quantize="dynamic"), "exports to int8 by itself"),
+    (dict(path="qat.keras", quantize=None), None),
+])
+def test_qat_export_arguments(float_and_qat, tmp_path, kwargs, message):
+    _, qat = float_and_qat
+    kwargs = dict(kwargs)
+    path = str(tmp_path / kwargs.pop("path", "qat.onnx"))
+    if message:
+        with pytest.raises(kc.ExportError, match=message):
+            kc.export(qat, path, **kwargs)
+        assert not os.path.exists(path)
+    else:  # .keras keeps the QAT model as it is
+        assert kc.export(qat, path, **kwargs).precision == "float32"

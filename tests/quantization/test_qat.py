@@ -1,0 +1,125 @@
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import keras_compress as kc
+from conftest import compile_classifier, fit_pruned, quantizable_cnn, small_cnn
+from keras_compress.demo import digits_student
+
+keras = kc.keras
+quantization = kc.quantization
+
+
+def fake_quantized_zeros(model):
+    """Fraction of zeros in every quantized kernel, as the model computes with them."""
+    return {layer.name: float(np.mean(value == 0)) for layer in model.layers
+            for variable, value, _ in quantization.quantized_weights(layer) if "kernel" in variable.name}
+
+
+def test_quantize_aware_copies_the_model_and_quantizes_every_layer():
+    model = quantizable_cnn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer is quantizable: no warning
+        qat = quantization.quantize_aware(model)
+    assert quantization.is_quantize_aware(qat) and not quantization.is_quantize_aware(model)
+    assert {layer.name for layer in qat.layers} >= {"quant_conv_a", "quant_bn_a", "quant_logits"}
+    (variable, value, scale), = quantization.quantized_weights(qat.get_layer("quant_conv_a"))
+    np.testing.assert_array_equal(variable.numpy(), model.get_layer("conv_a").kernel.numpy())
+    assert variable is not model.get_layer("conv_a").kernel
+    levels = value / scale  # per output channel, on the symmetric int8 grid
+    assert scale.shape == (16,) and np.abs(levels - np.round(levels)).max() < 1e-3
+    assert np.abs(levels).max() <= 127
+
+
+def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
+    model = small_cnn()  # BatchNormalization after a ReLU: no tfmot pattern for it
+    with pytest.warns(UserWarning, match="stay float.*bn_a") as record:
+        qat = quantization.quantize_aware(model)
+    assert len([w for w in record if "stay float" in str(w.message)]) == 1
+    assert isinstance(qat.get_layer("bn_a"), keras.layers.BatchNormalization)
+    with pytest.raises(kc.KerasCompressError, match="bn_a.*strict=False"):
+        quantization.quantize_aware(model, strict=True)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda m: kc.pruning.prune(m, kc.pruning.ConstantSparsity(0.5)), "pruning wrappers"),
+    (lambda m: quantization.quantize_aware(m), "already quantization-aware"),
+])
+def test_models_that_cannot_be_made_quantization_aware_are_refused(make, message):
+    model = make(quantizable_cnn())
+    with pytest.raises(kc.KerasCompressError, match=message):
+        quantization.quantize_aware(model)
+
+
+def test_bad_preserve_sparsity_is_refused():
+    with pytest.raises(ValueError, match="preserve_sparsity must be"):
+        quantization.quantize_aware(quantizable_cnn(), preserve_sparsity="yes")
+
+
+@pytest.fixture(scope="module")
+def pruned_qat(digits):
+    """A 60%-sparse CNN after two QAT epochs, and the sparsity it had before QAT."""
+    pruned = kc.pruning.prune(quantizable_cnn(), kc.pruning.ConstantSparsity(0.6, begin_step=0))
+    fit_pruned(pruned, digits)
+    stripped = kc.pruning.strip(pruned)
+    before = {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(stripped).layers}
+    qat = compile_classifier(quantization.quantize_aware(stripped))
+    (x, y), _ = digits
+    qat.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    return qat, before
+
+
+def test_quantization_aware_training_keeps_a_pruned_model_sparse(pruned_qat):
+    qat, before = pruned_qat
+    after = fake_quantized_zeros(qat)
+    assert after and all(after[f"quant_{name}"] >= before[name] - 0.01
+                         for name in ("conv_a", "conv_b", "dense_a", "logits"))
+
+
+def test_preserve_sparsity_false_lets_zeros_move(digits):
+    pruned = kc.pruning.prune(quantizable_cnn(), kc.pruning.ConstantSparsity(0.6, begin_step=0))
+    fit_pruned(pruned, digits)
+    qat = compile_classifier(quantization.quantize_aware(kc.pruning.strip(pruned), preserve_sparsity=False))
+    (x, y), _ = digits
+    qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert fake_quantized_zeros(qat)["quant_dense_a"] < 0.3
+
+
+@pytest.mark.parametrize("file_name", ["qat.keras", "qat_saved_model"])
+def test_qat_models_save_and_load_without_tfmot_scopes(float_and_qat, digits, tmp_path, file_name):
+    _, qat = float_and_qat
+    path = str(tmp_path / file_name)
+    qat.save(path)
+    loaded = kc.load_model(path)
+    x = digits[1][0][:32]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-5)
+    assert quantization.is_quantize_aware(loaded)
+
+
+def test_a_reloaded_pruned_qat_model_keeps_its_zeros_while_training(pruned_qat, digits, tmp_path):
+    qat, before = pruned_qat
+    qat.save(str(tmp_path / "pruned_qat.keras"))
+    loaded = compile_classifier(keras.models.load_model(str(tmp_path / "pruned_qat.keras")))
+    (x, y), _ = digits
+    loaded.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert fake_quantized_zeros(loaded)["quant_dense_a"] >= before["dense_a"] - 0.01
+
+
+def test_a_distilled_student_can_be_quantization_aware(float_and_qat, digits, tmp_path):
+    teacher, _ = float_and_qat
+    student = quantization.quantize_aware(digits_student())
+    distiller = kc.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                      student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      temperature=4.0, alpha=0.5)
+    (x, y), (x_test, y_test) = digits
+    distiller.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    path = str(tmp_path / "student.keras")
+    distiller.student.save(path)
+    loaded = kc.load_model(path)
+    assert quantization.is_quantize_aware(loaded)
+    np.testing.assert_allclose(loaded.predict(x_test[:16], verbose=0),
+                               distiller.student.predict(x_test[:16], verbose=0), atol=1e-5)
+    assert os.path.getsize(path) > 0
