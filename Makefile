@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml setup.cfg | $(PY)
 
 # TensorFlow's C++ start-up messages (no CUDA here, CPU flags) are noise in the demo.
 demo: $(INSTALLED)
-	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-compress demo --out demo_out
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-compress demo --out demo_out --overwrite
 
 test: $(INSTALLED)
 	$(PY) -m pytest

@@ -7,6 +7,8 @@ from keras_compress import quantization
 from keras_compress import runtime
 from keras_compress._keras import keras
 from keras_compress._version import __version__
+from keras_compress.benchmark import Report
+from keras_compress.benchmark import benchmark
 from keras_compress.distillation import Distiller
 from keras_compress.errors import BackendUnavailableError
 from keras_compress.errors import ExportError
@@ -29,9 +31,11 @@ __all__ = [
     "ExportVerificationError",
     "KerasCompressError",
     "ModelFileError",
+    "Report",
     "ShrinkError",
     "UnsupportedModelError",
     "__version__",
+    "benchmark",
     "check_tensorrt",
     "datasets",
     "distillation",

@@ -55,6 +55,18 @@ def cpu_flags():
     return set()
 
 
+def cpu_model():
+    """The CPU model name Linux reports, else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def has_vnni():
     """Whether the CPU has VNNI int8 dot products (no int16 saturation in int8 kernels)."""
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})

@@ -15,10 +15,12 @@ def _info(args):
 
 
 def _demo(args):
-    from keras_compress.demo import format_table, run_demo
+    from keras_compress.demo import run_demo
 
-    rows = run_demo(args.out, epochs=args.epochs, verbose=0 if args.quiet else 1)
-    print(format_table(rows))
+    result = run_demo(args.out, quick=args.quick, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+    print(result.report.to_markdown())
+    print(f"\nTensorRT: {result.tensorrt}")
+    print("Report: " + ", ".join(result.files.values()))
     return 0
 
 
@@ -46,6 +48,44 @@ def _export(args):
     return 0
 
 
+def _benchmark_data(path, labels_key):
+    """`(x, y)` from an .npz file: the `labels_key` array and the others as inputs."""
+    import numpy as np
+
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    if labels_key is not None and labels_key not in arrays:
+        raise ValueError(f"{path} has no array {labels_key!r} for --labels; it has {sorted(arrays)}.")
+    labels = arrays.pop(labels_key) if labels_key is not None else None
+    if not arrays:
+        raise ValueError(f"{path} holds no input arrays besides the labels.")
+    x = next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    return (x, labels) if labels is not None else x
+
+
+def _benchmark(args):
+    import os
+
+    from keras_compress.benchmark import benchmark
+
+    names = [os.path.basename(os.path.normpath(path)) for path in args.artifacts]
+    if len(set(names)) != len(names):
+        names = args.artifacts
+    data = _benchmark_data(args.data, args.labels)
+    report = benchmark(dict(zip(names, args.artifacts)), data, batch_sizes=tuple(args.batch_sizes),
+                       runs=args.runs, threads=args.threads, memory=not args.no_memory,
+                       verbose=0 if args.quiet else 1)
+    print(report.to_markdown())
+    if args.markdown:
+        with open(args.markdown, "w") as file:
+            file.write(report.to_markdown() + "\n")
+    if args.json:
+        report.to_json(args.json)
+    if args.plot:
+        report.plot(args.plot)
+    return 0
+
+
 def _check_tensorrt(args):
     from keras_compress.export import check_tensorrt
 
@@ -68,9 +108,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     info = commands.add_parser("info", help="versions, devices and backends available here")
     info.set_defaults(handler=_info)
-    demo = commands.add_parser("demo", help="the compression pipeline on bundled digits data")
-    demo.add_argument("--out", default="demo_out", help="folder for the models (default: demo_out)")
-    demo.add_argument("--epochs", type=int, default=8, help="training epochs of the dense model")
+    demo = commands.add_parser("demo", help="the whole pipeline on bundled digits data, with a report")
+    demo.add_argument("--out", default="demo_out", help="folder for artifacts and report (default: demo_out)")
+    demo.add_argument("--quick", action="store_true", help="fewer epochs and timed runs (about a minute)")
+    demo.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     demo.add_argument("--quiet", action="store_true", help="no progress output, only the table")
     demo.set_defaults(handler=_demo)
     export = commands.add_parser(
@@ -90,6 +131,20 @@ def build_parser():
                         help="full-integer TFLite input/output type (default float)")
     export.add_argument("--precision", choices=["fp32", "fp16"], help="TensorRT engine precision")
     export.set_defaults(handler=_export)
+    bench = commands.add_parser("benchmark", help="size, accuracy, latency and memory of artifacts, side by side")
+    bench.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
+                       help="model files or artifacts; the first is the baseline")
+    bench.add_argument("--data", required=True, help=".npz file with the inputs (and labels)")
+    bench.add_argument("--labels", help="the array of --data holding the labels (for accuracy)")
+    bench.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="batches to time")
+    bench.add_argument("--runs", type=int, default=50, help="timed calls per batch size")
+    bench.add_argument("--threads", type=int, help="threads of every runtime (default: all cores)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the serving-memory subprocesses")
+    bench.add_argument("--markdown", help="also write the table to this file")
+    bench.add_argument("--json", help="also write the report as JSON")
+    bench.add_argument("--plot", help="also write the figure (PNG)")
+    bench.add_argument("--quiet", action="store_true", help="no progress output")
+    bench.set_defaults(handler=_benchmark)
     trt = commands.add_parser("check-tensorrt", help="whether an ONNX file is ready for a TensorRT build")
     trt.add_argument("onnx", help="an .onnx file")
     trt.set_defaults(handler=_check_tensorrt)

@@ -1,13 +1,22 @@
-"""The demo pipeline on the bundled digits: dense, pruned two ways, shrunk, and distilled."""
+"""The whole pipeline on the bundled digits: teacher, distilled student, pruned two ways,
+quantization-aware, exported, verified and benchmarked, with a report."""
 
 import os
+import shutil
+import tempfile
+import time
 
-from keras_compress import datasets, pruning
+from keras_compress import datasets, pruning, quantization
 from keras_compress._keras import keras
-from keras_compress._size import gzipped_size
+from keras_compress._tensorrt import require_tensorrt
+from keras_compress.benchmark import benchmark
 from keras_compress.distillation import Distiller
+from keras_compress.export import export
 
-__all__ = ["run_demo", "format_table", "digits_cnn", "digits_student"]
+__all__ = ["run_demo", "digits_cnn", "digits_student", "DemoResult"]
+
+# (teacher epochs, distillation epochs, pruning fine-tune epochs, QAT epochs, timed runs)
+_SETTINGS = {False: (10, 12, 6, 2, 50), True: (3, 4, 2, 1, 10)}
 
 
 def digits_cnn(input_shape=(8, 8, 1), seed=0):
@@ -48,81 +57,110 @@ def _compile(model):
     return model
 
 
-def _save(model, folder, name):
-    path = os.path.join(folder, f"{name}.keras")
-    partial = os.path.join(folder, f".{name}.partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
-    return path
+class DemoResult:
+    """What the demo made: the benchmark `report`, artifact paths by variant name, the
+    report files, and `tensorrt` (built engines, or why they were skipped)."""
+
+    def __init__(self, report, artifacts, files, tensorrt):
+        self.report, self.artifacts, self.files, self.tensorrt = report, artifacts, files, tensorrt
 
 
-def _row(name, model, data, baseline_size=None):
-    x_test, y_test = data
-    _compile(model)
-    accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
-    report = pruning.sparsity(model)
-    size = gzipped_size(model)
-    return {"model": name, "accuracy": float(accuracy), "params": model.count_params(),
-            "nonzero_params": report.nonzero_params, "sparsity": report.total_sparsity,
-            "gzipped_bytes": size, "size_ratio": (baseline_size or size) / size}
+def _check_out_dir(out_dir, overwrite):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not a folder: choose another --out.")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty: pass --overwrite (overwrite=True) to "
+                              "replace it, or choose another --out.")
 
 
-def run_demo(out_dir="demo_out", *, epochs=8, fine_tune_epochs=6, verbose=1):
-    """Trains a CNN, prunes copies two ways (shrinking the filter-pruned one), distills a small
-    student from it, saves the models to `out_dir` and returns the table rows."""
-    if epochs < 1 or fine_tune_epochs < 2:
-        raise ValueError(f"epochs must be >= 1 and fine_tune_epochs >= 2, got {epochs}, "
-                         f"{fine_tune_epochs}")
-    os.makedirs(out_dir, exist_ok=True)
-    (x, y), test = datasets.digits()
+def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
+    """Runs the pipeline and writes artifacts, `report.md`, `report.json` and `report.png` to
+    `out_dir` (built in a temporary folder beside it, moved into place at the end).
+
+    Returns a `DemoResult`.
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    _check_out_dir(out_dir, overwrite)
+    parent = os.path.dirname(out_dir)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"The folder {parent} does not exist: create it first.")
+    teacher_epochs, distill_epochs, prune_epochs, qat_epochs, runs = _SETTINGS[bool(quick)]
+    start = time.perf_counter()
     fit_verbose = 2 if verbose else 0
 
-    def say(message):
+    def say(step, message):
         if verbose:
-            print(message, flush=True)
+            print(f"[{step}/7 {time.perf_counter() - start:5.0f}s] {message}", flush=True)
 
-    say(f"Training the dense CNN on {len(x)} digits for {epochs} epochs")
-    dense = _compile(digits_cnn())
-    dense.fit(x, y, epochs=epochs, batch_size=32, verbose=fit_verbose)
-    rows = [_row("dense", dense, test)]
-    _save(dense, out_dir, "dense")
+    (x, y), (x_test, y_test) = datasets.digits()
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".partial", dir=parent)
+    try:
+        say(1, f"Training the teacher CNN on {len(x)} digits for {teacher_epochs} epochs")
+        teacher = _compile(digits_cnn())
+        teacher.fit(x, y, epochs=teacher_epochs, batch_size=32, verbose=fit_verbose)
 
-    variants = [
-        ("weight 80% (global)", "weight_80", dict(granularity="weight", scope="global"), 0.8),
-        ("filter 50% + shrink", "filter_50_shrunk", dict(granularity="filter", scope="layer"), 0.5),
-    ]
-    end_epoch = fine_tune_epochs - 1
-    for label, filename, options, target in variants:
-        say(f"Pruning a copy: {label}, {fine_tune_epochs} epochs of fine-tuning")
-        schedule = pruning.PolynomialDecay(0.0, target, begin_epoch=0, end_epoch=end_epoch)
-        pruned = _compile(pruning.prune(dense, schedule, **options))
-        pruned.fit(x, y, epochs=fine_tune_epochs, batch_size=32, verbose=fit_verbose,
+        say(2, f"Distilling a {teacher.count_params() // digits_student().count_params()}x smaller student "
+               f"for {distill_epochs} epochs")
+        distiller = Distiller(student=digits_student(), teacher=teacher)
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1,
+                          temperature=4.0)
+        distiller.fit(x, y, epochs=distill_epochs, batch_size=32, verbose=fit_verbose)
+        student = distiller.student
+
+        say(3, f"Pruning the student: 70% of its weights, one global ranking, {prune_epochs} epochs")
+        schedule = pruning.PolynomialDecay(0.0, 0.7, begin_epoch=0, end_epoch=prune_epochs - 1)
+        pruned = _compile(pruning.prune(student, schedule, granularity="weight", scope="global"))
+        pruned.fit(x, y, epochs=prune_epochs, batch_size=32, verbose=fit_verbose,
                    callbacks=[pruning.PruningCallback()])
-        model = pruning.strip(pruned)
-        if options["granularity"] == "filter":
-            model = pruning.shrink(model)
-        rows.append(_row(label, model, test, baseline_size=rows[0]["gzipped_bytes"]))
-        _save(model, out_dir, filename)
-    say(f"Training a {dense.count_params() // digits_student().count_params()}x smaller student "
-        f"for {epochs} epochs, from scratch and distilled from the dense CNN")
-    scratch = _compile(digits_student())
-    scratch.fit(x, y, epochs=epochs, batch_size=32, verbose=fit_verbose)
-    rows.append(_row("student (scratch)", scratch, test, baseline_size=rows[0]["gzipped_bytes"]))
-    distiller = Distiller(student=digits_student(), teacher=dense)
-    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1, temperature=4.0)
-    distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=fit_verbose)
-    rows.append(_row("student (distilled)", distiller.student, test, baseline_size=rows[0]["gzipped_bytes"]))
-    _save(distiller.student, out_dir, "student_distilled")
-    say(f"Models saved in {os.path.abspath(out_dir)}")
-    return rows
+        student_pruned = pruning.strip(pruned)
 
+        say(4, f"Pruning half the teacher's filters and shrinking it, {prune_epochs} epochs")
+        schedule = pruning.PolynomialDecay(0.0, 0.5, begin_epoch=0, end_epoch=prune_epochs - 1)
+        filtered = _compile(pruning.prune(teacher, schedule, granularity="filter"))
+        filtered.fit(x, y, epochs=prune_epochs, batch_size=32, verbose=fit_verbose,
+                     callbacks=[pruning.PruningCallback()])
+        teacher_shrunk = pruning.shrink(pruning.strip(filtered))
 
-def format_table(rows):
-    """The demo's rows as a text table."""
-    header = f"{'model':<22}{'accuracy':>9}{'params':>10}{'nonzero':>10}{'sparsity':>10}" \
-             f"{'gzipped':>11}{'smaller':>9}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['model']:<22}{r['accuracy']:>9.2%}{r['params']:>10,}{r['nonzero_params']:>10,}"
-                     f"{r['sparsity']:>10.1%}{r['gzipped_bytes'] / 1024:>9.1f}KB{r['size_ratio']:>8.1f}x")
-    return "\n".join(lines)
+        say(5, f"Quantization-aware training of the pruned student (its zeros kept), {qat_epochs} epochs")
+        student_int8 = _compile(quantization.quantize_aware(student_pruned))
+        student_int8.fit(x, y, epochs=qat_epochs, batch_size=32, verbose=fit_verbose)
+
+        say(6, "Exporting each model to ONNX and TFLite, verified against it")
+        models = {"teacher": teacher, "teacher shrunk": teacher_shrunk, "student": student,
+                  "student pruned": student_pruned, "student pruned int8": student_int8}
+        artifacts = {}
+        for label, model in models.items():
+            stem = label.replace(" ", "_")
+            model.save(os.path.join(work, f"{stem}.keras"))
+            for suffix in (".onnx", ".tflite"):
+                artifacts[f"{label} {suffix[1:]}"] = export(model, os.path.join(work, stem + suffix),
+                                                            sample_data=x_test)
+        try:
+            require_tensorrt()
+            for label in ("teacher", "student pruned int8"):
+                stem = label.replace(" ", "_")
+                options = {"precision": "fp16"} if label == "teacher" else {}
+                artifacts[f"{label} tensorrt"] = export(models[label], os.path.join(work, stem + ".engine"),
+                                                        sample_data=x_test, **options)
+            tensorrt = "built: " + ", ".join(name for name in artifacts if name.endswith("tensorrt"))
+        except ImportError as error:
+            tensorrt = f"skipped: {error}"
+        say(6, f"TensorRT engines {tensorrt}")
+
+        say(7, f"Benchmarking {len(artifacts) + 1} variants against the teacher (keras)")
+        variants = dict({"teacher keras": teacher}, **artifacts)
+        report = benchmark(variants, (x_test, y_test), batch_sizes=(1, 32), runs=runs, warmup=5,
+                           verbose=verbose)
+        with open(os.path.join(work, "report.md"), "w") as file:
+            file.write(report.to_markdown() + "\n\nTensorRT: " + tensorrt + "\n")
+        report.to_json(os.path.join(work, "report.json"))
+        report.plot(os.path.join(work, "report.png"))
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    relocated = {name: os.path.join(out_dir, os.path.basename(a.path)) for name, a in artifacts.items()}
+    files = {name: os.path.join(out_dir, f"report.{name}") for name in ("md", "json", "png")}
+    say(7, f"Done: artifacts and report in {out_dir}")
+    return DemoResult(report, relocated, files, tensorrt)

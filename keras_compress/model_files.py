@@ -64,6 +64,7 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
         raise ModelFileError(f"{path}: unknown model file type {suffix!r}; expected .keras, .h5 or "
                              "a SavedModel folder.")
     import keras_compress.pruning  # noqa: F401  (registers the pruning wrapper and schedules)
+    import keras_compress.quantization  # noqa: F401  (registers the QAT layers and quantizers)
 
     try:
         if suffix in (".h5", ".hdf5") and safe_mode and "Lambda" in _h5_layer_classes(path):

@@ -1,7 +1,11 @@
-"""Benchmarks: latency, size and accuracy of models and artifacts, side by side."""
+"""Benchmarks: size, accuracy, latency and serving memory of models and artifacts, side by side."""
 
+from keras_compress.benchmark.report import Report
+from keras_compress.benchmark.run import benchmark
 from keras_compress.benchmark.timing import latencies
 
 __all__ = [
+    "Report",
+    "benchmark",
     "latencies",
 ]

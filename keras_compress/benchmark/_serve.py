@@ -43,13 +43,26 @@ def _run_tensorflow(path, arrays, threads):
     keras_compress.load(path).predict(arrays)
 
 
+def _peak_resident_kib():
+    """VmHWM, the high-water mark of this process image: unlike `ru_maxrss`, which Linux
+    carries over from the (large) parent across fork and exec."""
+    try:
+        with open("/proc/self/status") as file:
+            for line in file:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # other systems: the best there is
+
+
 def main(path, inputs, threads):
     with np.load(inputs) as data:
         arrays = {name: data[name] for name in data.files}
     suffix = os.path.splitext(path)[1].lower()
     runner = {".onnx": _run_onnx, ".tflite": _run_tflite}.get(suffix, _run_tensorflow)
     runner(path, arrays, int(threads))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(_peak_resident_kib())
 
 
 if __name__ == "__main__":

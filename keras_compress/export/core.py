@@ -33,6 +33,10 @@ QUANTIZE_MODES = ("dynamic", "static", "float16")
 _PRECISIONS = {None: "float32", "dynamic": "int8_dynamic", "static": "int8", "float16": "float16"}
 # A quantized artifact this much slower than its float32 twin gets a warning.
 _SLOWER = 1.05
+_SLOW_REASONS = {"int8": " (int8 kernels are slow on CPUs without VNNI)",
+                 "int8_dynamic": " (activations are quantized at every call; int8 kernels are slow on "
+                                 "CPUs without VNNI)",
+                 "float16": " (CPUs without native float16 arithmetic convert the weights back to float32)"}
 
 # format: (suffix, exporter, libraries whose versions are recorded)
 FORMATS = {
@@ -245,7 +249,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
                     f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on "
                     f"this machine ({settings['speed']['latency_ms']:.3g} ms vs "
                     f"{settings['speed']['float32_latency_ms']:.3g} ms for {len(samples[0])} rows): it saves "
-                    "size, not time, here (int8 kernels are slow on CPUs without VNNI).", stacklevel=2)
+                    f"size, not time, here{_SLOW_REASONS.get(precision, '')}.", stacklevel=2)
         del runner
         _move_into_place(target, path)
     finally:

@@ -4,7 +4,6 @@ with post-training quantization by ONNX Runtime and Q/DQ for quantization-aware 
 import collections
 import contextlib
 import logging
-import os
 
 from keras_compress._environment import has_vnni
 from keras_compress.export.qdq import quantize_qat_weights

@@ -35,10 +35,25 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
     remembering that its weights keep their sparsity.
 
     tfmot's wrapper lists its variables in a different order (and count: the kernel
-    appears twice) when built while loading, so Keras' index-based restore fails; and
-    its config drops the pruning-preserving weight quantizer. Same class name, so the
-    file layout is unchanged.
+    appears twice) when built while loading, so Keras' index-based restore fails; its
+    config drops the pruning-preserving weight quantizer; and that quantizer keeps its
+    mask as a constant tensor computed at build time (stale after loading, and an extra
+    graph input for tf2onnx). Here the mask is a non-trainable variable, saved with the
+    model. Same class name, so the file layout is unchanged.
     """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._keep_masks_in_variables()
+
+    def _keep_masks_in_variables(self):
+        for weight, _, quantizer_variables in self._weight_vars:
+            mask = quantizer_variables.get("sparsity_mask")
+            if mask is not None and not isinstance(mask, tf.Variable):
+                variable = self.add_weight(f"{self._weight_name(weight.name)}_sparsity_mask", shape=weight.shape,
+                                           initializer=keras.initializers.Ones(), trainable=False)
+                variable.assign(mask)
+                quantizer_variables["sparsity_mask"] = variable
 
     def get_config(self):
         config = super().get_config()
@@ -75,11 +90,6 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
             raise ValueError(f"Layer {self.name!r}: the file has no values for {missing}.")
         for key, variable in variables.items():
             variable.assign(store[key])
-        # The pruning-preserving quantizer keeps its mask as a tensor computed from the
-        # weights at build time, before they were loaded: recompute it from the loaded ones.
-        for weight, _, quantizer_variables in self._weight_vars:
-            if "sparsity_mask" in quantizer_variables:
-                quantizer_variables["sparsity_mask"] = tf.math.divide_no_nan(weight, weight)
 
 
 def _register_tfmot_objects():
@@ -129,6 +139,8 @@ def _apply(model, annotated_names, scheme):
     for layer in quantized.layers:
         loadable = {"QuantizeLayer": QuantizeLayer, "QuantizeWrapperV2": QuantizeWrapperV2}
         layer.__class__ = loadable.get(type(layer).__name__, type(layer))
+        if isinstance(layer, QuantizeWrapperV2):
+            layer._keep_masks_in_variables()
     return quantized
 
 

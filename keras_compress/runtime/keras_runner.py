@@ -1,5 +1,6 @@
 """Runs a Keras model in memory through a compiled function (not eager calls)."""
 
+import logging
 import weakref
 
 import tensorflow as tf
@@ -12,8 +13,19 @@ __all__ = ["KerasRunner"]
 
 
 # One compiled function per model, shared by its runners (a new tf.function per runner
-# would retrace and warn when a model is exported and verified several times).
+# would retrace whenever a model is exported and verified again).
 _COMPILED = weakref.WeakKeyDictionary()
+
+
+class _OneTracePerModel(logging.Filter):
+    """TensorFlow warns about "frequent retracing" when functions sharing one code object
+    trace often; here each model traces once, by design, so that warning is noise."""
+
+    def filter(self, record):
+        return "_compiled.<locals>" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_OneTracePerModel())
 
 
 def _compiled(model):

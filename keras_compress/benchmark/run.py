@@ -1,0 +1,150 @@
+"""`benchmark`: size, accuracy, agreement, latency and serving memory of variants, side by side."""
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from keras_compress._keras import keras
+from keras_compress.benchmark.memory import serving_memory_bytes
+from keras_compress.benchmark.report import Report, environment_summary
+from keras_compress.benchmark.timing import latencies
+from keras_compress.benchmark.weights import gzipped_bytes, weight_counts
+from keras_compress.export.artifact import Artifact, path_size
+from keras_compress.runtime.keras_runner import KerasRunner
+from keras_compress.runtime.load import load
+from keras_compress.runtime.tensors import as_list, normalize_inputs
+
+__all__ = ["benchmark"]
+
+_PRECISIONS = {"dynamic": "int8_dynamic", "static": "int8", "qat": "int8", "float16": "float16"}
+
+
+def _set_tensorflow_threads(threads):
+    """Fixes TensorFlow's intra-op threads when it is not running yet; returns the count in force."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already started: its setting stands (0 means all cores)
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def _without_optimizer(model):
+    """The model as it ships: no optimizer state in its file."""
+    if model.optimizer is None:
+        return model
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _open(name, variant, threads, folder):
+    """`(runner, path on disk, format, precision, model-or-path for weight counts)`."""
+    if isinstance(variant, keras.Model):
+        path = os.path.join(folder, f"{len(os.listdir(folder))}.keras")
+        _without_optimizer(variant).save(path)
+        return KerasRunner(variant), path, "keras", "float32", variant
+    path = variant.path if isinstance(variant, Artifact) else os.fspath(variant)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Variant {name!r}: no artifact at {path}")
+    suffix = os.path.splitext(path)[1].lower()
+    runner = load(path, threads=threads) if suffix in (".onnx", ".tflite") else load(path)
+    settings = (getattr(runner, "metadata", None) or {}).get("settings", {})
+    precision = variant.precision if isinstance(variant, Artifact) else _PRECISIONS.get(settings.get("quantize"),
+                                                                                         "float32")
+    return runner, path, runner.format, precision, path
+
+
+def _rows(arrays, count):
+    """The first `count` rows of each array, repeating rows when there are fewer."""
+    return [np.resize(a, (count, *a.shape[1:])) if len(a) < count else a[:count] for a in arrays]
+
+
+def _top1(outputs):
+    first = as_list(outputs)[0]
+    return first.argmax(-1) if first.ndim == 2 and first.shape[1] > 1 else None
+
+
+def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads=None, memory=True,
+              verbose=1):
+    """Measures each variant the same way and returns a `Report`.
+
+    For each variant: format, precision, parameters and their sparsity (read from the
+    model or file), size on disk and gzipped, accuracy (when labels are given), top-1
+    agreement with the first variant (the baseline), latency p50/p90/p99 and throughput
+    per batch size (`warmup` calls, then `runs` timed calls, the same threads for every
+    runtime), and the peak resident memory of a fresh process that loads and runs it.
+
+    Args:
+        variants: `{name: tf_keras model, Artifact or artifact path}`; the first is the baseline.
+        data: `(x, y)` or `x`; `x` as `predict` takes it (array, list, dict by input name).
+        batch_sizes: batches to time.
+        warmup, runs: untimed and timed calls per batch size.
+        threads: intra-op threads of every runtime (default: all cores).
+        memory: measure serving memory in a subprocess per variant (a few seconds each).
+        verbose: 1 prints progress, 0 is silent.
+
+    Example:
+        >>> import numpy as np, keras_compress as kc
+        >>> keras = kc.keras
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="tiny")
+        >>> x, y = np.ones((8, 4), "float32"), np.zeros(8, "int64")
+        >>> report = kc.benchmark({"tiny": model}, (x, y), runs=3, memory=False, verbose=0)
+        >>> report.rows[0]["accuracy"] in (0.0, 1.0), sorted(report.rows[0]["latency_ms"])
+        (True, ['1', '32'])
+    """
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError("variants must be a non-empty dict {name: model, artifact or path}")
+    if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
+        raise ValueError(f"batch_sizes must be ints >= 1, got {batch_sizes!r}")
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
+    threads = threads or os.cpu_count()
+    say = (lambda message: print(message, file=sys.stdout, flush=True)) if verbose else (lambda message: None)
+    tensorflow_threads = _set_tensorflow_threads(threads)
+
+    rows, baseline = [], None
+    with tempfile.TemporaryDirectory() as folder:
+        opened = {}
+        for name, variant in variants.items():  # open and check every variant before timing any
+            runner, path, fmt, precision, weights_of = _open(name, variant, threads, folder)
+            try:
+                arrays = normalize_inputs(x, runner.inputs, runner._input_dtypes)
+            except ValueError as error:
+                raise ValueError(f"Variant {name!r} does not take this data: {error}") from None
+            if y is not None and len(y) != len(arrays[0]):
+                raise ValueError(f"data has {len(arrays[0])} rows of inputs but {len(y)} labels")
+            opened[name] = (runner, path, fmt, precision, weights_of, arrays)
+        rows_of_data = len(arrays[0])
+        labels = None if y is None else (np.asarray(y).argmax(-1) if np.ndim(y) == 2 else np.asarray(y))
+        for index, (name, (runner, path, fmt, precision, weights_of, arrays)) in enumerate(opened.items(), 1):
+            say(f"  benchmark {index}/{len(opened)}: {name} ({fmt}, {precision}): timing batch "
+                f"{', '.join(map(str, batch_sizes))} ({warmup} warm-up + {runs} timed calls each)"
+                + (", then serving memory in a fresh process" if memory and fmt != "tensorrt" else ""))
+            counts = weight_counts(weights_of)
+            predictions = _top1(runner.predict(arrays, batch_size=256))
+            if baseline is None:
+                baseline = predictions
+            row = {"name": name, "format": fmt, "precision": precision,
+                   "params": counts[0] if counts else None,
+                   "sparsity": counts[1] / counts[0] if counts and counts[0] else None,
+                   "size_bytes": path_size(path), "gzipped_bytes": gzipped_bytes(path),
+                   "accuracy": float(np.mean(predictions == labels)) if labels is not None
+                   and predictions is not None else None,
+                   "agreement": float(np.mean(predictions == baseline)) if predictions is not None else None,
+                   "latency_ms": {}, "throughput": {}}
+            for batch in batch_sizes:
+                times = latencies(runner, _rows(arrays, batch), warmup=warmup, runs=runs) * 1e3
+                row["latency_ms"][str(batch)] = {f"p{q}": float(np.percentile(times, q)) for q in (50, 90, 99)}
+                row["throughput"][str(batch)] = batch / (row["latency_ms"][str(batch)]["p50"] / 1e3)
+            row["memory_bytes"] = None
+            if memory and fmt != "tensorrt":
+                inputs = dict(zip([info.name for info in runner.inputs], _rows(arrays, max(batch_sizes))))
+                row["memory_bytes"] = serving_memory_bytes(path, inputs, threads)
+            rows.append(row)
+    settings = {"batch_sizes": list(batch_sizes), "warmup": warmup, "runs": runs, "rows": rows_of_data}
+    return Report(rows, environment_summary(threads, tensorflow_threads), settings)
