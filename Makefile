@@ -26,6 +26,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/distillation.py
 	$(PY) benchmarks/export.py
+	$(PY) benchmarks/search.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

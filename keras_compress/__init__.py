@@ -5,6 +5,7 @@ from keras_compress import distillation
 from keras_compress import pruning
 from keras_compress import quantization
 from keras_compress import runtime
+from keras_compress import tuning
 from keras_compress._keras import keras
 from keras_compress._version import __version__
 from keras_compress.benchmark import Report
@@ -46,4 +47,5 @@ __all__ = [
     "pruning",
     "quantization",
     "runtime",
+    "tuning",
 ]

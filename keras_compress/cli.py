@@ -86,6 +86,38 @@ def _benchmark(args):
     return 0
 
 
+def _split(x, y, validation_split):
+    """`(train, validation)` with the last `validation_split` of the rows for validation."""
+    if not 0 < validation_split < 1:
+        raise ValueError(f"--validation-split must be in (0, 1), got {validation_split}")
+    cut = int(len(y) * (1 - validation_split))
+
+    def rows(part):
+        return {key: value[part] for key, value in x.items()} if isinstance(x, dict) else x[part]
+
+    return (rows(slice(None, cut)), y[:cut]), (rows(slice(cut, None)), y[cut:])
+
+
+def _search(args):
+    from keras_compress.model_files import load_model
+    from keras_compress.tuning import search
+
+    data = _benchmark_data(args.data, args.labels)
+    if not isinstance(data, tuple):
+        raise ValueError(f"{args.data} needs labels for accuracy: name their array with --labels.")
+    train, validation = _split(*data, args.validation_split)
+    result = search(load_model(args.model), train, validation, objective=args.objective,
+                    max_accuracy_drop=args.max_accuracy_drop, max_trials=args.trials, tuner=args.tuner,
+                    directory=args.directory, project_name=args.project_name, overwrite=args.overwrite,
+                    epochs=args.epochs, verbose=0 if args.quiet else 1)
+    print(result.to_markdown())
+    if args.json:
+        result.to_json(args.json)
+    if args.plot:
+        result.plot(args.plot)
+    return 0
+
+
 def _check_tensorrt(args):
     from keras_compress.export import check_tensorrt
 
@@ -145,6 +177,24 @@ def build_parser():
     bench.add_argument("--plot", help="also write the figure (PNG)")
     bench.add_argument("--quiet", action="store_true", help="no progress output")
     bench.set_defaults(handler=_benchmark)
+    find = commands.add_parser("search", help="search compression settings for the smallest model that keeps "
+                                              "its accuracy")
+    find.add_argument("model", help="a trained .keras or .h5 classifier, or a SavedModel folder")
+    find.add_argument("--data", required=True, help=".npz file with inputs and labels")
+    find.add_argument("--labels", default="y", help="the labels array of --data (default y)")
+    find.add_argument("--validation-split", type=float, default=0.2, help="last fraction used for validation")
+    find.add_argument("--max-accuracy-drop", type=float, default=0.01, help="allowed accuracy drop (0.01 = 1 pt)")
+    find.add_argument("--trials", type=int, default=10, help="trials to run")
+    find.add_argument("--epochs", type=int, default=4, help="training epochs per trial")
+    find.add_argument("--objective", default="size", choices=["size", "latency"])
+    find.add_argument("--tuner", default="bayesian", choices=["bayesian", "random", "hyperband"])
+    find.add_argument("--directory", default="keras_compress_search", help="where trials are kept (resumable)")
+    find.add_argument("--project-name", default="search")
+    find.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    find.add_argument("--json", help="also write the result as JSON")
+    find.add_argument("--plot", help="also write the trials figure (PNG)")
+    find.add_argument("--quiet", action="store_true", help="no progress output")
+    find.set_defaults(handler=_search)
     trt = commands.add_parser("check-tensorrt", help="whether an ONNX file is ready for a TensorRT build")
     trt.add_argument("onnx", help="an .onnx file")
     trt.set_defaults(handler=_check_tensorrt)

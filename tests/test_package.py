@@ -12,7 +12,8 @@ def test_public_names_are_pinned():
                           "ExportVerificationError", "KerasCompressError", "ModelFileError", "Report", "ShrinkError",
                           "UnsupportedModelError", "__version__", "benchmark", "check_tensorrt", "datasets",
                           "distillation", "export", "keras", "load", "load_model", "pruning", "quantization",
-                          "runtime"]
+                          "runtime", "tuning"]
+    assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
     assert importlib.import_module("keras_compress.benchmark").__all__ == ["Report", "benchmark", "latencies"]
     assert kc.runtime.__all__ == ["KerasRunner", "OnnxRunner", "Runner", "SavedModelRunner", "TFLiteRunner",
                                   "TensorRTRunner", "TensorInfo", "load"]
@@ -74,8 +75,7 @@ def test_help_lists_only_working_commands(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     assert all(command in out for command in ("info", "demo", "export", "inspect", "check-tensorrt",
-                                              "benchmark"))
-    assert "search" not in out.split("positional arguments")[-1]
+                                              "benchmark", "search"))
 
 
 def test_keras3_models_are_refused_with_advice():

@@ -5,6 +5,7 @@ import json
 import os
 
 from keras_compress._environment import cpu_flags, cpu_model, environment
+from keras_compress._files import write_atomically
 
 __all__ = ["Report", "environment_summary"]
 
@@ -16,16 +17,6 @@ def environment_summary(threads, tensorflow_threads):
     return dict(environment(), cpu=cpu_model(), cpu_flags=sorted(cpu_flags() & set(_FLAGS)),
                 cpu_count=os.cpu_count(), threads=threads, tensorflow_threads=tensorflow_threads,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-
-
-def _write_atomically(path, write):
-    partial = f"{path}.partial"
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def _fmt(value, pattern, missing="–"):
@@ -55,7 +46,7 @@ class Report:
             with open(target, "w") as file:
                 json.dump(self.to_dict(), file, indent=2, default=str)
 
-        _write_atomically(path, write)
+        write_atomically(path, write)
         return path
 
     def to_markdown(self):
@@ -123,5 +114,5 @@ class Report:
         right.legend()
         right.grid(True, axis="x", alpha=0.3)
         figure.tight_layout()
-        _write_atomically(path, lambda target: figure.savefig(target, dpi=120, format="png"))
+        write_atomically(path, lambda target: figure.savefig(target, dpi=120, format="png"))
         return path

@@ -1,0 +1,144 @@
+"""`search`: the smallest (or fastest) compressed model that keeps its accuracy."""
+
+import json
+import os
+
+import keras_tuner
+
+from keras_compress._files import write_atomically
+from keras_compress._keras import check_model, keras
+from keras_compress.tuning.result import SearchResult
+from keras_compress.tuning.space import check_space
+from keras_compress.tuning.trial import Training, measure
+from keras_compress.tuning.tuner import OBJECTIVE, CandidateModel, CompressionTuner
+
+__all__ = ["search", "TUNERS"]
+
+TUNERS = ("bayesian", "random", "hyperband")
+
+
+def _oracle(tuner, max_trials, epochs, seed):
+    if tuner == "bayesian":
+        return keras_tuner.oracles.BayesianOptimizationOracle(OBJECTIVE, max_trials=max_trials, seed=seed)
+    if tuner == "random":
+        return keras_tuner.oracles.RandomSearchOracle(OBJECTIVE, max_trials=max_trials, seed=seed)
+    return keras_tuner.oracles.HyperbandOracle(OBJECTIVE, max_epochs=epochs, factor=3, seed=seed)
+
+
+def _check_data(data, argument):
+    if not (isinstance(data, tuple) and len(data) == 2 and data[1] is not None):
+        raise ValueError(f"{argument} must be an (inputs, labels) tuple: accuracy needs the labels.")
+    inputs, labels = data
+    first = next(iter(inputs.values())) if isinstance(inputs, dict) else \
+        inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    if len(first) != len(labels) or not len(labels):
+        raise ValueError(f"{argument} has {len(first)} rows of inputs and {len(labels)} labels; they must match "
+                         "and not be empty.")
+    return data
+
+
+def _baseline(model_or_build_fn, space, train_data, validation_data, training, folder, artifact_format):
+    """The float32 starting point, measured once and kept in the project folder (resumed searches
+    and distributed workers read it back)."""
+    path = os.path.join(folder, "baseline.json")
+    if os.path.exists(path):
+        with open(path) as file:
+            return json.load(file)
+    if isinstance(model_or_build_fn, keras.Model):
+        model = model_or_build_fn
+    else:  # train the default configuration, uncompressed
+        model = CandidateModel(model_or_build_fn, space).build(keras_tuner.HyperParameters())
+        training.fit(model, train_data, {}, training.epochs)
+    metrics = measure(model, os.path.join(folder, "baseline"), validation_data, artifact_format)
+    write_atomically(path, lambda target: open(target, "w").write(json.dumps(metrics)))
+    return metrics
+
+
+def _rows(tuner):
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.status != "COMPLETED":
+            continue
+        row = {name: trial.metrics.get_last_value(name)
+               for name in ("size_bytes", "latency_ms", "accuracy", "accuracy_drop", "feasible", "score")}
+        row.update(trial=trial.trial_id, values=dict(trial.hyperparameters.values),
+                   folder=tuner.get_trial_dir(trial.trial_id), feasible=bool(row["feasible"]))
+        with open(os.path.join(row["folder"], "metrics.json")) as file:
+            row["artifact"] = json.load(file)["artifact"]
+        rows.append(row)
+    return rows
+
+
+def search(model_or_build_fn, train_data, validation_data, *, teacher=None, objective="size",
+           max_accuracy_drop=0.01, space=None, max_trials=10, tuner="bayesian", directory="keras_compress_search",
+           project_name="search", overwrite=False, epochs=4, batch_size=32, learning_rate=1e-3,
+           artifact_format="tflite", seed=0, verbose=1):
+    """Searches compression settings for the smallest (or fastest) model within an accuracy budget.
+
+    Each trial starts from the trained model's weights (or builds a fresh model with
+    `build_fn(hp)`), prunes it while training for `epochs` (by distillation from `teacher`
+    when given), strips it, shrinks filter-pruned models, optionally fine-tunes it with
+    quantization-aware training, exports it (`artifact_format`: "tflite" or "onnx") and
+    measures the artifact: gzipped size, p50 latency at batch 1 on this machine, and
+    accuracy on `validation_data`. Candidates more than `max_accuracy_drop` below the
+    float32 baseline's accuracy are infeasible.
+
+    Built on keras-tuner's oracles. Trials and their artifacts live in
+    `directory/project_name`: an interrupted search resumes from there (unless
+    `overwrite=True`), and keras-tuner's distributed mode works (a chief and workers
+    started with `KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`).
+
+    Args:
+        model_or_build_fn: a trained tf_keras classifier, or `build_fn(hp)` returning a new one.
+        train_data, validation_data: `(inputs, labels)` tuples.
+        teacher: a trained tf_keras model; adds temperature and alpha to the space.
+        objective: "size" (gzipped artifact) or "latency".
+        max_accuracy_drop: in [0, 1): how far accuracy may fall below the baseline's.
+        space: `{"final_sparsity": (low, high) or [values], "granularity": ["weight", "filter"],
+            "qat": [False, True], "temperature": ..., "alpha": ...}`; None for the default.
+        max_trials: trials to run (Bayesian and random search; Hyperband sets its own).
+        tuner: "bayesian", "random" or "hyperband".
+
+    Returns:
+        A `SearchResult` (None in a distributed worker: the chief returns the result).
+    """
+    if not isinstance(max_accuracy_drop, (int, float)) or not 0 <= max_accuracy_drop < 1:
+        raise ValueError(f"max_accuracy_drop must be in [0, 1), got {max_accuracy_drop!r}")
+    if objective not in ("size", "latency"):
+        raise ValueError(f'objective must be "size" or "latency", got {objective!r}')
+    if tuner not in TUNERS:
+        raise ValueError(f"tuner must be one of {TUNERS}, got {tuner!r}")
+    if not isinstance(max_trials, int) or max_trials < 1 or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"max_trials and epochs must be ints >= 1, got {max_trials!r} and {epochs!r}")
+    if artifact_format not in ("tflite", "onnx"):
+        raise ValueError(f'artifact_format must be "tflite" or "onnx", got {artifact_format!r}')
+    if isinstance(model_or_build_fn, keras.Model) or not callable(model_or_build_fn):
+        check_model(model_or_build_fn, "model_or_build_fn")
+    if teacher is not None:
+        check_model(teacher, "teacher")
+    train_data = _check_data(train_data, "train_data")
+    validation_data = _check_data(validation_data, "validation_data")
+    space = check_space(space, teacher)
+
+    training = Training(epochs, batch_size, learning_rate, teacher)
+    hypermodel = CandidateModel(model_or_build_fn, space)
+    compression_tuner = CompressionTuner(
+        _oracle(tuner, max_trials, epochs, seed), hypermodel, directory=directory, project_name=project_name,
+        overwrite=overwrite, baseline=None, objective=objective, max_accuracy_drop=max_accuracy_drop,
+        training=training, artifact_format=artifact_format)
+    os.makedirs(compression_tuner.project_dir, exist_ok=True)
+    compression_tuner.baseline = _baseline(model_or_build_fn, space, train_data, validation_data, training,
+                                           str(compression_tuner.project_dir), artifact_format)
+    compression_tuner.search(train_data, validation_data, verbose=verbose)
+    if _is_worker():
+        return None  # the chief holds the trials
+    rows = _rows(compression_tuner)
+    if not rows:
+        failures = [t.message for t in compression_tuner.oracle.trials.values() if t.message]
+        raise RuntimeError("No trial completed." + (f" The last failure:\n{failures[-1]}" if failures else ""))
+    return SearchResult(compression_tuner.baseline, rows, objective, max_accuracy_drop)
+
+
+def _is_worker():
+    """A distributed keras-tuner worker (it reports to a chief and holds no trial list)."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
