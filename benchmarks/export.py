@@ -93,7 +93,8 @@ def bench_model(model, data, folder, repeats):
             # The runner alternates with its runtime called directly (never with TensorFlow,
             # whose thread pools would disturb both).
             direct = direct_call(runner, arrays)
-            own, *rest = median_seconds(lambda: runner.predict(arrays), *([direct] if direct else []),
+            x = arrays[0] if len(arrays) == 1 else arrays  # as users call it
+            own, *rest = median_seconds(lambda: runner.predict(x), *([direct] if direct else []),
                                         repeats=repeats)
             overhead = own / rest[0] if rest else None
             rows.append((model.name, artifact.format, batch, own * 1e3, base / own, seconds,

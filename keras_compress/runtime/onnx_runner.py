@@ -60,8 +60,7 @@ class OnnxRunner(Runner):
             str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
         super().__init__([_info(n) for n in self.session.get_inputs()],
                          [_info(n) for n in self.session.get_outputs()])
-        self._output_names = [info.name for info in self.outputs]
+        self._input_names = [info.name for info in self.inputs]
 
     def _run(self, arrays):
-        feed = {info.name: array for info, array in zip(self.inputs, arrays)}
-        return self.session.run(self._output_names, feed)
+        return self.session.run(None, dict(zip(self._input_names, arrays)))  # outputs in session order

@@ -21,6 +21,7 @@ class Runner:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self._input_dtypes = [np.dtype(info.dtype) for info in self.inputs]
+        self._checked_shape = None  # row shape of the last single-array input that passed the checks
 
     def predict(self, x, batch_size=None):
         """Outputs for `x` (an array, a list in input order, or a dict by input name).
@@ -28,8 +29,14 @@ class Runner:
         Returns one array for a single-output model, else a list in output order.
         `batch_size=None` runs all rows at once.
         """
+        # Fast path for the common serving call: one array, like the last one that passed the checks.
+        if batch_size is None and type(x) is np.ndarray and x.shape[1:] == self._checked_shape \
+                and x.dtype == self._input_dtypes[0]:
+            return single_or_list(self._run([x]))
         check_batch_size(batch_size)
         arrays = normalize_inputs(x, self.inputs, self._input_dtypes)
+        if len(arrays) == 1:
+            self._checked_shape = arrays[0].shape[1:]
         if batch_size is None or batch_size >= len(arrays[0]):
             return single_or_list(self._run(arrays))  # the common case, without copies
         parts = [self._run(batch) for batch in split_batches(arrays, batch_size)]

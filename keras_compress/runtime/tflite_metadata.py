@@ -21,6 +21,15 @@ def add_metadata(tflite_bytes, metadata):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def has_variable_tensors(tflite_bytes):
+    """Whether the model keeps state between calls in variable tensors (recurrent kernels)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(tflite_bytes, 0)
+    return any(model.Subgraphs(g).Tensors(t).IsVariable()
+               for g in range(model.SubgraphsLength()) for t in range(model.Subgraphs(g).TensorsLength()))
+
+
 def read_metadata(tflite_bytes):
     """The keras_compress metadata of a TFLite flatbuffer, or {} when it has none."""
     from tensorflow.lite.python import schema_py_generated as schema

@@ -5,7 +5,7 @@ import numpy as np
 from keras_compress.runtime.metadata import ordered
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
-from keras_compress.runtime.tflite_metadata import read_metadata
+from keras_compress.runtime.tflite_metadata import has_variable_tensors, read_metadata
 
 __all__ = ["TFLiteRunner"]
 
@@ -40,6 +40,7 @@ class TFLiteRunner(Runner):
         with open(path, "rb") as file:
             content = file.read()
         self.metadata = read_metadata(content)
+        self._stateful = has_variable_tensors(content)
         self.interpreter = Interpreter(model_content=content, num_threads=threads)
         signatures = self.interpreter.get_signature_list()
         if _SIGNATURE not in signatures:
@@ -68,9 +69,10 @@ class TFLiteRunner(Runner):
     def _run_batch(self, arrays):
         # Recurrent kernels keep their state in variable tensors: start every call afresh
         # (once tensors exist, i.e. after the first call).
-        if self._called:
-            self.interpreter.reset_all_variables()  # about a microsecond
-        self._called = True
+        if self._stateful:
+            if self._called:
+                self.interpreter.reset_all_variables()
+            self._called = True
         if not self._quantized:
             results = self._runner(**dict(zip(self._input_names, arrays)))
             return [results[name] for name in self._output_names]

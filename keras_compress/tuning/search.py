@@ -61,7 +61,9 @@ def _rows(tuner):
             continue
         row = {name: trial.metrics.get_last_value(name)
                for name in ("size_bytes", "latency_ms", "accuracy", "accuracy_drop", "feasible", "score")}
-        row.update(trial=trial.trial_id, values=dict(trial.hyperparameters.values),
+        values = {name: round(value, 6) if isinstance(value, float) else value
+                  for name, value in trial.hyperparameters.values.items()}  # 0.9, not 0.9000000000000001
+        row.update(trial=trial.trial_id, values=values,
                    folder=tuner.get_trial_dir(trial.trial_id), feasible=bool(row["feasible"]))
         with open(os.path.join(row["folder"], "metrics.json")) as file:
             row["artifact"] = json.load(file)["artifact"]

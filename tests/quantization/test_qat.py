@@ -87,9 +87,11 @@ def test_preserve_sparsity_false_lets_zeros_move(digits):
     assert fake_quantized_zeros(qat)["quant_dense_a"] < 0.3
 
 
-@pytest.mark.parametrize("file_name", ["qat.keras", "qat_saved_model"])
-def test_qat_models_save_and_load_without_tfmot_scopes(float_and_qat, digits, tmp_path, file_name):
-    _, qat = float_and_qat
+@pytest.mark.parametrize("which", ["qat", "pruned qat"])
+@pytest.mark.parametrize("file_name", ["model.keras", "saved_model"])
+def test_qat_models_save_and_load_without_tfmot_scopes(float_and_qat, pruned_qat, digits, tmp_path, file_name,
+                                                       which):
+    qat = float_and_qat[1] if which == "qat" else pruned_qat[0]
     path = str(tmp_path / file_name)
     qat.save(path)
     loaded = kc.load_model(path)

@@ -50,3 +50,15 @@ def test_unknown_artifact_types_are_refused(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(kc.ModelFileError, match="unknown artifact type '.bin'"):
         kc.load(str(path))
+
+
+def test_the_fast_path_still_checks_shape_and_dtype(trained_cnn, digits):
+    runner = kc.runtime.KerasRunner(trained_cnn)
+    x = digits[1][0][:4]
+    first = runner.predict(x)  # checked, then remembered
+    np.testing.assert_allclose(runner.predict(x.astype("float64")), first, rtol=1e-6)  # cast, not refused
+    np.testing.assert_allclose(runner.predict(x), first)
+    with pytest.raises(ValueError, match="expects shape"):
+        runner.predict(np.zeros((4, 8, 7, 1), "float32"))
+    with pytest.raises(ValueError, match="expects shape"):
+        runner.predict(np.zeros((4, 8, 8), "float32"))
