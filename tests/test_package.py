@@ -86,9 +86,15 @@ def test_keras3_models_are_refused_with_advice():
         kc.pruning.strip(model)
 
 
-def test_export_and_inspect_commands(tmp_path, trained_cnn, capsys, digits):
-    model_path = str(tmp_path / "cnn.keras")
-    trained_cnn.save(model_path)
+@pytest.fixture
+def model_path(tmp_path, trained_cnn):
+    """The trained CNN saved as .keras, for the commands to read."""
+    path = str(tmp_path / "cnn.keras")
+    trained_cnn.save(path)
+    return path
+
+
+def test_export_and_inspect_commands(tmp_path, trained_cnn, model_path, capsys, digits):
     samples = str(tmp_path / "samples.npz")
     np.savez(samples, x=digits[1][0][:16])
     out = str(tmp_path / "cnn.onnx")
@@ -105,9 +111,7 @@ def test_export_and_inspect_commands(tmp_path, trained_cnn, capsys, digits):
     assert "conv_b (Conv2D): 1,168 params, 0.0% sparse" in printed and "parameters:" in printed
 
 
-def test_export_command_quantizes_and_checks_tensorrt_readiness(tmp_path, trained_cnn, capsys, digits):
-    model_path = str(tmp_path / "cnn.keras")
-    trained_cnn.save(model_path)
+def test_export_command_quantizes_and_checks_tensorrt_readiness(tmp_path, model_path, capsys, digits):
     calibration = str(tmp_path / "calibration.npz")
     np.savez(calibration, x=digits[0][0][:64])
     out = str(tmp_path / "cnn_int8.onnx")
