@@ -1,5 +1,6 @@
 """What is installed and what this machine can run, for `keras-compress info` and bug reports."""
 
+import functools
 import importlib
 import importlib.metadata
 import platform
@@ -43,28 +44,27 @@ def environment():
     return info
 
 
-def cpu_flags():
-    """The CPU feature flags Linux reports (empty elsewhere)."""
+@functools.lru_cache(maxsize=None)
+def _cpuinfo(field):
+    """The value of the first `field` line of Linux's /proc/cpuinfo, or None (read once per field)."""
     try:
         with open("/proc/cpuinfo") as file:
             for line in file:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags():
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_model():
     """The CPU model name Linux reports, else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def has_vnni():

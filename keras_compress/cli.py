@@ -77,8 +77,13 @@ def _benchmark(args):
                        verbose=0 if args.quiet else 1)
     print(report.to_markdown())
     if args.markdown:
-        with open(args.markdown, "w") as file:
-            file.write(report.to_markdown() + "\n")
+        from keras_compress._files import write_atomically
+
+        def write(target):
+            with open(target, "w") as file:
+                file.write(report.to_markdown() + "\n")
+
+        write_atomically(args.markdown, write)
     if args.json:
         report.to_json(args.json)
     if args.plot:

@@ -18,9 +18,6 @@ from keras_compress.runtime.tensors import as_list, normalize_inputs
 
 __all__ = ["benchmark"]
 
-_PRECISIONS = {"dynamic": "int8_dynamic", "static": "int8", "qat": "int8", "float16": "float16"}
-
-
 def _set_tensorflow_threads(threads):
     """Fixes TensorFlow's intra-op threads when it is not running yet; returns the count in force."""
     import tensorflow as tf
@@ -52,9 +49,9 @@ def _open(name, variant, threads, folder):
         raise FileNotFoundError(f"Variant {name!r}: no artifact at {path}")
     suffix = os.path.splitext(path)[1].lower()
     runner = load(path, threads=threads) if suffix in (".onnx", ".tflite") else load(path)
+    # keras_compress records the precision in every artifact it writes (TensorRT engines excepted).
     settings = (getattr(runner, "metadata", None) or {}).get("settings", {})
-    precision = variant.precision if isinstance(variant, Artifact) else _PRECISIONS.get(settings.get("quantize"),
-                                                                                         "float32")
+    precision = variant.precision if isinstance(variant, Artifact) else settings.get("precision", "float32")
     return runner, path, runner.format, precision, path
 
 

@@ -228,8 +228,9 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             options["calibrate_method"] = calibrate_method
         if fmt == "tflite":
             options["io"] = io
-        settings = exporter(model, target, artifact_metadata(model, fmt, {}), **options)
-        runner = load(target)
+        settings = exporter(model, target, artifact_metadata(model, fmt, {"precision": precision}), **options)
+        timed = bool(quantize) and compare_speed and fmt != "tensorrt"
+        runner = load(target) if verify or timed else None
         result = None
         if verify:
             names = [info.name for info in source.outputs]
@@ -240,9 +241,10 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
                 if verify is True:
                     raise
                 warnings.warn(str(error), stacklevel=2)
-        if quantize and compare_speed and fmt != "tensorrt":
+        if timed:
             twin = os.path.join(partial, "float32" + suffix)
-            exporter(model, twin, artifact_metadata(model, fmt, {}), **({"opset": opset} if fmt == "onnx" else {}))
+            exporter(model, twin, artifact_metadata(model, fmt, {"precision": "float32"}),
+                     **({"opset": opset} if fmt == "onnx" else {}))
             settings["speed"] = _speed_against_float(runner, load(twin), samples)
             if settings["speed"]["speedup_vs_float32"] < 1 / _SLOWER:
                 warnings.warn(

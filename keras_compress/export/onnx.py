@@ -88,8 +88,9 @@ def _quantize_onnx(proto, path, quantize, calibration, calibrate_method):
     from onnxruntime import quantization as ort_quantization
 
     # Without VNNI, u8 x s8 products can saturate int16 accumulators: 7-bit weights avoid it.
-    settings = {"quantize": quantize, "reduce_range": not has_vnni(),
-                "reduce_range_reason": "CPU without VNNI" if not has_vnni() else "CPU with VNNI"}
+    vnni = has_vnni()
+    settings = {"quantize": quantize, "reduce_range": not vnni,
+                "reduce_range_reason": "CPU with VNNI" if vnni else "CPU without VNNI"}
     source = path + ".float.onnx"  # beside the artifact, in export's temporary folder
     onnx.save(proto, source)
     with _quiet_root_logger():

@@ -13,6 +13,7 @@ import re
 
 import onnx
 
+from keras_compress._files import write_atomically
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError
 from keras_compress.export.onnx import export_onnx
@@ -50,10 +51,13 @@ def _write_timing_cache(config, path):
     if not path:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "wb") as file:
-        file.write(memoryview(config.get_timing_cache().serialize()))
-    os.replace(partial, path)
+    data = memoryview(config.get_timing_cache().serialize())
+
+    def write(target):
+        with open(target, "wb") as file:
+            file.write(data)
+
+    write_atomically(path, write)
 
 
 def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibration=None, precision="fp32",

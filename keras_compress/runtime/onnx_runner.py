@@ -17,13 +17,6 @@ def _info(node):
     return TensorInfo(node.name, shape, _ONNX_TYPES.get(node.type, "float32"))
 
 
-def _read_metadata(path):
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return decode(next((p.value for p in proto.metadata_props if p.key == KEY), None))
-
-
 class OnnxRunner(Runner):
     """An ONNX model in an ONNX Runtime session.
 
@@ -44,20 +37,25 @@ class OnnxRunner(Runner):
     format = "onnx"
 
     def __init__(self, path, *, providers=None, threads=None, int8_kernels=None):
-        import onnxruntime
+        def session(int8):
+            import onnxruntime
 
-        self.metadata = _read_metadata(path)
+            options = onnxruntime.SessionOptions()
+            if threads is not None:
+                options.intra_op_num_threads = threads
+            if not int8:
+                options.add_session_config_entry("session.disable_quant_qdq", "1")
+            return onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                providers=providers or ["CPUExecutionProvider"])
+
+        self.session = session(int8_kernels is not False)
+        self.metadata = decode(self.session.get_modelmeta().custom_metadata_map.get(KEY))
         if int8_kernels is None:
             full_range = self.metadata.get("settings", {}).get("full_range_int8_weights", False)
             int8_kernels = not (full_range and not has_vnni())
+            if not int8_kernels:  # the metadata lives in the file: only now is it known
+                self.session = session(False)
         self.int8_kernels = int8_kernels
-        options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        if not int8_kernels:
-            options.add_session_config_entry("session.disable_quant_qdq", "1")
-        self.session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
         super().__init__([_info(n) for n in self.session.get_inputs()],
                          [_info(n) for n in self.session.get_outputs()])
         self._input_names = [info.name for info in self.inputs]

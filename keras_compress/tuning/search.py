@@ -50,7 +50,12 @@ def _baseline(model_or_build_fn, space, train_data, validation_data, training, f
         model = CandidateModel(model_or_build_fn, space).build(keras_tuner.HyperParameters())
         training.fit(model, train_data, {}, training.epochs)
     metrics = measure(model, os.path.join(folder, "baseline"), validation_data, artifact_format)
-    write_atomically(path, lambda target: open(target, "w").write(json.dumps(metrics)))
+
+    def write(target):
+        with open(target, "w") as file:
+            json.dump(metrics, file)
+
+    write_atomically(path, write)
     return metrics
 
 
