@@ -5,7 +5,8 @@ students see the same data, epochs and optimizer, over 3 seeds, on the whole
 training split and on a 300-sample subset. Epoch times are ratios against the
 plain student's epoch, measured in the same run.
 
-    .venv/bin/python benchmarks/distillation.py [--quick]
+    .venv/bin/python benchmarks/distillation.py [--quick] [--alpha A] [--temperature T]
+        [--teacher-epochs N] [--seeds N]
 """
 
 import argparse
@@ -20,7 +21,6 @@ from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn, digits_student  # noqa: E402
 
 keras = kc.keras
-ALPHA, TEMPERATURE = 0.5, 8.0
 UNITS = 48  # the student's hidden width: 7x fewer parameters than the teacher
 
 
@@ -28,14 +28,13 @@ def student(seed=1):
     return digits_student(seed=seed, units=UNITS)
 
 
-def _distiller(teacher, seed, cache=False):
+def _distiller(teacher, seed, settings, cache=False):
     distiller = kc.Distiller(student=student(seed=seed), teacher=teacher, cache_teacher=cache)
-    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=ALPHA,
-                      temperature=TEMPERATURE)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], **settings)
     return distiller
 
 
-def accuracies(teacher, data, test, epochs, seeds):
+def accuracies(teacher, settings, data, test, epochs, seeds):
     x, y = data
     results = {"scratch": [], "distilled": []}
     for seed in seeds:
@@ -43,20 +42,20 @@ def accuracies(teacher, data, test, epochs, seeds):
         scratch.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
         results["scratch"].append(scratch.evaluate(*test, verbose=0)[1])
         keras.utils.set_random_seed(seed)
-        distiller = _distiller(teacher, seed)
+        distiller = _distiller(teacher, seed, settings)
         distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
         results["distilled"].append(distiller.evaluate(*test, verbose=0)[1])
     return {name: (float(np.mean(v)), float(np.std(v))) for name, v in results.items()}
 
 
-def epoch_times(teacher, x, y, epochs, rounds):
+def epoch_times(teacher, settings, x, y, epochs, rounds):
     """Median epoch seconds of the plain, distilled and cached-distilled students.
 
     The three alternate over `rounds` so that drift in the machine's speed hits all
     of them alike; each fit's first epoch (tracing) is dropped.
     """
-    makers = {"plain": lambda: compile_classifier(student()), "distilled": lambda: _distiller(teacher, 1),
-              "cached": lambda: _distiller(teacher, 1, cache=True)}
+    makers = {"plain": lambda: compile_classifier(student()), "distilled": lambda: _distiller(teacher, 1, settings),
+              "cached": lambda: _distiller(teacher, 1, settings, cache=True)}
     times = {name: [] for name in makers}
     for _ in range(rounds):
         for name, make in makers.items():
@@ -72,26 +71,32 @@ def epoch_times(teacher, x, y, epochs, rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and seeds")
+    parser.add_argument("--alpha", type=float, default=0.5, help="weight of the hard loss (default 0.5)")
+    parser.add_argument("--temperature", type=float, default=8.0, help="softening temperature (default 8)")
+    parser.add_argument("--teacher-epochs", type=int, default=10, help="the teacher's epochs (default 10)")
+    parser.add_argument("--seeds", type=int, default=3, help="students per setting (default 3)")
     args = parser.parse_args()
+    settings = {"alpha": args.alpha, "temperature": args.temperature}
     (x, y), test = kc.datasets.digits()
+    teacher_epochs = 4 if args.quick else args.teacher_epochs
     teacher = compile_classifier(digits_cnn())
-    teacher.fit(x, y, epochs=4 if args.quick else 10, batch_size=32, verbose=0)
-    seeds = [0] if args.quick else [0, 1, 2]
+    teacher.fit(x, y, epochs=teacher_epochs, batch_size=32, verbose=0)
+    seeds = [0] if args.quick else list(range(args.seeds))
     subset = np.random.default_rng(0).permutation(len(x))[:300]
-    print(f"alpha {ALPHA}, temperature {TEMPERATURE}; "
+    print(f"alpha {args.alpha}, temperature {args.temperature}; teacher {teacher_epochs} epochs, "
           f"teacher accuracy {teacher.evaluate(*test, verbose=0)[1]:.4f}, "
           f"params {teacher.count_params():,}; student params {student().count_params():,}")
     for label, data, epochs in (("full training split", (x, y), 10),
                                 ("300-sample subset", (x[subset], y[subset]), 100)):
         if args.quick:
             epochs //= 4
-        results = accuracies(teacher, data, test, epochs, seeds)
+        results = accuracies(teacher, settings, data, test, epochs, seeds)
         print(f"\n## {label}: {epochs} epochs, seeds {seeds}")
         for name, (mean, std) in results.items():
             print(f"{name:<12}{mean:.4f} ± {std:.4f}")
         print(f"gain        {results['distilled'][0] - results['scratch'][0]:+.4f}")
     print("\n## Epoch time (full split, batch 32)")
-    for key, value in epoch_times(teacher, x, y, epochs=4 if args.quick else 6,
+    for key, value in epoch_times(teacher, settings, x, y, epochs=4 if args.quick else 6,
                                   rounds=1 if args.quick else 3).items():
         print(f"{key:<20}{value:8.3f}")
 
