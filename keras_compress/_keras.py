@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["keras", "check_model", "check_graph_model"]
+__all__ = ["keras", "check_model", "check_graph_model", "copy_model"]
 
 _HOW_TO_BUILD = "Build the model with `import tf_keras as keras` (the Keras 2 API), e.g. keras.Sequential([...])."
 
@@ -46,3 +46,10 @@ def check_graph_model(model, argument="model", action="prune"):
             "functional model, or apply the wrapping to its layers inside the subclass."
         )
     return model
+
+
+def copy_model(model):
+    """A new model with the same layers and weights, sharing nothing (no optimizer)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

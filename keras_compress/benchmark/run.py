@@ -6,10 +6,10 @@ import tempfile
 
 import numpy as np
 
-from keras_compress._keras import keras
+from keras_compress._keras import copy_model, keras
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
-from keras_compress.benchmark.timing import latencies
+from keras_compress.benchmark.timing import check_timing, latencies
 from keras_compress.benchmark.weights import gzipped_bytes, weight_counts
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.runtime.keras_runner import KerasRunner
@@ -17,6 +17,7 @@ from keras_compress.runtime.load import load
 from keras_compress.runtime.tensors import as_list, normalize_inputs
 
 __all__ = ["benchmark"]
+
 
 def _set_tensorflow_threads(threads):
     """Fixes TensorFlow's intra-op threads when it is not running yet; returns the count in force."""
@@ -31,11 +32,7 @@ def _set_tensorflow_threads(threads):
 
 def _without_optimizer(model):
     """The model as it ships: no optimizer state in its file."""
-    if model.optimizer is None:
-        return model
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
+    return model if model.optimizer is None else copy_model(model)
 
 
 def _open(name, variant, threads, folder):
@@ -97,8 +94,7 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
         raise ValueError("variants must be a non-empty dict {name: model, artifact or path}")
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise ValueError(f"batch_sizes must be ints >= 1, got {batch_sizes!r}")
-    if warmup < 0 or runs < 1:
-        raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    check_timing(warmup, runs)
     x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
     threads = threads or os.cpu_count()
     say = (lambda message: print(message, file=sys.stdout, flush=True)) if verbose else (lambda message: None)

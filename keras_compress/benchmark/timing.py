@@ -4,13 +4,18 @@ import time
 
 import numpy as np
 
-__all__ = ["latencies"]
+__all__ = ["latencies", "check_timing"]
+
+
+def check_timing(warmup, runs):
+    """Raises ValueError unless `warmup >= 0` and `runs >= 1`."""
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
 
 
 def latencies(runner, inputs, *, warmup=3, runs=20):
     """Seconds per `runner.predict(inputs)` call over `runs` timed calls, after `warmup` calls."""
-    if warmup < 0 or runs < 1:
-        raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    check_timing(warmup, runs)
     for _ in range(warmup):
         runner.predict(inputs)
     times = np.empty(runs)

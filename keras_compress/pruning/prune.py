@@ -10,7 +10,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (
     pruning_wrapper,
 )
 
-from keras_compress._keras import check_graph_model, check_model, keras
+from keras_compress._keras import check_graph_model, check_model, copy_model, keras
 from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
@@ -74,12 +74,6 @@ def _check_m_by_n(layers, m_by_n):
                              f"of {n}. Pass exclude=[{layer.name!r}] or choose another n.")
 
 
-def _copy(model):
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None):
     """Wraps a model's layers so that training it prunes them.
 
@@ -124,7 +118,7 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
     excluded = _excluded_names(model, exclude)
-    copy = _copy(model)
+    copy = copy_model(model)
     layers = {layer.name: layer for layer in copy.layers}
 
     prunability = {name: _tfmot_prunability(layer) for name, layer in layers.items()
@@ -207,6 +201,6 @@ def strip(model):
     check_model(model)
     if not pruning_wrappers(model):
         check_graph_model(model, action="strip")
-        return _copy(model)
+        return copy_model(model)
     apply_masks(model)
-    return _copy(tfmot.sparsity.keras.strip_pruning(model))
+    return copy_model(tfmot.sparsity.keras.strip_pruning(model))

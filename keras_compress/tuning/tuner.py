@@ -4,7 +4,7 @@ tf_keras models when Keras 3 is installed, so this subclasses `BaseTuner` and ov
 
 import keras_tuner
 
-from keras_compress._keras import keras
+from keras_compress._keras import copy_model, keras
 from keras_compress.tuning.space import declare
 from keras_compress.tuning.trial import measure, train_candidate
 
@@ -25,9 +25,7 @@ class CandidateModel(keras_tuner.HyperModel):
         declare(hp, self.space)
         if callable(self.source) and not isinstance(self.source, keras.Model):
             return self.source(hp)
-        copy = keras.models.clone_model(self.source)
-        copy.set_weights(self.source.get_weights())
-        return copy
+        return copy_model(self.source)
 
     def declare_hyperparameters(self, hp):
         self.build(hp)
