@@ -54,7 +54,8 @@ def epoch_times(teacher, settings, x, y, epochs, rounds):
     The three alternate over `rounds` so that drift in the machine's speed hits all
     of them alike; each fit's first epoch (tracing) is dropped.
     """
-    makers = {"plain": lambda: compile_classifier(student()), "distilled": lambda: _distiller(teacher, 1, settings),
+    makers = {"plain": lambda: compile_classifier(student()),
+              "distilled": lambda: _distiller(teacher, 1, settings),
               "cached": lambda: _distiller(teacher, 1, settings, cache=True)}
     times = {name: [] for name in makers}
     for _ in range(rounds):
@@ -76,6 +77,11 @@ def main():
     parser.add_argument("--teacher-epochs", type=int, default=10, help="the teacher's epochs (default 10)")
     parser.add_argument("--seeds", type=int, default=3, help="students per setting (default 3)")
     args = parser.parse_args()
+    if not 0.0 <= args.alpha <= 1.0 or args.temperature <= 0:
+        parser.error(f"--alpha must be in [0, 1] and --temperature > 0, "
+                     f"got {args.alpha} and {args.temperature}")
+    if args.teacher_epochs < 1 or args.seeds < 1:
+        parser.error(f"--teacher-epochs and --seeds must be >= 1, got {args.teacher_epochs} and {args.seeds}")
     settings = {"alpha": args.alpha, "temperature": args.temperature}
     (x, y), test = kc.datasets.digits()
     teacher_epochs = 4 if args.quick else args.teacher_epochs
