@@ -5,11 +5,14 @@ understands. Everything else in the package gets Keras from here, so a later
 Keras flavour needs changes in this module only.
 """
 
+import os
+
 import tf_keras as keras
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["keras", "check_model", "check_graph_model", "copy_model"]
+__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "registered_object", "public_symbol",
+           "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
 
 _HOW_TO_BUILD = "Build the model with `import tf_keras as keras` (the Keras 2 API), e.g. keras.Sequential([...])."
 
@@ -53,3 +56,44 @@ def copy_model(model):
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def registered_object(name, custom_objects=None):
+    """The class or function registered under `name` (custom objects, scopes, the global
+    registry), or None."""
+    return keras.saving.get_registered_object(name, custom_objects=custom_objects)
+
+
+def public_symbol(api_name):
+    """The object TensorFlow exports under `api_name` ("keras.layers.Dense", "math.add"),
+    or None. This is how tf_keras resolves Keras modules and op layers from a config."""
+    from tensorflow.python.util import tf_export
+
+    return tf_export.get_symbol_from_name(api_name)
+
+
+# Layers whose config names code that deserialization or the first call runs: Python
+# bytecode (Lambda) or any public TensorFlow symbol (the op layers).
+CODE_LAYER_NAMES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod",
+                              "InstanceProperty"})
+OP_LAYER_NAMES = frozenset({"TFOpLambda", "SlicingOpLambda"})
+
+
+def saved_model_keras_metadata(folder):
+    """The JSON metadata strings tf_keras rebuilds a SavedModel's Keras objects from: those of
+    `keras_metadata.pb` and those stored in `saved_model.pb` (older files)."""
+    import tensorflow as tf
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    strings = []
+    metadata_file = os.path.join(folder, "keras_metadata.pb")
+    if os.path.exists(metadata_file):
+        metadata = saved_metadata_pb2.SavedMetadata()
+        with open(metadata_file, "rb") as file:
+            metadata.ParseFromString(file.read())
+        strings += [node.metadata for node in metadata.nodes]
+    saved_model = tf.__internal__.saved_model.parse_saved_model(folder)
+    for meta_graph in saved_model.meta_graphs:
+        strings += [node.user_object.metadata for node in meta_graph.object_graph_def.nodes
+                    if node.WhichOneof("kind") == "user_object" and node.user_object.metadata]
+    return strings

@@ -1,6 +1,7 @@
 """The `keras-compress` command. Each subcommand parses arguments and calls the library."""
 
 import argparse
+import os
 import sys
 
 
@@ -24,15 +25,48 @@ def _demo(args):
     return 0
 
 
-def _arrays(path):
-    """The arrays of an .npz file: one array, or a dict by input name."""
+def _load_npz(path, flag):
+    """`{name: array}` from an .npz (or .npy) file; errors name the flag and the file."""
     import numpy as np
 
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder: give an .npz file (numpy.savez(path, name=array)).")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{flag} {path}: no such file.")
+    try:
+        with open(path, "rb") as file:
+            loaded = np.load(file, allow_pickle=False)
+            arrays = {"x": loaded} if isinstance(loaded, np.ndarray) else {k: loaded[k] for k in loaded.files}
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(f"{flag} {path} is not a readable NumPy .npz or .npy file ({reason}): save arrays "
+                         "with numpy.savez(path, name=array).") from None
+    if not arrays:
+        raise ValueError(f"{flag} {path} holds no arrays.")
+    return arrays
+
+
+def _arrays(path, flag):
+    """The arrays of an .npz file: one array, or a dict by input name."""
     if path is None:
         return None
-    with np.load(path) as data:
-        arrays = {key: data[key] for key in data.files}
+    arrays = _load_npz(path, flag)
     return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def _check_outputs(**paths):
+    """Refuses output files that cannot be written, before any work is done."""
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        flag = "--" + flag.replace("_", "-")
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a folder: give a file name.")
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist.")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{flag} {path}: the folder {folder} is not writable.")
 
 
 def _export(args):
@@ -40,9 +74,11 @@ def _export(args):
     from keras_compress.model_files import load_model
 
     model = load_model(args.model)
-    artifact = export(model, args.output, sample_data=_arrays(args.sample_data), verify=not args.no_verify,
+    sample_data = _arrays(args.sample_data, "--sample-data")
+    calibration_data = _arrays(args.calibration, "--calibration")
+    artifact = export(model, args.output, sample_data=sample_data, verify=not args.no_verify,
                       overwrite=args.overwrite, opset=args.opset, quantize=args.quantize,
-                      calibration_data=_arrays(args.calibration), calibrate_method=args.calibrate_method,
+                      calibration_data=calibration_data, calibrate_method=args.calibrate_method,
                       io=args.io, precision=args.precision)
     print(artifact)
     return 0
@@ -50,10 +86,7 @@ def _export(args):
 
 def _benchmark_data(path, labels_key):
     """`(x, y)` from an .npz file: the `labels_key` array and the others as inputs."""
-    import numpy as np
-
-    with np.load(path) as data:
-        arrays = {key: data[key] for key in data.files}
+    arrays = _load_npz(path, "--data")
     if labels_key is not None and labels_key not in arrays:
         raise ValueError(f"{path} has no array {labels_key!r} for --labels; it has {sorted(arrays)}.")
     labels = arrays.pop(labels_key) if labels_key is not None else None
@@ -64,9 +97,9 @@ def _benchmark_data(path, labels_key):
 
 
 def _benchmark(args):
-    import os
-
     from keras_compress.benchmark import benchmark
+
+    _check_outputs(markdown=args.markdown, json=args.json, plot=args.plot)
 
     names = [os.path.basename(os.path.normpath(path)) for path in args.artifacts]
     if len(set(names)) != len(names):
@@ -107,6 +140,7 @@ def _search(args):
     from keras_compress.model_files import load_model
     from keras_compress.tuning import search
 
+    _check_outputs(json=args.json, plot=args.plot)
     data = _benchmark_data(args.data, args.labels)
     if not isinstance(data, tuple):
         raise ValueError(f"{args.data} needs labels for accuracy: name their array with --labels.")
@@ -217,7 +251,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (KerasCompressError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (KerasCompressError, OSError, ValueError) as error:
         print(f"keras-compress {args.command}: error: {error}", file=sys.stderr)
         return 2
 

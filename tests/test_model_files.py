@@ -17,12 +17,9 @@ def _lambda_model():
 def test_code_in_a_model_file_is_refused_unless_asked_for_by_name(tmp_path, suffix):
     path = str(tmp_path / f"model{suffix}")
     _lambda_model().save(path)
-    if suffix == "":
-        model = kc.load_model(path)  # a SavedModel holds traced graphs, not Python code
-    else:
-        with pytest.raises(kc.ModelFileError, match="safe_mode=False"):
-            kc.load_model(path)
-        model = kc.load_model(path, safe_mode=False)
+    with pytest.raises(kc.ModelFileError, match="Lambda layer.*safe_mode=False"):
+        kc.load_model(path)
+    model = kc.load_model(path, safe_mode=False)
     np.testing.assert_allclose(model.predict(np.ones((1, 3)), verbose=0), 2.0)
 
 
@@ -35,9 +32,12 @@ def test_missing_truncated_and_foreign_files_give_clear_errors(tmp_path, trained
     truncated.write_bytes(open(good, "rb").read()[:2000])
     with pytest.raises(kc.ModelFileError, match="truncated.keras.*truncated, corrupt"):
         kc.load_model(str(truncated))
-    with pytest.raises(kc.ModelFileError, match="unknown model file type '.txt'"):
+    with pytest.raises(kc.ModelFileError, match="notes.txt is not a Keras model file"):
         (tmp_path / "notes.txt").write_text("hi")
         kc.load_model(str(tmp_path / "notes.txt"))
+    with pytest.raises(kc.ModelFileError, match="good.h5 is a .keras archive.*rename it"):
+        (tmp_path / "good.h5").write_bytes(open(good, "rb").read())
+        kc.load_model(str(tmp_path / "good.h5"))
     os.makedirs(tmp_path / "folder")
     with pytest.raises(kc.ModelFileError, match="not a SavedModel"):
         kc.load_model(str(tmp_path / "folder"))
@@ -52,3 +52,30 @@ def test_pruned_models_load_without_tfmot_scopes(tmp_path, trained_cnn):
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
     assert type(kc.load_model(path).layers[0]).__name__ == "PruneLowMagnitude"
+
+
+def test_every_model_kind_the_package_makes_loads_in_safe_mode(tmp_path, trained_cnn, float_and_qat):
+    """Safe mode refuses code, not the package's own models: pruned, QAT, op layers (x * 2), every format."""
+    inputs = keras.Input((3,), name="x")
+    with_ops = keras.Model(inputs, keras.layers.Dense(2, activation="swish")(inputs) * 2.0 + 1.0)
+    models = {"cnn": trained_cnn, "qat": float_and_qat[1], "ops": with_ops,
+              "pruned": kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))}
+    for name, model in models.items():
+        for suffix in (".keras", ".h5", ""):
+            if suffix == ".h5" and name in ("qat", "pruned"):
+                continue  # tfmot wrappers do not save to legacy HDF5
+            path = str(tmp_path / f"{name}{suffix}")
+            model.save(path)
+            loaded = kc.load_model(path)
+            x = np.ones((2, *model.input_shape[1:]), "float32")
+            np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5,
+                                       err_msg=path)
+
+
+def test_a_keras_3_file_is_refused_with_advice(tmp_path):
+    import keras as keras3
+
+    path = str(tmp_path / "k3.keras")
+    keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)]).save(path)
+    with pytest.raises(kc.ModelFileError, match="saved by Keras 3.*tf_keras"):
+        kc.load_model(path)

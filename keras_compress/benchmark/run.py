@@ -95,6 +95,8 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise ValueError(f"batch_sizes must be ints >= 1, got {batch_sizes!r}")
     check_timing(warmup, runs)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None (all cores) or an int >= 1, got {threads!r}")
     x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
     threads = threads or os.cpu_count()
     say = (lambda message: print(message, file=sys.stdout, flush=True)) if verbose else (lambda message: None)
@@ -109,6 +111,8 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                 arrays = normalize_inputs(x, runner.inputs, runner._input_dtypes)
             except ValueError as error:
                 raise ValueError(f"Variant {name!r} does not take this data: {error}") from None
+            if not len(arrays[0]):
+                raise ValueError("data has no rows: give at least one row to benchmark on.")
             if y is not None and len(y) != len(arrays[0]):
                 raise ValueError(f"data has {len(arrays[0])} rows of inputs but {len(y)} labels")
             opened[name] = (runner, path, fmt, precision, weights_of, arrays)

@@ -65,4 +65,10 @@ def calibration_batches(data, inputs, dtypes, *, batch_size=32, max_rows=MAX_CAL
                 break
     if not batches or not len(batches[0][0]):
         raise ExportError("calibration_data is empty: give at least one batch of representative inputs.")
+    for index, info in enumerate(inputs):
+        bad = sum(int(np.size(batch[index]) - np.isfinite(batch[index]).sum()) for batch in batches
+                  if np.issubdtype(batch[index].dtype, np.floating))
+        if bad:
+            raise ExportError(f"calibration_data holds {bad} non-finite values (NaN or Inf) in input "
+                              f"{info.name!r}: ranges cannot be calibrated from them. Remove those rows.")
     return batches

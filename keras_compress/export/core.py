@@ -2,11 +2,13 @@
 
 import importlib.metadata
 import os
+import re
 import shutil
 import tempfile
 import warnings
 
 import numpy as np
+import onnx
 
 from keras_compress._keras import check_graph_model
 from keras_compress._tensorrt import require_tensorrt
@@ -48,6 +50,8 @@ FORMATS = {
 }
 _BY_SUFFIX = dict({suffix: name for name, (suffix, _, _) in FORMATS.items() if suffix}, **{".plan": "tensorrt"})
 _QUANTIZABLE = ("onnx", "tflite", "tensorrt")
+# Temporary folders of exports in progress: ".kc-<process id>-<random>.partial".
+_PARTIAL = re.compile(r"^\.kc-(\d+)-\w+\.partial$")
 
 
 def _format_of(path, fmt):
@@ -74,14 +78,73 @@ def _versions(libraries):
     return versions
 
 
-def _move_into_place(partial, path):
-    if os.path.isdir(path):  # a SavedModel folder being replaced
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _partial_folder(folder):
+    """A temporary folder in `folder` for the artifact being made, named after this process
+    (and short, whatever the target's name); those left by processes that died are removed."""
+    for name in os.listdir(folder):
+        match = _PARTIAL.match(name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f".kc-{os.getpid()}-", suffix=".partial", dir=folder)
+
+
+def _holds_artifact(path, fmt):
+    """Whether `path` holds an artifact of `fmt`, which `overwrite` may replace."""
+    if os.path.isdir(path):
+        return fmt == "saved_model" and os.path.exists(os.path.join(path, "saved_model.pb"))
+    if fmt == "saved_model":
+        return False
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if fmt == "tflite":
+        return head[4:8] == b"TFL3"
+    if fmt == "keras":
+        return head.startswith(b"PK\x03\x04")
+    if fmt == "onnx":
+        try:
+            return len(onnx.load_model(path, load_external_data=False).graph.node) > 0
+        except Exception:
+            return False
+    return bool(head)  # a TensorRT engine: only TensorRT itself can tell
+
+
+def _move_into_place(partial, path, overwrite):
+    """Moves the finished artifact to `path`; without `overwrite`, fails if something got
+    there first (another process exporting to the same path)."""
+    if overwrite and os.path.isdir(path):  # a SavedModel folder being replaced
         old = partial + ".old"
         os.rename(path, old)
         os.rename(partial, path)
         shutil.rmtree(old, ignore_errors=True)
-    else:
+    elif overwrite:
         os.replace(partial, path)
+    elif os.path.isdir(partial):
+        try:
+            os.rename(partial, path)  # fails on a file or a non-empty folder
+        except OSError:
+            raise FileExistsError(f"{path} appeared while exporting (another process?): pass "
+                                  "overwrite=True (--overwrite) to replace it.") from None
+    else:
+        try:
+            os.link(partial, path)  # atomic, and fails if the path exists
+        except FileExistsError:
+            raise FileExistsError(f"{path} appeared while exporting (another process?): pass "
+                                  "overwrite=True (--overwrite) to replace it.") from None
+        except OSError:  # file systems without hard links
+            if os.path.exists(path):
+                raise FileExistsError(f"{path} appeared while exporting: pass overwrite=True to replace "
+                                      "it.") from None
+            os.replace(partial, path)
 
 
 def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method, io, precision):
@@ -115,6 +178,15 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
     if io == "int8" and not (fmt == "tflite" and (quantize == "static" or qat)):
         raise ExportError('io="int8" applies to full-integer TFLite exports: quantize="static" or a '
                           "quantization-aware model, to a .tflite path.")
+
+
+def _check_samples(samples, inputs):
+    if not len(samples[0]):
+        raise ExportError("sample_data has no rows: verification needs at least one input row.")
+    for array, info in zip(samples, inputs):
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise ExportError(f"sample_data holds NaN or Inf in input {info.name!r}: verification compares "
+                              "outputs on finite inputs only. Pass finite sample_data.")
 
 
 def _speed_against_float(artifact_runner, float_runner, samples):
@@ -195,9 +267,15 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             raise ExportError(f"batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, got {batch_sizes!r}")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
+    if os.path.exists(path) and not _holds_artifact(path, fmt):
+        kind = "a folder" if os.path.isdir(path) else "a file"
+        raise ExportError(f"{path} is {kind} that holds no {fmt} artifact: overwrite replaces only an artifact "
+                          "of the same kind. Choose another path, or move it away yourself.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"The folder {folder} does not exist: create it first.")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"The folder {folder} is not writable: export to another folder.")
     if pruning_wrappers(model):
         raise ExportError("The model still has pruning wrappers: export keras_compress.pruning.strip(model).")
     source = KerasRunner(model)
@@ -211,12 +289,13 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     else:
         samples = sample_inputs(model)
     samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
+    _check_samples(samples, source.inputs)
     qat = is_quantize_aware(model) and fmt in _QUANTIZABLE
     engine_precision = precision
     precision = "int8" if qat else "float16" if precision == "fp16" else _PRECISIONS[quantize]
 
     suffix, exporter, libraries = FORMATS[fmt]
-    partial = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=folder)
+    partial = _partial_folder(folder)
     target = os.path.join(partial, "artifact" + suffix)
     try:
         options = {"opset": opset} if fmt == "onnx" else {}
@@ -253,7 +332,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
                     f"{settings['speed']['float32_latency_ms']:.3g} ms for {len(samples[0])} rows): it saves "
                     f"size, not time, here{_SLOW_REASONS.get(precision, '')}.", stacklevel=2)
         del runner
-        _move_into_place(target, path)
+        _move_into_place(target, path, overwrite)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return Artifact(path=path, format=fmt, size_bytes=path_size(path), precision=precision, source=model.name,

@@ -15,7 +15,7 @@ import onnx
 
 from keras_compress._files import write_atomically
 from keras_compress._tensorrt import require_tensorrt
-from keras_compress.errors import ExportError
+from keras_compress.errors import ExportError, ModelFileError
 from keras_compress.export.onnx import export_onnx
 from keras_compress.export.qdq import symmetric_activations
 
@@ -165,8 +165,17 @@ def check_tensorrt(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No ONNX file at {path}")
-    proto = onnx.load(path, load_external_data=False)
+    not_onnx = ModelFileError(f"{path} is not an ONNX model (a folder, an empty or corrupt file, or another "
+                              "format): check-tensorrt reads .onnx files such as kc.export(model, 'm.onnx') writes.")
+    if os.path.isdir(path) or not os.path.getsize(path):
+        raise not_onnx
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:
+        raise not_onnx from None
     graph = proto.graph
+    if not graph.node or not proto.opset_import:
+        raise not_onnx
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     initializers = {init.name: init for init in graph.initializer}
     names = {init.name for init in graph.initializer}

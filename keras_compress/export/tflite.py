@@ -32,11 +32,13 @@ def _layers_with_ops(model, op_types):
     return found
 
 
-def _representative_dataset(batches):
+def _representative_dataset(batches, names):
+    """Calibration rows keyed by signature input name: the converter matches a list to the
+    inputs in its own order, which need not be the model's."""
     def rows():
         for batch in batches:
             for i in range(len(batch[0])):
-                yield [array[i:i + 1] for array in batch]
+                yield {name: array[i:i + 1] for name, array in zip(names, batch)}
 
     return rows
 
@@ -51,7 +53,7 @@ def _convert(model, batch_size, quantize, calibration, io):
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "static":
-        converter.representative_dataset = _representative_dataset(calibration)
+        converter.representative_dataset = _representative_dataset(calibration, model.input_names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if io == "int8":
         converter.inference_input_type = converter.inference_output_type = tf.int8

@@ -31,7 +31,8 @@ def parity(reference_outputs, outputs, names):
             raise ExportVerificationError(f"Output {name!r} has shape {got.shape}, the source model's "
                                           f"has {want.shape}.")
         difference = np.abs(want - got)
-        entry = {"max_abs_diff": float(difference.max(initial=0.0)),
+        entry = {"nonfinite": int(want.size - np.isfinite(want).sum() + got.size - np.isfinite(got).sum()),
+                 "max_abs_diff": float(difference.max(initial=0.0)),
                  "mean_abs_diff": float(difference.mean()) if difference.size else 0.0,
                  "scale": float(np.abs(want).max(initial=0.0))}
         if _is_classifier(want):
@@ -45,9 +46,13 @@ def check_parity(result, precision, where):
     """Raises ExportVerificationError when an output is further off than `precision` allows."""
     limits = TOLERANCES[precision]
     for name, entry in result.items():
+        if entry.get("nonfinite"):
+            raise ExportVerificationError(
+                f"{where}: output {name!r} holds {entry['nonfinite']} NaN or Inf values (source model and "
+                "artifact together): there is nothing to compare. Check the model and the sample data.")
         for key in ("max_abs_diff", "mean_abs_diff"):
             allowed = limits.get(key, float("inf")) * max(1.0, entry["scale"])
-            if entry[key] > allowed:
+            if not entry[key] <= allowed:  # written so that NaN fails
                 raise ExportVerificationError(
                     f"{where}: output {name!r} differs from the source model by {entry[key]:.3g} "
                     f"({key.replace('_', ' ')}, allowed {allowed:.3g} for {precision}); "

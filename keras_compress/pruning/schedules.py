@@ -14,6 +14,7 @@ end step and the schedule reaches its final sparsity whatever the frequency
 """
 
 import math
+import numbers
 
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
@@ -30,14 +31,14 @@ _FALLBACK_FREQUENCY = 100
 
 
 def _check_sparsity(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
 def _check_count(name, value, allow_none=True):
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
 

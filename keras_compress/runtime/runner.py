@@ -8,7 +8,7 @@ __all__ = ["Runner"]
 
 
 class Runner:
-    """Runs a model in one runtime.
+    """Runs a model in one runtime. Every runner may be called from several threads at once.
 
     Attributes:
         format: "keras", "saved_model", "onnx" or "tflite".

@@ -1,5 +1,7 @@
 """Runs a serialized TensorRT engine (`.engine` / `.plan`) on an NVIDIA GPU."""
 
+import threading
+
 import numpy as np
 
 from keras_compress._tensorrt import (DeviceBuffer, check_cuda, copy_to_device, copy_to_host, cuda_runtime,
@@ -13,7 +15,8 @@ __all__ = ["TensorRTRunner"]
 class TensorRTRunner(Runner):
     """A TensorRT engine with one execution context; host arrays in, host arrays out.
 
-    The batch dimension may vary within the engine's optimization profile.
+    The batch dimension may vary within the engine's optimization profile. Calls
+    from several threads are safe: they take turns on the one context and its buffers.
     Without the `tensorrt` package or an NVIDIA GPU, opening one raises
     `BackendUnavailableError` naming `pip install keras-compress[tensorrt]`.
     """
@@ -38,8 +41,13 @@ class TensorRTRunner(Runner):
             (inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(info)
         super().__init__(inputs, outputs)
         self._buffers = {info.name: DeviceBuffer() for info in inputs + outputs}
+        self._lock = threading.Lock()
 
     def _run(self, arrays):
+        with self._lock:
+            return self._run_locked(arrays)
+
+    def _run_locked(self, arrays):
         keep_alive = []
         for info, array in zip(self.inputs, arrays):
             self.context.set_input_shape(info.name, array.shape)

@@ -29,7 +29,9 @@ def normalize_inputs(x, inputs, dtypes):
     if isinstance(x, dict):
         missing = sorted({info.name for info in inputs} - set(x))
         if missing:
-            raise ValueError(f"Missing inputs {missing}; the model takes {[i.name for i in inputs]}.")
+            raise ValueError(f"Missing inputs {missing}: got arrays named {sorted(x)}, the model takes "
+                             f"{[i.name for i in inputs]}. Name the arrays after the model's inputs (and "
+                             "pass any labels apart).")
         arrays = [x[info.name] for info in inputs]
     elif isinstance(x, (list, tuple)):
         arrays = list(x)

@@ -1,5 +1,7 @@
 """Runs a TFLite file with LiteRT (`ai_edge_litert`)."""
 
+import threading
+
 import numpy as np
 
 from keras_compress.runtime.metadata import ordered
@@ -25,7 +27,8 @@ class TFLiteRunner(Runner):
 
     The batch dimension is resized to each call's batch. Int8/uint8 inputs and
     outputs are quantized and dequantized with their scale and zero point, so the
-    runner always takes and returns floats for them.
+    runner always takes and returns floats for them. Calls from several threads are
+    safe: they take turns on the one interpreter.
 
     Args:
         path: the `.tflite` file.
@@ -56,15 +59,18 @@ class TFLiteRunner(Runner):
                          [_info(n, self._out[n], True) for n in output_names])
         self._quantized = any(d["quantization"][0] for d in (*self._in.values(), *self._out.values()))
         self._input_names, self._output_names = input_names, output_names
+        # An interpreter holds one call's tensors: concurrent calls would read each other's.
+        self._lock = threading.Lock()
 
     def _run(self, arrays):
-        # A model exported with a fixed batch (recurrent layers) runs row by row.
-        fixed = self.inputs[0].shape[0] if self.inputs[0].shape else None
-        if fixed and arrays[0].shape[0] != fixed:
-            rows = [self._run_batch([a[i:i + fixed] for a in arrays])
-                    for i in range(0, arrays[0].shape[0], fixed)]
-            return [np.concatenate([r[k] for r in rows]) for k in range(len(self.outputs))]
-        return self._run_batch(arrays)
+        with self._lock:
+            # A model exported with a fixed batch (recurrent layers) runs row by row.
+            fixed = self.inputs[0].shape[0] if self.inputs[0].shape else None
+            if fixed and arrays[0].shape[0] != fixed:
+                rows = [self._run_batch([a[i:i + fixed] for a in arrays])
+                        for i in range(0, arrays[0].shape[0], fixed)]
+                return [np.concatenate([r[k] for r in rows]) for k in range(len(self.outputs))]
+            return self._run_batch(arrays)
 
     def _run_batch(self, arrays):
         # Recurrent kernels keep their state in variable tensors: start every call afresh

@@ -1,0 +1,188 @@
+"""Screening of model files before anything in them is deserialized.
+
+A Keras config names classes and functions by module and name, and tf_keras imports
+what it names: a file from elsewhere could make loading import any module, return any
+function, or run a TensorFlow op with side effects (`io.write_file`) through an op
+layer, or Python bytecode through a Lambda. Under safe mode every object a config
+names must resolve, without importing anything, to a Keras, keras_compress or tfmot
+class of a kind that only holds data (layers, initializers, quantizers, ...), or to a
+function from Keras' activations, losses and metrics or TensorFlow's math ops; op
+layers may call pure math only; Lambda layers are refused.
+"""
+
+import json
+import re
+import sys
+import zipfile
+
+from keras_compress._keras import (CODE_LAYER_NAMES, OP_LAYER_NAMES, keras, public_symbol, registered_object,
+                                   saved_model_keras_metadata)
+from keras_compress._tfmot import data_classes
+
+__all__ = ["file_kind", "unsafe_reason"]
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+# Objects that hold plain data; deserializing them calls nothing named by the file.
+_DATA_CLASSES = frozenset({"__tensor__", "__numpy__", "__bytes__"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(>[A-Za-z_][A-Za-z0-9_]*)?$")  # "Name" or "package>Name"
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_MODULE_ROOTS = ("keras", "tf_keras", "keras_compress", "tensorflow_model_optimization", "tensorflow")
+_FUNCTION_MODULES = ("tf_keras.src.activations", "tf_keras.src.losses", "tf_keras.src.metrics",
+                     "tensorflow.python.ops.math_ops", "tensorflow.python.ops.gen_math_ops",
+                     "tensorflow.python.ops.nn_ops", "tensorflow.python.ops.gen_nn_ops",
+                     "tensorflow.python.ops.nn_impl", "tensorflow.python.ops.array_ops",
+                     "tensorflow.python.ops.gen_array_ops", "tensorflow.python.ops.clip_ops",
+                     "tensorflow.python.ops.special_math_ops")
+# TensorFlow functions an op layer (`x * 2`, `tf.reshape(x, ...)` in a functional model) may call.
+_OP_PREFIXES = ("math.", "nn.", "linalg.", "__operators__.", "image.", "signal.", "random.")
+_OPS = frozenset({
+    "abs", "add", "argsort", "boolean_mask", "broadcast_to", "cast", "clip_by_norm", "clip_by_value", "concat",
+    "cumsum", "einsum", "exp", "expand_dims", "fill", "gather", "gather_nd", "identity", "matmul", "maximum",
+    "meshgrid", "minimum", "multiply", "norm", "one_hot", "ones", "ones_like", "pad", "range", "rank",
+    "repeat", "reshape", "reverse", "roll", "sequence_mask", "shape", "sigmoid", "size", "slice", "sort",
+    "split", "sqrt", "square", "squeeze", "stack", "stop_gradient", "strided_slice", "subtract", "tanh",
+    "tensordot", "tile", "transpose", "unstack", "where", "zeros", "zeros_like"})
+
+
+def file_kind(path):
+    """"keras" (a zip archive), "h5" (HDF5) or None, from the file's first bytes."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if head.startswith(_ZIP_SIGNATURE):
+        return "keras"
+    if head == _HDF5_SIGNATURE:
+        return "h5"
+    import h5py  # the HDF5 signature may also sit at offset 512, 1024, ... (user block)
+
+    return "h5" if h5py.is_hdf5(path) else None
+
+
+def _configs(path, kind):
+    """The JSON configs tf_keras would deserialize from the file or folder."""
+    if kind == "keras":
+        with zipfile.ZipFile(path) as archive:
+            return [json.loads(archive.read("config.json"))]
+    if kind == "h5":
+        import h5py
+
+        with h5py.File(path, "r") as file:
+            config = file.attrs.get("model_config")
+        return [] if config is None else [json.loads(config if isinstance(config, str) else config.decode())]
+    return [json.loads(text) for text in saved_model_keras_metadata(path)]
+
+
+def _nodes(config):
+    """Every dict in `config` that names a class or function."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            yield config
+        for value in config.values():
+            yield from _nodes(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _nodes(value)
+
+
+def _safe_bases():
+    import tensorflow as tf
+
+    return (keras.layers.Layer, keras.initializers.Initializer, keras.regularizers.Regularizer,
+            keras.constraints.Constraint, keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer,
+            keras.optimizers.schedules.LearningRateSchedule, keras.losses.Loss, keras.metrics.Metric,
+            keras.mixed_precision.Policy, tf.TypeSpec, *data_classes())
+
+
+def _resolve(node, name, is_function, custom_objects):
+    """What tf_keras would deserialize `node` to, found without importing anything; None when
+    it would need an import or names nothing."""
+    registered = registered_object(name if is_function else node.get("registered_name") or name,
+                                   custom_objects)
+    module = node.get("module")
+    if registered is not None or module is None:
+        return registered
+    if module.split(".")[0] in ("keras", "tf_keras"):
+        found = public_symbol(f"{module}.{name}")
+        if found is not None:
+            return found
+    if is_function and module == "builtins":
+        kinds = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers", "regularizers")
+        return next(filter(None, (public_symbol(f"keras.{kind}.{name}") for kind in kinds)), None)
+    loaded = sys.modules.get("tf_" + module if module.startswith("keras") else module)
+    if loaded is None:
+        return None
+    return vars(loaded).get(name) or vars(loaded).get(node.get("registered_name") or "")
+
+
+def _op_layer_reason(node):
+    function = (node.get("config") or {}).get("function") if isinstance(node.get("config"), dict) else None
+    if isinstance(function, str) and _MODULE.match(function.replace("__operators__", "operators")) \
+            and (function in _OPS or function.startswith(_OP_PREFIXES)):
+        return None
+    return f"an op layer calling TensorFlow's {function!r}, which is not a pure math op"
+
+
+def _class_reason(found, node, where, top_level):
+    code_layers = {base.__name__ for base in found.__mro__} & CODE_LAYER_NAMES
+    if code_layers - OP_LAYER_NAMES:
+        return f"a {found.__name__} layer (it holds Python code)"
+    if code_layers:
+        return _op_layer_reason(node)
+    if top_level and not issubclass(found, keras.Model):
+        return f"{where!r} at the top, which is not a Keras model"
+    if not issubclass(found, _safe_bases()):
+        return f"{where!r}, which is not a Keras layer, model or other Keras object"
+    return None
+
+
+def _check_node(node, custom_objects, top_level):
+    """Why `node` may not be deserialized under safe mode, or None."""
+    class_name = node["class_name"]
+    if class_name in _DATA_CLASSES:
+        return None
+    if class_name == "__lambda__":
+        return "a Python lambda"
+    is_function = class_name == "function"
+    name = node.get("config") if is_function else \
+        node.get("spec_name") if class_name == "__typespec__" else class_name
+    module = node.get("module")
+    if not isinstance(name, str) or not _NAME.match(name):
+        return f"the object name {name!r}"
+    if module is not None and (not isinstance(module, str) or not _MODULE.match(module)
+                               or module.split(".")[0] not in _MODULE_ROOTS + ("builtins",)):
+        return f"{name!r} from module {module!r}, which is neither Keras, keras_compress nor tfmot"
+    if class_name in CODE_LAYER_NAMES - OP_LAYER_NAMES:
+        return f"a {class_name} layer (it holds Python code)"
+    where = f"{module}.{name}" if module else name
+    found = _resolve(node, name, is_function, custom_objects)
+    if isinstance(found, type):
+        return _class_reason(found, node, where, top_level)
+    if found is None and module is None:
+        # A legacy config: tf_keras looks the name up in its own modules, importing nothing.
+        if top_level and class_name not in ("Sequential", "Functional", "Model"):
+            return f"{where!r} at the top, which is not a Keras model"
+        return _op_layer_reason(node) if class_name in OP_LAYER_NAMES else None
+    if found is None:
+        return f"{where!r}, which is not a registered or built-in Keras object"
+    if top_level:
+        return f"{where!r} at the top, which is not a Keras model"
+    registered = registered_object(name, custom_objects) is found
+    if registered or (callable(found) and (getattr(found, "__module__", "") or "").startswith(_FUNCTION_MODULES)):
+        return None
+    return f"the function {where!r}, which is not a Keras activation, loss, metric or TensorFlow math op"
+
+
+def unsafe_reason(path, kind, custom_objects=None):
+    """Why the model at `path` (a file of `kind` "keras"/"h5", or "saved_model") may not be
+    loaded under safe mode, or None when every object its config names is allowed."""
+    configs = _configs(path, kind)
+    if not configs:
+        return "it holds no Keras model configuration"
+    for index, config in enumerate(configs):
+        if not isinstance(config, dict) or "class_name" not in config:
+            return "its model configuration is not a Keras object"
+        for node in _nodes(config):
+            reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
+            if reason:
+                return f"it names {reason}"
+    return None
