@@ -37,6 +37,8 @@ def _load_npz(path, flag):
         with open(path, "rb") as file:
             loaded = np.load(file, allow_pickle=False)
             arrays = {"x": loaded} if isinstance(loaded, np.ndarray) else {k: loaded[k] for k in loaded.files}
+        if not all(isinstance(array, np.ndarray) for array in arrays.values()):
+            raise ValueError("it holds files that are not arrays")
     except Exception as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ValueError(f"{flag} {path} is not a readable NumPy .npz or .npy file ({reason}): save arrays "

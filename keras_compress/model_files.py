@@ -68,7 +68,7 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
     kind = _kind(path)
     if kind == "keras" and _keras_version(path).startswith("3"):
         raise ModelFileError(f"{path} was saved by Keras {_keras_version(path)}; keras_compress loads tf_keras "
-                             "(Keras 2) models. Save the model with `import tf_keras as keras`.")
+                             "(Keras 2) models: build and save the model with tf_keras.")
     import keras_compress.pruning  # noqa: F401  (registers the pruning wrapper and schedules)
     import keras_compress.quantization  # noqa: F401  (registers the QAT layers and quantizers)
 

@@ -86,11 +86,19 @@ def test_progress_is_shown_and_can_be_silenced(float_and_qat, digits, capsys):
     ({"m": "missing.onnx"}, np.zeros((2, 8, 8, 1)), "no artifact at missing.onnx"),
     ({"m": None}, np.zeros((2, 5, 5, 1)), "does not take this data"),
     ({"m": None}, (np.zeros((2, 8, 8, 1)), np.zeros(3)), "2 rows of inputs but 3 labels"),
+    ({"m": None}, (np.zeros((0, 8, 8, 1)), np.zeros(0)), "data has no rows"),
+    ({"m": None}, {"x": np.zeros((2, 8, 8, 1)), "y": np.zeros(2)}, "got arrays named \\['x', 'y'\\]"),
 ])
 def test_bad_input_is_refused_before_any_timing(float_and_qat, variants, data, message):
     variants = {name: value or float_and_qat[0] for name, value in variants.items()}
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         benchmark(variants, data, verbose=0)
+
+
+@pytest.mark.parametrize("threads", [-3, 0, 1.5, True])
+def test_threads_must_be_a_positive_int(float_and_qat, threads):
+    with pytest.raises(ValueError, match="threads must be None"):
+        benchmark({"m": float_and_qat[0]}, np.zeros((2, 8, 8, 1)), threads=threads, verbose=0)
 
 
 def test_benchmark_command(artifacts, digits, tmp_path, capsys):

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,16 +78,85 @@ def test_inputs_by_name_and_sample_data(models, tmp_path):
 
 def test_existing_destination_is_kept_unless_overwrite(models, tmp_path):
     path = tmp_path / "cnn.onnx"
-    path.write_bytes(b"precious")
+    kc.export(models["cnn"], str(path))
+    first = path.read_bytes()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        kc.export(models["cnn"], str(path))
-    assert path.read_bytes() == b"precious"
-    kc.export(models["cnn"], str(path), overwrite=True)
-    assert path.read_bytes() != b"precious"
+        kc.export(models["residual"], str(path))
+    assert path.read_bytes() == first
+    kc.export(models["residual"], str(path), overwrite=True)
+    assert path.read_bytes() != first and kc.load(str(path)).metadata["source_model"] == models["residual"].name
     folder = tmp_path / "saved"
     kc.export(models["cnn"], str(folder))
     kc.export(models["cnn"], str(folder), overwrite=True)
     assert kc.load(str(folder)).format == "saved_model"
+
+
+@pytest.mark.parametrize("suffix, make", [
+    ("", lambda path: (path.mkdir(), (path / "thesis.txt").write_text("years of work"))),
+    (".onnx", lambda path: (path.mkdir(), (path / "thesis.txt").write_text("years of work"))),
+    (".onnx", lambda path: path.write_text("years of work")),
+    (".tflite", lambda path: path.write_text("years of work")),
+    ("", lambda path: path.write_text("years of work")),
+])
+def test_overwrite_replaces_only_an_artifact_of_the_same_kind(models, tmp_path, suffix, make):
+    path = tmp_path / f"target{suffix}"
+    make(path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(kc.ExportError, match="holds no .* artifact: overwrite replaces only"):
+        kc.export(models["cnn"], str(path), overwrite=True)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert "years of work" in (path.read_text() if path.is_file() else (path / "thesis.txt").read_text())
+
+
+def test_partial_folders_of_dead_exports_are_cleaned_and_names_stay_short(models, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale, live = tmp_path / f".kc-{dead}-abc123.partial", tmp_path / f".kc-{os.getpid()}-abc123.partial"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "artifact.onnx").write_bytes(b"x" * 1000)
+    name = "m" * 245 + ".onnx"  # as long as a file name may be
+    kc.export(models["cnn"], str(tmp_path / name))
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, name])
+
+
+def test_a_target_that_appears_during_export_is_not_replaced(models, tmp_path, monkeypatch):
+    from keras_compress.export import core
+
+    path = tmp_path / "cnn.onnx"
+    suffix, exporter, libraries = core.FORMATS["onnx"]
+
+    def racing_exporter(model, target, metadata, **options):  # another process wins the race
+        settings = exporter(model, target, metadata, **options)
+        path.write_bytes(b"the other process's artifact")
+        return settings
+
+    monkeypatch.setitem(core.FORMATS, "onnx", (suffix, racing_exporter, libraries))
+    with pytest.raises(FileExistsError, match="appeared while exporting"):
+        kc.export(models["cnn"], str(path))
+    assert path.read_bytes() == b"the other process's artifact" and os.listdir(tmp_path) == ["cnn.onnx"]
+
+
+def test_verification_cannot_pass_on_nothing_or_on_nan(models, tmp_path):
+    model = models["cnn"]
+    shape = (1, *model.input_shape[1:])
+    with pytest.raises(kc.ExportError, match="sample_data has no rows"):
+        kc.export(model, str(tmp_path / "a.onnx"), sample_data=np.zeros((0, *shape[1:]), "float32"))
+    with pytest.raises(kc.ExportError, match="NaN or Inf in input"):
+        kc.export(model, str(tmp_path / "a.onnx"), sample_data=np.full(shape, np.nan, "float32"))
+    broken = keras.models.clone_model(model)
+    broken.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    with pytest.raises(kc.ExportVerificationError, match="NaN or Inf values"):
+        kc.export(broken, str(tmp_path / "a.onnx"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_nan_difference_fails_the_check():
+    from keras_compress.export.verify import check_parity
+
+    entry = {"max_abs_diff": float("nan"), "mean_abs_diff": float("nan"), "scale": 1.0}
+    with pytest.raises(kc.ExportVerificationError, match="differs from the source model by nan"):
+        check_parity({"out": entry}, "float32", "test")
 
 
 def test_a_failed_export_leaves_nothing_behind(models, tmp_path, monkeypatch):

@@ -145,3 +145,32 @@ def test_qat_export_arguments(float_and_qat, tmp_path, kwargs, message):
         assert not os.path.exists(path)
     else:  # .keras keeps the QAT model as it is
         assert kc.export(qat, path, **kwargs).precision == "float32"
+
+
+def test_static_tflite_feeds_calibration_rows_to_the_right_inputs(tmp_path):
+    keras = kc.keras
+    keras.utils.set_random_seed(0)
+    image, vec = keras.Input((8, 8, 1), name="image"), keras.Input((4,), name="vec")
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(image))
+    x = keras.layers.Concatenate()([x, keras.layers.Dense(8)(vec)])
+    model = keras.Model([image, vec], keras.layers.Dense(10, name="scores")(x))
+    rng = np.random.default_rng(0)
+    data = {"image": rng.standard_normal((200, 8, 8, 1)).astype("float32"),
+            "vec": rng.standard_normal((200, 4)).astype("float32")}
+    artifact = kc.export(model, str(tmp_path / "two.tflite"), quantize="static", calibration_data=data,
+                         compare_speed=False)
+    assert artifact.precision == "int8" and artifact.parity["scores"]["top1_agreement"] >= 0.9
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_non_finite_calibration_data_is_refused_before_conversion(float_and_qat, calibration, tmp_path, bad,
+                                                                 suffix):
+    data = calibration.copy()
+    data[3, 2, 2, 0] = bad
+    with pytest.raises(kc.ExportError, match="1 non-finite values .* in input"):
+        kc.export(float_and_qat[0], str(tmp_path / f"m{suffix}"), quantize="static", calibration_data=data)
+    with pytest.raises(kc.ExportError, match="8192 non-finite values"):
+        kc.export(float_and_qat[0], str(tmp_path / f"m{suffix}"), quantize="static",
+                  calibration_data=np.full_like(calibration, np.nan))
+    assert os.listdir(tmp_path) == []

@@ -92,3 +92,10 @@ def test_schedule_config_round_trips(schedule):
         schedule.resolve(steps), clone.resolve(steps)
         values = [tuple(np.asarray(v).item() for v in s(20)) for s in (schedule, clone)]
         assert values[0] == values[1]
+
+
+def test_numpy_numbers_are_taken_like_python_ones():
+    schedule = kc.pruning.PolynomialDecay(np.float32(0.2), np.float64(0.5), begin_step=np.int64(0),
+                                          end_step=np.int32(100))
+    assert schedule.final_sparsity == pytest.approx(0.5)
+    assert kc.pruning.ConstantSparsity(np.float32(0.5)).target_sparsity == pytest.approx(0.5)

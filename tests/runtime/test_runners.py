@@ -62,3 +62,19 @@ def test_the_fast_path_still_checks_shape_and_dtype(trained_cnn, digits):
         runner.predict(np.zeros((4, 8, 7, 1), "float32"))
     with pytest.raises(ValueError, match="expects shape"):
         runner.predict(np.zeros((4, 8, 8), "float32"))
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx", "", ".keras"])
+def test_runners_give_each_thread_its_own_answer(trained_cnn, digits, tmp_path, suffix):
+    import concurrent.futures
+
+    runner = kc.export(trained_cnn, str(tmp_path / f"m{suffix}")).load()
+    batches = [digits[1][0][i:i + 1 + i % 3] for i in range(8)]  # different rows and batch sizes
+    expected = [runner.predict(batch) for batch in batches]
+
+    def calls(index):
+        return [np.array_equal(runner.predict(batches[index]), expected[index]) for _ in range(150)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(calls, range(8)))
+    assert all(all(result) for result in results)
