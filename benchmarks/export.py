@@ -3,7 +3,10 @@
 Models: the digits CNN, MobileNetV2 (alpha 0.35, 32x32, weights=None) and a small
 Embedding+GRU text model. Latency is the median of compiled calls; every runner is
 also compared with calling its runtime directly (ONNX Runtime session, LiteRT
-signature runner) to show what the `Runner` layer costs. All in one run.
+signature runner) to show what the `Runner` layer costs. Then the int8 ONNX files of
+the digits CNN in plain ONNX Runtime sessions (no keras_compress): the QAT export with
+default session options and with `session.disable_quant_qdq=1`, against static int8
+and float32. All in one run.
 
     .venv/bin/python benchmarks/export.py [--quick]
 """
@@ -102,6 +105,42 @@ def bench_model(model, data, folder, repeats):
     return rows
 
 
+def plain_onnxruntime_rows(folder, repeats):
+    """(file, session options, batch, ms, speed vs float32) of int8 ONNX files in plain ONNX Runtime."""
+    import onnxruntime
+
+    (x, y), (x_test, _) = kc.datasets.digits()
+    model = digits_cnn()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    qat = kc.quantization.quantize_aware(model)
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    files = {"float32": kc.export(model, os.path.join(folder, "f32.onnx")).path,
+             "static int8": kc.export(model, os.path.join(folder, "static.onnx"), quantize="static",
+                                      calibration_data=x[:256], compare_speed=False).path,
+             "QAT": kc.export(qat, os.path.join(folder, "qat.onnx"), compare_speed=False).path}
+
+    def session(path, disable_quant_qdq=False):
+        options = onnxruntime.SessionOptions()
+        if disable_quant_qdq:
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
+        return onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+    sessions = {("float32", "default"): session(files["float32"]),
+                ("static int8", "default"): session(files["static int8"]),
+                ("QAT", "default"): session(files["QAT"]),
+                ("QAT", "disable_quant_qdq=1"): session(files["QAT"], disable_quant_qdq=True)}
+    name = sessions[("float32", "default")].get_inputs()[0].name
+    rows = []
+    for batch in (1, 32):
+        feed = {name: x_test[:batch]}
+        times = median_seconds(*[lambda s=s: s.run(None, feed) for s in sessions.values()], repeats=repeats)
+        for (label, options), seconds in zip(sessions, times):
+            rows.append((label, options, batch, seconds * 1e3, times[0] / seconds))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -121,6 +160,9 @@ def main():
                          f"{top1:>7.0%}" if top1 is not None else f"{'':>7}",
                          f"{overhead:>14.3f}x" if overhead is not None else ""]
                 print("".join(cells), flush=True)
+        print(f"\n{'digits CNN ONNX':<16}{'ONNX Runtime session':<24}{'batch':>6}{'ms':>9}{'vs float32':>12}")
+        for label, options, batch, ms, speed in plain_onnxruntime_rows(folder, repeats):
+            print(f"{label:<16}{options:<24}{batch:>6}{ms:>9.3f}{speed:>11.2f}x", flush=True)
 
 
 if __name__ == "__main__":

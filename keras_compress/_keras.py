@@ -11,7 +11,8 @@ import tf_keras as keras
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "registered_object", "public_symbol",
+__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "inbound_layers", "registered_object",
+           "public_symbol",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
 
 _HOW_TO_BUILD = "Build the model with `import tf_keras as keras` (the Keras 2 API), e.g. keras.Sequential([...])."
@@ -56,6 +57,15 @@ def copy_model(model):
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def inbound_layers(layer):
+    """The layers whose outputs `layer` is called on (its first call in the model)."""
+    nodes = layer._inbound_nodes
+    if not nodes:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
 
 
 def registered_object(name, custom_objects=None):

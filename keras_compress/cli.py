@@ -188,7 +188,7 @@ def build_parser():
     demo.add_argument("--quiet", action="store_true", help="no progress output, only the table")
     demo.set_defaults(handler=_demo)
     export = commands.add_parser(
-        "export", help="export a model to .onnx, .tflite, .engine, .keras or a SavedModel, verified")
+        "export", help="export a model to .onnx, .tflite, .engine, .keras, .h5 or a SavedModel, verified")
     export.add_argument("model", help="a .keras or .h5 file, or a SavedModel folder")
     export.add_argument("-o", "--output", required=True, help="the artifact path; its suffix picks the format")
     export.add_argument("--opset", type=int, help="ONNX opset (default 17)")
@@ -200,7 +200,7 @@ def build_parser():
     export.add_argument("--calibration", help=".npz file of representative inputs for --quantize static")
     export.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"],
                         help="ONNX static calibration (default minmax)")
-    export.add_argument("--io", default="float", choices=["float", "int8"],
+    export.add_argument("--io", default="float", choices=["float", "int8", "uint8"],
                         help="full-integer TFLite input/output type (default float)")
     export.add_argument("--precision", choices=["fp32", "fp16"], help="TensorRT engine precision")
     export.set_defaults(handler=_export)

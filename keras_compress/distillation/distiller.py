@@ -30,6 +30,25 @@ def _check_built(model, argument):
                          "on data once before distilling.")
 
 
+def _output_shape(model):
+    """The model's output shape, or None for a subclassed model (Keras records none for it)."""
+    try:
+        return model.output_shape
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _check_tf_keras_object(value, argument):
+    """Refuses Keras 3 optimizers, losses and metrics, which a tf_keras model cannot use."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        module = type(item).__module__ or ""
+        if module.split(".")[0] == "keras":
+            raise TypeError(f"{argument} is a Keras 3 object ({module}.{type(item).__name__}), but this Distiller "
+                            "trains tf_keras models: build it from keras_compress.keras (tf_keras), e.g. "
+                            "kc.keras.optimizers.Adam(), or pass its name as a string.")
+
+
 def _find_layer(model, name, argument):
     """A layer by name, also inside pruning wrappers (`prune_low_magnitude_<name>`)."""
     for layer in model.layers:
@@ -48,13 +67,18 @@ class Distiller(keras.Model):
     plus, with `features`, the mean squared error between paired intermediate
     outputs. The soft term is scaled by `T**2` so that its gradients keep their
     size as the temperature T changes. The teacher is frozen and always called
-    with `training=False`. Metrics, `evaluate` (loss = the student loss) and
-    `predict` all use the student. `distiller.student` is an ordinary model to save
-    and export on its own.
+    with `training=False`. `fit` and `evaluate` report `loss` (the total above),
+    `student_loss` (against the labels) and `distillation_loss` (the soft term).
+    Data without labels (`fit(x)`, the usual case: a large unlabeled pool) trains
+    on the teacher's outputs alone: the loss is then the soft term. Metrics and
+    `predict` use the student. `distiller.student` is an ordinary model to save
+    and export on its own; `alpha` and `temperature` are saved with the Distiller.
 
     Args:
-        student: the tf_keras model to train (may be pruned or quantization-aware).
-        teacher: a trained tf_keras model with the same output shape.
+        student: the tf_keras model to train (may be pruned or quantization-aware, or a
+            built subclassed model); keyword only.
+        teacher: a trained tf_keras model with the same output shape; keyword only.
+        alpha, temperature: the loss settings of a saved Distiller (`compile` sets them).
         student_from_logits, teacher_from_logits: whether each outputs logits
             (True) or probabilities (False).
         features: optional `[(teacher_layer, student_layer), ...]` whose outputs are
@@ -77,14 +101,22 @@ class Distiller(keras.Model):
         ['accuracy', 'distillation_loss', 'loss', 'student_loss']
     """
 
-    def __init__(self, student, teacher, *, student_from_logits=True, teacher_from_logits=True,
-                 features=None, cache_teacher=False, **kwargs):
+    def __init__(self, *models, student=None, teacher=None, student_from_logits=True, teacher_from_logits=True,
+                 features=None, cache_teacher=False, alpha=None, temperature=None, **kwargs):
+        if models or student is None or teacher is None:
+            raise TypeError("Distiller takes its models by keyword: Distiller(student=..., teacher=...). "
+                            "(Keras' own Distiller takes the teacher first: a positional order would "
+                            "silently train the wrong model.)")
         super().__init__(**kwargs)
         _check_built(student, "student")
         _check_built(teacher, "teacher")
-        if student.output_shape[1:] != teacher.output_shape[1:]:
-            raise ValueError(f"The student's output shape {student.output_shape} differs from the "
-                             f"teacher's {teacher.output_shape}: they must predict the same classes.")
+        student_shape, teacher_shape = _output_shape(student), _output_shape(teacher)
+        if student_shape and teacher_shape and student_shape[1:] != teacher_shape[1:]:
+            raise ValueError(f"The student's output shape {student_shape} differs from the "
+                             f"teacher's {teacher_shape}: they must predict the same classes.")
+        if alpha is not None or temperature is not None:
+            check_temperature_and_alpha(3.0 if temperature is None else temperature, 0.1 if alpha is None else alpha)
+        self.alpha, self.temperature = alpha, temperature
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
@@ -132,7 +164,7 @@ class Distiller(keras.Model):
 
     # -- Keras API ------------------------------------------------------------------
     def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
-                alpha=0.1, temperature=3.0, feature_weight=1.0, **kwargs):
+                alpha=None, temperature=None, feature_weight=1.0, **kwargs):
         """Configures training.
 
         Args:
@@ -143,10 +175,17 @@ class Distiller(keras.Model):
             distillation_loss_fn: `fn(teacher_soft_probs, student_soft_probs)`; default KL
                 divergence. Its value is multiplied by `temperature**2`.
             alpha: weight of the student loss, in [0, 1]; the soft term gets `1 - alpha`.
-            temperature: softening temperature, > 0.
+                None: the saved Distiller's, else 0.1.
+            temperature: softening temperature, > 0. None: the saved Distiller's, else 3.0.
             feature_weight: weight of the feature MSE term (with `features`).
         """
+        alpha = alpha if alpha is not None else self.alpha if self.alpha is not None else 0.1
+        temperature = temperature if temperature is not None else \
+            self.temperature if self.temperature is not None else 3.0
         check_temperature_and_alpha(temperature, alpha)
+        for value, argument in ((optimizer, "optimizer"), (metrics or [], "metrics"),
+                                (student_loss_fn, "student_loss_fn"), (distillation_loss_fn, "distillation_loss_fn")):
+            _check_tf_keras_object(value, argument)
         if "loss" in kwargs:
             raise ValueError("Distiller.compile takes student_loss_fn and distillation_loss_fn, not loss.")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
@@ -190,9 +229,7 @@ class Distiller(keras.Model):
             teacher_out, teacher_feats = self._outputs(self.teacher, self._teacher_features, x, False)
         with tf.GradientTape() as tape:
             student_out, student_feats = self._outputs(self.student, self._student_features, x, True)
-            hard = self.student_loss_fn(y, student_out)
-            soft = self._soft_loss(student_out, teacher_out)
-            per_example = self.alpha * hard + (1.0 - self.alpha) * soft
+            hard, soft, per_example = self._loss_terms(y, student_out, teacher_out)
             feature = 0.0
             if self.features:
                 feature = tf.add_n([
@@ -205,20 +242,37 @@ class Distiller(keras.Model):
         variables = self.student.trainable_variables + [
             v for project in self.projections if project for v in project.trainable_variables]
         self.optimizer.minimize(loss, variables, tape=tape)
-        values = {"loss": per_example, "student_loss": hard, "distillation_loss": soft,
-                  "feature_loss": feature}
-        for tracker in self._trackers:
-            tracker.update_state(values[tracker.name], sample_weight=sample_weight)
+        self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft,
+                     "feature_loss": feature}, sample_weight)
         return self.compute_metrics(x, y, student_out, sample_weight)
+
+    def _loss_terms(self, y, student_out, teacher_out):
+        """`(student loss or None, soft loss, per-example total)`; without labels the total is the soft loss."""
+        soft = self._soft_loss(student_out, teacher_out)
+        if y is None:
+            return None, soft, soft
+        hard = self.student_loss_fn(y, student_out)
+        return hard, soft, self.alpha * hard + (1.0 - self.alpha) * soft
+
+    def _update_trackers(self, values, sample_weight):
+        for tracker in self._trackers:
+            if values.get(tracker.name) is not None:
+                tracker.update_state(values[tracker.name], sample_weight=sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         student_out = self.student(x, training=False)
-        self._trackers[0].update_state(self.student_loss_fn(y, student_out), sample_weight=sample_weight)
-        self.compiled_metrics.update_state(y, student_out, sample_weight)
-        return {m.name: m.result() for m in [self._trackers[0]] + self.compiled_metrics.metrics}
+        teacher_out = self.teacher(x, training=False)
+        hard, soft, per_example = self._loss_terms(y, student_out, teacher_out)
+        self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft}, sample_weight)
+        if y is not None:
+            self.compiled_metrics.update_state(y, student_out, sample_weight)
+        trackers = self._trackers[:3] if y is not None else [self._trackers[0], self._trackers[2]]
+        return {m.name: m.result() for m in trackers + (self.compiled_metrics.metrics if y is not None else [])}
 
     def compute_metrics(self, x, y, y_pred, sample_weight):
+        if y is None:  # no labels: no student loss, no metrics
+            return {m.name: m.result() for m in self._trackers if m.name != "student_loss"}
         self.compiled_metrics.update_state(y, y_pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
@@ -243,7 +297,7 @@ class Distiller(keras.Model):
                 "student_from_logits": self.student_from_logits,
                 "teacher_from_logits": self.teacher_from_logits,
                 "features": [list(pair) for pair in self.features], "cache_teacher": self.cache_teacher,
-                "name": self.name}
+                "alpha": self.alpha, "temperature": self.temperature, "name": self.name}
 
     @classmethod
     def from_config(cls, config):

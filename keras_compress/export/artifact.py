@@ -43,8 +43,13 @@ class Artifact:
     def __str__(self):
         lines = [f"{self.format} artifact {self.path}", f"  source model: {self.source}",
                  f"  precision: {self.precision}, size: {self.size_bytes / 1024:.1f} KB"]
-        if self.settings:
-            lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
+        settings = {k: v for k, v in (self.settings or {}).items() if k not in ("int8_weights", "precision")}
+        if settings:
+            lines.append("  settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+        if "int8_weights" in (self.settings or {}):
+            counts = self.settings["int8_weights"]
+            lines.append(f"  quantized: {counts['tensors']} int8 weight tensors, {counts['parameters']:,} "
+                         "parameters")
         if self.parity is None:
             lines.append("  parity: not verified")
         for name, entry in (self.parity or {}).items():

@@ -41,14 +41,18 @@ def calibration_batches(data, inputs, dtypes, *, batch_size=32, max_rows=MAX_CAL
     """Lists of input arrays (model input order), in batches, from `data`.
 
     `data` is an array, a list or dict of arrays (one per input), a `tf.data.Dataset`
-    (batched, yielding `x` or `(x, y)`), or any other iterable of such batches (a list of
-    arrays for a single-input model counts as batches). At most `max_rows` rows are used.
+    (batched, yielding `x` or `(x, y)`), any other iterable of such batches (a list of
+    arrays for a single-input model counts as batches), or a function returning such an
+    iterable: the TFLite converter's `representative_dataset` convention, a generator of
+    lists of input arrays. At most `max_rows` rows are used.
     """
     if data is None:
         raise ExportError('quantize="static" needs calibration_data: a few hundred representative '
                           "inputs (an array, a tf.data.Dataset or an iterable of batches).")
     import tensorflow as tf
 
+    if callable(data) and not isinstance(data, tf.data.Dataset):
+        data = data()
     if _is_arrays(data, len(inputs)):
         arrays = normalize_inputs(data, inputs, dtypes)
         arrays = [a[:max_rows] for a in arrays]

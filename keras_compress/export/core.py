@@ -16,8 +16,9 @@ from keras_compress.errors import ExportError, ExportVerificationError
 from keras_compress.benchmark.timing import latencies
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.export.calibration import calibration_batches
-from keras_compress.export.onnx import CALIBRATION_METHODS, export_onnx
-from keras_compress.export.saved_model import export_keras, export_saved_model
+from keras_compress.export.int8_weights import NOTHING_QUANTIZED
+from keras_compress.export.onnx import CALIBRATION_METHODS, export_onnx, rewrite_settings
+from keras_compress.export.saved_model import export_h5, export_keras, export_saved_model
 from keras_compress.export.signature import sample_inputs
 from keras_compress.export.tensorrt import export_tensorrt
 from keras_compress.export.tflite import export_tflite
@@ -26,15 +27,23 @@ from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.load import load
+from keras_compress.runtime.onnx_runner import OnnxRunner
 from keras_compress.runtime.metadata import artifact_metadata
 from keras_compress.runtime.tensors import as_list, normalize_inputs
 
-__all__ = ["export", "FORMATS", "QUANTIZE_MODES"]
+__all__ = ["export", "FORMATS", "QUANTIZE_MODES", "IO_TYPES"]
 
 QUANTIZE_MODES = ("dynamic", "static", "float16")
+# Input and output types of full-integer TFLite models (uint8: many camera and microcontroller pipelines).
+IO_TYPES = ("float", "int8", "uint8")
 _PRECISIONS = {None: "float32", "dynamic": "int8_dynamic", "static": "int8", "float16": "float16"}
 # A quantized artifact this much slower than its float32 twin gets a warning.
 _SLOWER = 1.05
+# A QAT ONNX file this much slower in ONNX Runtime's default session than with Q/DQ as float
+# math gets a warning.
+_PLAIN_RUNTIME_SLOWER = 1.5
+# Batch sizes a quantized artifact is timed at against its float32 twin.
+SPEED_BATCH_SIZES = (1, 32)
 _SLOW_REASONS = {"int8": " (int8 kernels are slow on CPUs without VNNI)",
                  "int8_dynamic": " (activations are quantized at every call; int8 kernels are slow on "
                                  "CPUs without VNNI)",
@@ -46,6 +55,7 @@ FORMATS = {
     "tflite": (".tflite", export_tflite, ("tensorflow", "ai-edge-litert")),
     "saved_model": ("", export_saved_model, ("tensorflow",)),
     "keras": (".keras", export_keras, ("tensorflow", "tf-keras")),
+    "h5": (".h5", export_h5, ("tensorflow", "tf-keras", "h5py")),
     "tensorrt": (".engine", export_tensorrt, ("tensorflow", "tf2onnx", "onnx", "tensorrt")),
 }
 _BY_SUFFIX = dict({suffix: name for name, (suffix, _, _) in FORMATS.items() if suffix}, **{".plan": "tensorrt"})
@@ -63,7 +73,7 @@ def _format_of(path, fmt):
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
     if suffix:
-        raise ExportError(f"{path}: unknown suffix {suffix!r}. Use .onnx, .tflite, .keras, .engine, a "
+        raise ExportError(f"{path}: unknown suffix {suffix!r}. Use .onnx, .tflite, .keras, .h5, .engine, a "
                           "folder name without suffix for a SavedModel, or pass format=.")
     return "saved_model"
 
@@ -110,6 +120,8 @@ def _holds_artifact(path, fmt):
         return head[4:8] == b"TFL3"
     if fmt == "keras":
         return head.startswith(b"PK\x03\x04")
+    if fmt == "h5":
+        return head == b"\x89HDF\r\n\x1a\n"
     if fmt == "onnx":
         try:
             return len(onnx.load_model(path, load_external_data=False).graph.node) > 0
@@ -173,10 +185,10 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
     if calibrate_method != "minmax" and fmt != "onnx":
         raise ExportError("calibrate_method applies to ONNX static quantization; the TFLite converter "
                           "calibrates with min/max ranges.")
-    if io not in ("float", "int8"):
-        raise ExportError(f'io must be "float" or "int8", got {io!r}')
-    if io == "int8" and not (fmt == "tflite" and (quantize == "static" or qat)):
-        raise ExportError('io="int8" applies to full-integer TFLite exports: quantize="static" or a '
+    if io not in IO_TYPES:
+        raise ExportError(f"io must be one of {IO_TYPES}, got {io!r}")
+    if io != "float" and not (fmt == "tflite" and (quantize == "static" or qat)):
+        raise ExportError(f'io="{io}" applies to full-integer TFLite exports: quantize="static" or a '
                           "quantization-aware model, to a .tflite path.")
 
 
@@ -189,12 +201,61 @@ def _check_samples(samples, inputs):
                               "outputs on finite inputs only. Pass finite sample_data.")
 
 
+def _rows(samples, count):
+    """`samples` repeated or cut to `count` rows."""
+    return [np.resize(array, (count, *array.shape[1:])) for array in samples]
+
+
 def _speed_against_float(artifact_runner, float_runner, samples):
-    """Median latency of the quantized artifact and of its float32 twin, on `samples`."""
-    quantized = float(np.median(latencies(artifact_runner, samples)))
-    reference = float(np.median(latencies(float_runner, samples)))
-    return {"latency_ms": round(quantized * 1e3, 4), "float32_latency_ms": round(reference * 1e3, 4),
-            "speedup_vs_float32": round(reference / quantized, 3), "rows": int(len(samples[0]))}
+    """Median latency of the quantized artifact and of its float32 twin at each of
+    `SPEED_BATCH_SIZES` (the batches `keras_compress.benchmark` reports by default)."""
+    speed = {"latency_ms": {}, "float32_latency_ms": {}, "speedup_vs_float32": {}}
+    for batch in SPEED_BATCH_SIZES:
+        inputs = _rows(samples, batch)
+        quantized = float(np.median(latencies(artifact_runner, inputs)))
+        reference = float(np.median(latencies(float_runner, inputs)))
+        speed["latency_ms"][batch] = round(quantized * 1e3, 4)
+        speed["float32_latency_ms"][batch] = round(reference * 1e3, 4)
+        speed["speedup_vs_float32"][batch] = round(reference / quantized, 3)
+    return speed
+
+
+def _plain_onnxruntime_speed(path, samples):
+    """Median latency of a QAT ONNX file in ONNX Runtime with default session options (its
+    int8 kernels) and with `session.disable_quant_qdq=1` (Q/DQ as float math), per batch size."""
+    default, float_math = OnnxRunner(path, int8_kernels=True), OnnxRunner(path, int8_kernels=False)
+    speed = {"default_ms": {}, "disable_quant_qdq_ms": {}}
+    for batch in SPEED_BATCH_SIZES:
+        inputs = _rows(samples, batch)
+        speed["default_ms"][batch] = round(float(np.median(latencies(default, inputs))) * 1e3, 4)
+        speed["disable_quant_qdq_ms"][batch] = round(float(np.median(latencies(float_math, inputs))) * 1e3, 4)
+    return speed
+
+
+def _plain_onnxruntime_warning(speed, model):
+    slow = {batch: speed["default_ms"][batch] / speed["disable_quant_qdq_ms"][batch]
+            for batch in SPEED_BATCH_SIZES}
+    slow = {batch: ratio for batch, ratio in slow.items() if ratio > _PLAIN_RUNTIME_SLOWER}
+    if not slow:
+        return
+    figures = "; ".join(f"batch {b}: {speed['default_ms'][b]:.3g} ms vs {speed['disable_quant_qdq_ms'][b]:.3g} ms"
+                        for b in slow)
+    warnings.warn(f"The QAT ONNX export of {model.name!r} runs {max(slow.values()):.0f}x slower in ONNX Runtime "
+                  f"with default session options than with the session option session.disable_quant_qdq=1 on "
+                  f"this CPU ({figures}). keras_compress.load sets it; where you serve the file yourself, set "
+                  "options.add_session_config_entry('session.disable_quant_qdq', '1'). The file's metadata "
+                  "records these figures.", stacklevel=3)
+
+
+def _slower_warning(speed, precision, fmt, model):
+    slower = [batch for batch, ratio in speed["speedup_vs_float32"].items() if ratio < 1 / _SLOWER]
+    if not slower:
+        return
+    figures = "; ".join(f"batch {b}: {speed['latency_ms'][b]:.3g} ms vs {speed['float32_latency_ms'][b]:.3g} ms"
+                        for b in slower)
+    warnings.warn(f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on this "
+                  f"machine ({figures}): it saves size, not time, here{_SLOW_REASONS.get(precision, '')}.",
+                  stacklevel=3)
 
 
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
@@ -203,7 +264,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     """Exports a tf_keras model and checks the result against it.
 
     The format comes from the suffix: `.onnx` (ONNX Runtime), `.tflite` (LiteRT),
-    `.keras`, `.engine`/`.plan` (TensorRT, NVIDIA GPU only), or no suffix for a
+    `.keras`, `.h5` (legacy HDF5), `.engine`/`.plan` (TensorRT, NVIDIA GPU only), or no suffix for a
     SavedModel folder; `format=` overrides it. The
     artifact is written under a temporary name beside `path`, run in its own
     runtime against the model on `sample_data` (or, in that order, the calibration
@@ -215,8 +276,14 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     ranges calibrated on `calibration_data`) or `"float16"`. A quantization-aware
     model (`keras_compress.quantization.quantize_aware`) exports to int8 without
     calibration: TFLite full integer, ONNX with explicit symmetric Q/DQ weights.
-    Quantized artifacts are timed against their float32 twin on this machine; one
-    that is slower gets a warning and `settings["speed"]` says by how much.
+    Quantized artifacts record what was quantized (`settings["int8_weights"]`: int8
+    weight tensors and parameters); a dynamic quantization that quantized no weight
+    warns and records float32 as the precision. They are timed against their float32
+    twin on this machine at batch 1 and 32; one that is slower gets a warning naming
+    the batch sizes, and `settings["speed"]` says by how much. A QAT ONNX file is also
+    timed in ONNX Runtime with default session options against Q/DQ run as float math
+    (`session.disable_quant_qdq=1`), recorded in its metadata
+    (`settings["onnxruntime_speed"]`), with a warning when the default is much slower.
 
     Tolerances (see `keras_compress.export.TOLERANCES`), relative to max(1, largest
     output magnitude): float32 max |diff| 1e-4 (runtimes differ only by summation
@@ -226,7 +293,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     Args:
         model: a Sequential or functional tf_keras model (strip pruning wrappers first).
         path: where to write the artifact.
-        format: "onnx", "tflite", "saved_model", "keras" or "tensorrt"; None picks it from `path`.
+        format: "onnx", "tflite", "saved_model", "keras", "h5" or "tensorrt"; None picks it from `path`.
         sample_data: inputs for verification (an array, a list, or a dict by input name).
         verify: True raises `ExportVerificationError` on mismatch, "warn" warns, False skips.
         overwrite: replace an existing artifact at `path`.
@@ -235,7 +302,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         calibration_data: representative inputs for "static": an array, a list or dict
             of arrays, a `tf.data.Dataset` or an iterable of batches (at most 512 rows used).
         calibrate_method: ONNX static calibration, "minmax", "entropy" or "percentile".
-        io: "float" or "int8" model inputs/outputs for full-integer TFLite.
+        io: "float", "int8" or "uint8" model inputs/outputs for full-integer TFLite.
         compare_speed: time a quantized artifact against its float32 twin.
         precision: TensorRT only, "fp32" (default) or "fp16"; int8 engines come from a
             quantization-aware model or quantize="static".
@@ -290,6 +357,18 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         samples = sample_inputs(model)
     samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
     _check_samples(samples, source.inputs)
+    generated = sample_data is None and calibration is None
+    try:
+        reference = source.predict(samples)
+        finite = all(np.isfinite(output).all() for output in as_list(reference))
+        problem = None if finite else "the model's outputs are NaN or Inf"
+    except Exception as error:
+        if not generated:
+            raise
+        problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+    if generated and problem:
+        raise ExportError(f"The random sample inputs generated to verify {model.name!r} do not suit it "
+                          f"({problem}): pass sample_data=, a few rows of real inputs.")
     qat = is_quantize_aware(model) and fmt in _QUANTIZABLE
     engine_precision = precision
     precision = "int8" if qat else "float16" if precision == "fp16" else _PRECISIONS[quantize]
@@ -308,12 +387,21 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         if fmt == "tflite":
             options["io"] = io
         settings = exporter(model, target, artifact_metadata(model, fmt, {"precision": precision}), **options)
-        timed = bool(quantize) and compare_speed and fmt != "tensorrt"
+        if settings.get("precision", precision) != precision:
+            precision = settings["precision"]
+            warnings.warn(f'quantize={quantize!r} quantized no weight of model {model.name!r}: the {fmt} artifact '
+                          f"is {precision}, and says so ({NOTHING_QUANTIZED[fmt]}). Try quantize=\"static\" or "
+                          "keep the float export.", stacklevel=2)
+        if fmt == "onnx" and qat and compare_speed:
+            settings["onnxruntime_speed"] = _plain_onnxruntime_speed(target, samples)
+            rewrite_settings(target, settings)
+            _plain_onnxruntime_warning(settings["onnxruntime_speed"], model)
+        timed = bool(quantize) and compare_speed and fmt != "tensorrt" and precision != "float32"
         runner = load(target) if verify or timed else None
         result = None
         if verify:
             names = [info.name for info in source.outputs]
-            result = parity(as_list(source.predict(samples)), as_list(runner.predict(samples)), names)
+            result = parity(as_list(reference), as_list(runner.predict(samples)), names)
             try:
                 check_parity(result, precision, f"{fmt} export of {model.name!r}")
             except ExportVerificationError as error:
@@ -325,12 +413,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             exporter(model, twin, artifact_metadata(model, fmt, {"precision": "float32"}),
                      **({"opset": opset} if fmt == "onnx" else {}))
             settings["speed"] = _speed_against_float(runner, load(twin), samples)
-            if settings["speed"]["speedup_vs_float32"] < 1 / _SLOWER:
-                warnings.warn(
-                    f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on "
-                    f"this machine ({settings['speed']['latency_ms']:.3g} ms vs "
-                    f"{settings['speed']['float32_latency_ms']:.3g} ms for {len(samples[0])} rows): it saves "
-                    f"size, not time, here{_SLOW_REASONS.get(precision, '')}.", stacklevel=2)
+            _slower_warning(settings["speed"], precision, fmt, model)
         del runner
         _move_into_place(target, path, overwrite)
     finally:

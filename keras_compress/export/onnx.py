@@ -6,12 +6,13 @@ import contextlib
 import logging
 
 from keras_compress._environment import has_vnni
+from keras_compress.export.int8_weights import onnx_int8_weights
 from keras_compress.export.qdq import quantize_qat_weights
 from keras_compress.export.signature import input_specs, serving_function
 from keras_compress.quantization.qat import is_quantize_aware
-from keras_compress.runtime.metadata import KEY, encode
+from keras_compress.runtime.metadata import KEY, decode, encode
 
-__all__ = ["export_onnx", "DEFAULT_OPSET", "CALIBRATION_METHODS"]
+__all__ = ["export_onnx", "rewrite_settings", "DEFAULT_OPSET", "CALIBRATION_METHODS"]
 
 DEFAULT_OPSET = 17
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -35,6 +36,16 @@ def _set_metadata(proto, metadata, settings):
     entry = proto.metadata_props.add()
     entry.key, entry.value = KEY, encode(dict(metadata, settings=dict(metadata["settings"], **settings)))
     proto.producer_name = "keras_compress"
+
+
+def rewrite_settings(path, settings):
+    """Replaces the settings recorded in the metadata of the ONNX file at `path`."""
+    import onnx
+
+    proto = onnx.load(path)
+    metadata = decode(next(entry.value for entry in proto.metadata_props if entry.key == KEY))
+    _set_metadata(proto, metadata, settings)
+    onnx.save(proto, path)
 
 
 def _sort_topologically(graph):
@@ -136,6 +147,10 @@ def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration
     elif quantize in ("dynamic", "static"):
         settings.update(_quantize_onnx(proto, path, quantize, calibration, calibrate_method))
         proto = onnx.load(path)
+    if settings.get("quantize") in ("qat", "dynamic", "static"):
+        settings["int8_weights"] = onnx_int8_weights(proto)
+        if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
+            settings["precision"] = "float32"  # nothing was quantized
     _set_metadata(proto, metadata, settings)
     onnx.checker.check_model(proto)
     onnx.save(proto, path)

@@ -1,4 +1,4 @@
-"""SavedModel export with a `serving_default` signature, and the `.keras` format."""
+"""SavedModel export with a `serving_default` signature, and the `.keras` and legacy `.h5` formats."""
 
 import os
 
@@ -8,7 +8,7 @@ from keras_compress.export.signature import serving_function
 from keras_compress.runtime.metadata import encode
 from keras_compress.runtime.saved_model_runner import metadata_path
 
-__all__ = ["export_saved_model", "export_keras"]
+__all__ = ["export_saved_model", "export_keras", "export_h5"]
 
 
 def export_saved_model(model, path, metadata):
@@ -26,4 +26,10 @@ def export_saved_model(model, path, metadata):
 def export_keras(model, path, metadata):
     """Writes the native `.keras` file (architecture, weights and, if compiled, optimizer)."""
     model.save(path)
+    return {}
+
+
+def export_h5(model, path, metadata):
+    """Writes the legacy HDF5 file, for serving stacks that still read `.h5`."""
+    model.save(path, save_format="h5")
     return {}

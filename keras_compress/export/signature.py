@@ -26,25 +26,27 @@ def serving_function(model, batch_size=None):
     return tf.function(serve, input_signature=input_specs(model, batch_size))
 
 
-def _integer_high(model, input_tensor):
-    """Exclusive upper bound for integer inputs: the vocabulary of an Embedding reading them."""
+def _vocabulary(model, input_tensor):
+    """The vocabulary size of an Embedding that reads `input_tensor` as indices, or None."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.Embedding):
             for node in layer._inbound_nodes:
                 if any(t is input_tensor for t in tf.nest.flatten(node.keras_inputs)):
                     return layer.input_dim
-    return 10
+    return None
 
 
 def sample_inputs(model, rows=8, seed=0):
-    """Random inputs matching the model's signature (normal floats, in-range integers)."""
+    """Random inputs matching the model's signature: normal floats; integers (of the input's
+    dtype, float or not) in range for inputs an Embedding reads as indices, else in [0, 10)."""
     rng = np.random.default_rng(seed)
     arrays = []
     for tensor in model.inputs:
         shape = [rows] + [d or 8 for d in tensor.shape[1:]]
         dtype = tensor.dtype.as_numpy_dtype
-        if tensor.dtype.is_floating:
+        vocabulary = _vocabulary(model, tensor)
+        if tensor.dtype.is_floating and vocabulary is None:
             arrays.append(rng.standard_normal(shape).astype(dtype))
         else:
-            arrays.append(rng.integers(0, _integer_high(model, tensor), shape).astype(dtype))
+            arrays.append(rng.integers(0, vocabulary or 10, shape).astype(dtype))
     return arrays

@@ -4,6 +4,7 @@ integer from calibration data or a quantization-aware model, float16)."""
 import re
 
 from keras_compress.errors import ExportError
+from keras_compress.export.int8_weights import tflite_int8_weights
 from keras_compress.export.signature import serving_function
 from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.tflite_metadata import add_metadata
@@ -55,8 +56,8 @@ def _convert(model, batch_size, quantize, calibration, io):
     if quantize == "static":
         converter.representative_dataset = _representative_dataset(calibration, model.input_names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if io == "int8":
-        converter.inference_input_type = converter.inference_output_type = tf.int8
+    if io != "float":
+        converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)
     return converter.convert()
 
 
@@ -65,7 +66,8 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration=None, io=
 
     `quantize`: None (float32, or int8 for a quantization-aware model), "dynamic"
     (int8 weights), "static" (int8 weights and activations, calibrated on `calibration`
-    batches) or "float16". `io="int8"` makes a full-integer model take and give int8.
+    batches) or "float16". `io="int8"` / `"uint8"` makes a full-integer model take and give
+    that type.
 
     The batch dimension is dynamic, except for models whose recurrent layers TFLite
     only lowers with static shapes (LSTM, GRU): those get batch 1, recorded in the
@@ -87,6 +89,10 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration=None, io=
         where = f"layer(s) {', '.join(layers)}" if layers else "an operation"
         reason = f"no TFLite builtin for {', '.join(ops)}" if ops else str(error).strip()[:300]
         raise ExportError(f"TFLite cannot take {where} of model {model.name!r} ({reason}).") from None
+    if settings.get("quantize") in ("qat", "dynamic", "static"):
+        settings["int8_weights"] = tflite_int8_weights(content)
+        if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
+            settings["precision"] = "float32"  # nothing was quantized
     with open(path, "wb") as file:
         file.write(add_metadata(content, dict(metadata, settings=dict(metadata["settings"], **settings))))
     return settings

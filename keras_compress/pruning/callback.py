@@ -53,7 +53,8 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError("PruningCallback found no pruning wrappers in the model: train the "
                              "model returned by keras_compress.pruning.prune().")
         self._wrappers = wrappers = pruning_wrappers(self._pruned)
-        steps = self.params.get("steps") if self.params else None
+        params = getattr(self, "params", None)  # unset when a custom training loop calls the hooks
+        steps = params.get("steps") if params else None
         changed = False
         for wrapper in wrappers:
             schedule = wrapper.pruning_schedule
@@ -70,22 +71,35 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in wrappers:
             if int(wrapper.pruning_step.numpy()) < 0:
                 wrapper.pruning_step.assign(0)
+            wrapper.driven_by_pruning_callback = True
+        self._next_step = int(wrappers[0].pruning_step.numpy()) + 1
+        # In `fit`, the train function is hooked; a custom training loop calls the batch hooks.
+        self._in_fit = params is not None
+        if not self._in_fit:
+            self._steps_per_call = 1
+            self._remask = self._remask_function()
+            return
         if changed:
             self.model.make_train_function(force=True)
         self._install_step_hooks()
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
-    def _install_step_hooks(self):
-        train_function = self.model.train_function
-        # An interrupted fit leaves our hook installed; never stack two.
-        train_function = getattr(train_function, "_pruning_original", train_function)
+    def _remask_function(self):
         pairs = [(weight, mask) for wrapper in self._wrappers for weight, mask, _ in wrapper.pruning_vars]
 
         @tf.function
         def remask():
             for weight, mask in pairs:
                 weight.assign(weight * mask)
+
+        return remask
+
+    def _install_step_hooks(self):
+        train_function = self.model.train_function
+        # An interrupted fit leaves our hook installed; never stack two.
+        train_function = getattr(train_function, "_pruning_original", train_function)
+        remask = self._remask_function()
 
         def hooked(iterator):
             if self._ranked is not None:
@@ -97,6 +111,14 @@ class PruningCallback(keras.callbacks.Callback):
         hooked._pruning_original = train_function
         self._original_train_function = train_function
         self.model.train_function = hooked
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._in_fit and self._ranked is not None:
+            self._update_ranked_masks()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._in_fit:
+            self._remask()
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras shortens the last call of an epoch to the steps left: count from the truth again.
@@ -127,7 +149,10 @@ class PruningCallback(keras.callbacks.Callback):
             mask.assign(value)
         apply_masks(self._pruned)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch=None, logs=None, batch=None):
+        # `batch`: tfmot's callback names this argument so, and its guide passes it by keyword.
+        if not self._in_fit:
+            self._remask()  # custom loops may call on_train_batch_begin only, as tfmot's guide does
         if self._writer is None:
             return
         report = sparsity_report(self._pruned)

@@ -74,7 +74,35 @@ def _check_m_by_n(layers, m_by_n):
                              f"of {n}. Pass exclude=[{layer.name!r}] or choose another n.")
 
 
-def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None):
+def _our_schedule(schedule):
+    """A keras_compress schedule from ours or from tfmot's (same arguments)."""
+    if isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
+        return schedule
+    if isinstance(schedule, tfmot.sparsity.keras.PolynomialDecay):
+        return PolynomialDecay(schedule.initial_sparsity, schedule.final_sparsity, schedule.begin_step,
+                               schedule.end_step, schedule.power, schedule.frequency)
+    if isinstance(schedule, tfmot.sparsity.keras.ConstantSparsity):
+        return ConstantSparsity(schedule.target_sparsity, schedule.begin_step, schedule.end_step,
+                                schedule.frequency)
+    raise TypeError("schedule must be a PolynomialDecay or ConstantSparsity (keras_compress.pruning's or "
+                    f"tfmot's), got {type(schedule).__module__}.{type(schedule).__name__}")
+
+
+def _block_size(block_size, kind, scope):
+    try:
+        block = tuple(int(b) for b in block_size)
+    except (TypeError, ValueError):
+        block = ()
+    if len(block) != 2 or min(block) < 1 or block != tuple(block_size):
+        raise ValueError(f"block_size must be two ints >= 1, got {block_size!r}")
+    if block != (1, 1) and (kind != "weight" or scope != "layer"):
+        raise ValueError('block_size applies to granularity="weight" with scope="layer" (tfmot\'s block '
+                         f"sparsity), not to granularity={kind!r}, scope={scope!r}.")
+    return block
+
+
+def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=None, pruning_schedule=None,
+          block_size=(1, 1), sparsity_m_by_n=None):
     """Wraps a model's layers so that training it prunes them.
 
     The model is copied; the original is left as it is. Train the result with
@@ -92,6 +120,11 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
         scope: "layer" (each layer reaches the target) or "global" (one ranking over
             all pruned layers; their parameter-weighted total reaches the target).
         exclude: layer names, or a predicate on layers; those stay dense.
+        pruning_schedule, block_size, sparsity_m_by_n: tfmot's `prune_low_magnitude`
+            keywords, so `prune(model, **pruning_params)` from a tfmot script works:
+            `pruning_schedule` is `schedule` (tfmot's schedule classes are taken too),
+            `block_size=(h, w)` prunes blocks of weights (granularity "weight", scope
+            "layer"), `sparsity_m_by_n=(m, n)` is granularity "m:n".
 
     Returns:
         A new model of the same kind, with prunable layers wrapped.
@@ -105,15 +138,20 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
         ['prune_low_magnitude_fc']
     """
     check_graph_model(model)
-    if not isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
-        raise TypeError("schedule must be keras_compress.pruning.PolynomialDecay or "
-                        f"ConstantSparsity, got {type(schedule).__name__}")
+    if (schedule is None) == (pruning_schedule is None):
+        raise TypeError("Pass one pruning schedule: prune(model, schedule) or prune(model, pruning_schedule=...).")
+    schedule = _our_schedule(schedule if schedule is not None else pruning_schedule)
+    if sparsity_m_by_n is not None:
+        if granularity != "weight":
+            raise ValueError("Pass either granularity or sparsity_m_by_n, not both.")
+        granularity = "{}:{}".format(*sparsity_m_by_n)
     kind, m_by_n = _parse_granularity(granularity)
     if scope not in ("layer", "global"):
         raise ValueError(f'scope must be "layer" or "global", got {scope!r}')
     if kind == "m:n" and scope == "global":
         raise ValueError('an "m:n" pattern holds in every group of n weights, so it has no '
                          'global ranking: use scope="layer".')
+    block_size = _block_size(block_size, kind, scope)
     if pruning_wrappers(model):
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
@@ -154,7 +192,7 @@ def prune(model, schedule, *, granularity="weight", scope="layer", exclude=None)
     def wrap(layer):
         if layer.name not in targets:
             return layer
-        return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule,
+        return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule, block_size=block_size,
                                  sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
 
     return keras.models.clone_model(copy, clone_function=wrap)

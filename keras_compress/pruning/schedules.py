@@ -1,7 +1,8 @@
 """Pruning schedules: tfmot's, given in steps or in epochs.
 
 A schedule's `__call__(step)` returns `(should_prune, sparsity)` as in
-tensorflow-model-optimization. Two things differ from tfmot's own classes:
+tensorflow-model-optimization, and the constructors take tfmot's arguments in tfmot's
+order (`end_step=-1` included). Two things differ from tfmot's own classes:
 
 - `begin_epoch`/`end_epoch` may replace `begin_step`/`end_step`;
 - `frequency` may be left unset.
@@ -50,10 +51,12 @@ class _EpochAware:
     _requires_end = False
 
     def _init_timing(self, begin_step, end_step, begin_epoch, end_epoch, frequency):
+        if end_step == -1 and not isinstance(end_step, bool):
+            end_step = None  # tfmot's "until training stops"
         for name, value in (("begin_step", begin_step), ("end_step", end_step),
                             ("begin_epoch", begin_epoch), ("end_epoch", end_epoch)):
             _check_count(name, value)
-        if frequency is not None and (isinstance(frequency, bool) or not isinstance(frequency, int)
+        if frequency is not None and (isinstance(frequency, bool) or not isinstance(frequency, numbers.Integral)
                                       or frequency < 1):
             raise ValueError(f"frequency must be None or an int >= 1, got {frequency!r}")
         in_steps = begin_step is not None or end_step is not None
@@ -177,8 +180,8 @@ class PolynomialDecay(_EpochAware, tfmot.sparsity.keras.PolynomialDecay):
 
     _requires_end = True
 
-    def __init__(self, initial_sparsity, final_sparsity, begin_step=None, end_step=None, *,
-                 begin_epoch=None, end_epoch=None, power=3, frequency=None):
+    def __init__(self, initial_sparsity, final_sparsity, begin_step=None, end_step=None, power=3,
+                 frequency=None, *, begin_epoch=None, end_epoch=None):
         _check_sparsity("initial_sparsity", initial_sparsity)
         _check_sparsity("final_sparsity", final_sparsity)
         if not isinstance(power, (int, float)) or not math.isfinite(power) or power <= 0:
@@ -203,7 +206,8 @@ class ConstantSparsity(_EpochAware, tfmot.sparsity.keras.ConstantSparsity):
 
     Args:
         target_sparsity: the sparsity, in [0, 1).
-        begin_step, end_step: the span in training steps; no end prunes until training stops.
+        begin_step, end_step: the span in training steps; no end (or -1, as in tfmot) prunes
+            until training stops.
         begin_epoch, end_epoch: the span in epochs instead.
         frequency: steps between mask updates; None gives about ten over the span, or one
             per epoch when there is no end.
@@ -214,8 +218,8 @@ class ConstantSparsity(_EpochAware, tfmot.sparsity.keras.ConstantSparsity):
         (0.5, 0)
     """
 
-    def __init__(self, target_sparsity, begin_step=None, end_step=None, *,
-                 begin_epoch=None, end_epoch=None, frequency=None):
+    def __init__(self, target_sparsity, begin_step=None, end_step=None, frequency=None, *,
+                 begin_epoch=None, end_epoch=None):
         _check_sparsity("target_sparsity", target_sparsity)
         self.target_sparsity = float(target_sparsity)
         self._init_timing(begin_step, end_step, begin_epoch, end_epoch, frequency)

@@ -71,6 +71,31 @@ class PruneLowMagnitude(_TfmotWrapper):
         self.channelwise = channelwise
         if channelwise:
             self.layer.get_prunable_weights = lambda: channel_weights(self.layer)
+        # Set by PruningCallback when it drives this layer; global and filter masks are
+        # ranked by that callback only.
+        self.driven_by_pruning_callback = False
+
+    def call(self, inputs, training=None, **kwargs):
+        if training is True:  # runs when a training step is traced: once, at the start of fit
+            self._check_training_is_driven()
+        return super().call(inputs, training=training, **kwargs)
+
+    def _check_training_is_driven(self):
+        if self.driven_by_pruning_callback:
+            return
+        ranked = isinstance(self.pruning_schedule, RankedSchedule)
+        with tf.init_scope():
+            try:
+                started = int(self.pruning_step.numpy()) >= 0
+            except (AttributeError, NotImplementedError, ValueError):  # a distributed variable
+                started = True
+        if ranked or not started:
+            what = (f'scope="{self.pruning_schedule.scope}", granularity="{self.pruning_schedule.granularity}"'
+                    if ranked else "no pruning callback in this fit")
+            raise RuntimeError(
+                f"Layer {self.name!r} is pruned by keras_compress ({what}): train it with "
+                "callbacks=[keras_compress.pruning.PruningCallback()], which ranks and applies the masks. "
+                + ("tfmot's UpdatePruningStep would leave it dense." if ranked else ""))
 
     def get_config(self):
         config = super().get_config()

@@ -11,7 +11,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry as _registry)
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
 
-from keras_compress._keras import check_graph_model, keras
+from keras_compress._keras import check_graph_model, inbound_layers, keras
 from keras_compress.errors import KerasCompressError
 from keras_compress.pruning.prune import pruning_wrappers
 
@@ -144,6 +144,15 @@ def _apply(model, annotated_names, scheme):
     return quantized
 
 
+def _folded_batch_norm(layer):
+    """Whether tfmot can quantize this layer as a BatchNormalization folded into the
+    convolution before it (its Conv->BN transforms; a BN anywhere else it refuses)."""
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    before = inbound_layers(layer)
+    return len(before) == 1 and isinstance(before[0], (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+
+
 def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
     """A copy of `model` that trains with int8 fake quantization (tfmot's default 8-bit scheme).
 
@@ -184,10 +193,9 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
               else _quantize.default_8bit.Default8BitQuantizeScheme())
     support = _registry.Default8BitQuantizeRegistry()
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    annotated = {layer.name for layer in candidates
-                 if support.supports(layer) or isinstance(layer, keras.layers.BatchNormalization)}
-    # Whether a BatchNormalization can be quantized depends on the layer before it (tfmot
-    # folds Conv->BN patterns only): try, and leave float each layer tfmot reports.
+    annotated = {layer.name for layer in candidates if support.supports(layer) or _folded_batch_norm(layer)}
+    # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule
+    # above makes that rare: each try clones the whole model).
     while True:
         try:
             result = _apply(model, annotated, scheme)

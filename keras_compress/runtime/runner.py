@@ -20,7 +20,7 @@ class Runner:
     def __init__(self, inputs, outputs):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        self._input_dtypes = [np.dtype(info.dtype) for info in self.inputs]
+        self._input_dtypes = [np.dtype(info.dtype) for info in self.inputs]  # what `predict` casts inputs to
         self._checked_shape = None  # row shape of the last single-array input that passed the checks
 
     def predict(self, x, batch_size=None):
@@ -31,7 +31,7 @@ class Runner:
         """
         # Fast path for the common serving call: one array, like the last one that passed the checks.
         if batch_size is None and type(x) is np.ndarray and x.shape[1:] == self._checked_shape \
-                and x.dtype == self._input_dtypes[0]:
+                and self._input_dtypes[0] is not None and x.dtype == self._input_dtypes[0]:
             return single_or_list(self._run([x]))
         check_batch_size(batch_size)
         arrays = normalize_inputs(x, self.inputs, self._input_dtypes)

@@ -24,8 +24,8 @@ def _shape_error(info, array):
 
 
 def normalize_inputs(x, inputs, dtypes):
-    """Arrays in the order of `inputs` (cast to `dtypes`), from one array, a list/tuple, or a
-    dict keyed by name. Kept lean: it runs on every `predict`."""
+    """Arrays in the order of `inputs` (cast to `dtypes`; a None dtype keeps the array's), from
+    one array, a list/tuple, or a dict keyed by name. Kept lean: it runs on every `predict`."""
     if isinstance(x, dict):
         missing = sorted({info.name for info in inputs} - set(x))
         if missing:
@@ -49,7 +49,7 @@ def normalize_inputs(x, inputs, dtypes):
         for expected, actual in zip(info.shape[1:], array.shape[1:]):
             if expected is not None and expected != actual:
                 raise _shape_error(info, array)
-        result.append(array if array.dtype == dtype else array.astype(dtype))
+        result.append(array if dtype is None or array.dtype == dtype else array.astype(dtype))
     if len(result) > 1 and len({a.shape[0] for a in result}) > 1:
         raise ValueError(f"Inputs have different batch sizes: {[a.shape[0] for a in result]}")
     return result

@@ -18,17 +18,18 @@ def _info(name, detail, float_io):
     shape = tuple(None if d < 0 else int(d) for d in detail["shape_signature"])
     scale, _ = detail["quantization"]
     dtype = np.dtype(detail["dtype"]).name
-    # Quantized tensors take and give floats: the runner applies scale and zero point.
+    # Quantized outputs come back as floats: the runner applies scale and zero point.
     return TensorInfo(name, shape, "float32" if float_io and scale else dtype)
 
 
 class TFLiteRunner(Runner):
     """A TFLite model in a LiteRT interpreter, through its `serving_default` signature.
 
-    The batch dimension is resized to each call's batch. Int8/uint8 inputs and
-    outputs are quantized and dequantized with their scale and zero point, so the
-    runner always takes and returns floats for them. Calls from several threads are
-    safe: they take turns on the one interpreter.
+    The batch dimension is resized to each call's batch. `inputs` give each input's
+    own dtype; an int8/uint8 input takes arrays of that type as they are, and floats,
+    which the runner quantizes with the input's scale and zero point. Quantized
+    outputs are dequantized: `predict` returns floats for them, as `outputs` say.
+    Calls from several threads are safe: they take turns on the one interpreter.
 
     Args:
         path: the `.tflite` file.
@@ -55,8 +56,11 @@ class TFLiteRunner(Runner):
         self._out = self._runner.get_output_details()
         input_names = ordered(list(self._in), self.metadata, "inputs")
         output_names = ordered(list(self._out), self.metadata, "outputs")
-        super().__init__([_info(n, self._in[n], True) for n in input_names],
+        super().__init__([_info(n, self._in[n], False) for n in input_names],
                          [_info(n, self._out[n], True) for n in output_names])
+        # Quantized inputs take their integer type as is, or floats to quantize: no cast.
+        self._input_dtypes = [None if self._in[n]["quantization"][0] else dtype
+                              for n, dtype in zip(input_names, self._input_dtypes)]
         self._quantized = any(d["quantization"][0] for d in (*self._in.values(), *self._out.values()))
         self._input_names, self._output_names = input_names, output_names
         # An interpreter holds one call's tensors: concurrent calls would read each other's.
@@ -86,7 +90,7 @@ class TFLiteRunner(Runner):
         for info, array in zip(self.inputs, arrays):
             detail = self._in[info.name]
             scale, zero_point = detail["quantization"]
-            if scale:
+            if scale and array.dtype != detail["dtype"]:
                 limits = np.iinfo(detail["dtype"])
                 array = np.clip(np.round(array / scale + zero_point), limits.min, limits.max)
             feed[info.name] = array.astype(detail["dtype"], copy=False)

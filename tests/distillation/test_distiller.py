@@ -61,9 +61,13 @@ def test_teacher_stays_frozen_and_evaluate_predict_use_the_student(teacher, digi
         np.testing.assert_array_equal(old, new)
     assert {"loss", "student_loss", "distillation_loss", "accuracy", "val_loss", "val_accuracy"} <= set(
         history.history)
-    student = compile_classifier(distiller.student)
-    np.testing.assert_allclose(distiller.evaluate(x_test, y_test, verbose=0),
-                               student.evaluate(x_test, y_test, verbose=0), rtol=1e-5)
+    scores = distiller.evaluate(x_test, y_test, verbose=0, return_dict=True)
+    assert list(scores) == ["loss", "student_loss", "distillation_loss", "accuracy"]
+    assert scores["loss"] == pytest.approx(0.1 * scores["student_loss"] + 0.9 * scores["distillation_loss"],
+                                           rel=1e-4)
+    student_loss, accuracy = compile_classifier(distiller.student).evaluate(x_test, y_test, verbose=0)
+    assert scores["student_loss"] == pytest.approx(student_loss, rel=1e-5)
+    assert scores["accuracy"] == pytest.approx(accuracy)
     np.testing.assert_allclose(distiller.predict(x_test[:8], verbose=0),
                                distiller.student.predict(x_test[:8], verbose=0), rtol=1e-6)
     assert history.history["val_accuracy"][-1] > 0.5  # it learns (chance is 0.1)
@@ -248,3 +252,57 @@ def test_distiller_round_trips_through_a_keras_file(teacher, digits, tmp_path):
     x = digits[1][0][:8]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5)
     np.testing.assert_allclose(loaded.projections[0].get_weights()[0], distiller.projections[0].get_weights()[0])
+
+
+def test_unlabeled_data_trains_on_the_teacher_alone(teacher, digits):
+    (x, _), (x_test, _) = digits
+    distiller = _distiller(teacher)
+    agreement = lambda: np.mean(distiller.predict(x_test, verbose=0).argmax(-1)  # noqa: E731
+                                == teacher.predict(x_test, verbose=0).argmax(-1))
+    before = agreement()
+    history = distiller.fit(x, epochs=3, batch_size=64, verbose=0)
+    assert sorted(history.history) == ["distillation_loss", "loss"]
+    assert history.history["loss"] == history.history["distillation_loss"]
+    assert history.history["loss"][-1] < history.history["loss"][0] and agreement() > max(before, 0.6)
+    assert sorted(distiller.evaluate(x_test, verbose=0, return_dict=True)) == ["distillation_loss", "loss"]
+
+
+def test_alpha_and_temperature_survive_saving(teacher, digits, tmp_path):
+    distiller = _distiller(teacher, compile_kwargs=dict(alpha=0.4, temperature=7.0))
+    distiller.fit(*[a[:64] for a in digits[0]], epochs=1, verbose=0)
+    distiller.save(str(tmp_path / "distiller.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "distiller.keras"), compile=False)
+    assert (loaded.alpha, loaded.temperature) == (0.4, 7.0)
+    loaded.compile(optimizer="adam")
+    assert (loaded.alpha, loaded.temperature) == (0.4, 7.0)
+
+
+@pytest.mark.parametrize("compile_kwargs", [
+    lambda keras3: dict(optimizer=keras3.optimizers.Adam()),
+    lambda keras3: dict(student_loss_fn=keras3.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    lambda keras3: dict(metrics=[keras3.metrics.SparseCategoricalAccuracy()]),
+])
+def test_keras3_optimizers_losses_and_metrics_are_named_as_the_mix_up(teacher, compile_kwargs):
+    import keras as keras3
+
+    distiller = kc.Distiller(student=tiny_student(), teacher=teacher)
+    with pytest.raises(TypeError, match="is a Keras 3 object .* trains tf_keras models"):
+        distiller.compile(**compile_kwargs(keras3))
+
+
+class _SubclassedStudent(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flatten, self.out = L.Flatten(), L.Dense(10)
+
+    def call(self, x):
+        return self.out(self.flatten(x))
+
+
+def test_a_built_subclassed_student_distills(teacher, digits):
+    (x, y), _ = digits
+    student = _SubclassedStudent()
+    student(x[:1])
+    distiller = _distiller(teacher, student)
+    history = distiller.fit(x[:256], y[:256], epochs=2, batch_size=64, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_compress as kc
 from export_models import MODELS
@@ -147,6 +148,8 @@ def test_verification_cannot_pass_on_nothing_or_on_nan(models, tmp_path):
     broken = keras.models.clone_model(model)
     broken.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
     with pytest.raises(kc.ExportVerificationError, match="NaN or Inf values"):
+        kc.export(broken, str(tmp_path / "a.onnx"), sample_data=np.ones((4, *shape[1:]), "float32"))
+    with pytest.raises(kc.ExportError, match="generated .* do not suit it \\(the model's outputs are NaN"):
         kc.export(broken, str(tmp_path / "a.onnx"))
     assert os.listdir(tmp_path) == []
 
@@ -228,3 +231,28 @@ def test_keras3_models_are_refused(tmp_path):
 
     with pytest.raises(kc.UnsupportedModelError, match="tf_keras"):
         kc.export(keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(2)]), str(tmp_path / "m.onnx"))
+
+
+def test_h5_export_for_serving_stacks_that_read_h5(models, tmp_path):
+    artifact = kc.export(models["cnn"], str(tmp_path / "cnn.h5"))
+    assert artifact.format == "h5" and open(artifact.path, "rb").read(8) == b"\x89HDF\r\n\x1a\n"
+    x = sample_inputs(models["cnn"], rows=4)[0]
+    np.testing.assert_allclose(kc.load_model(artifact.path).predict(x, verbose=0),
+                               models["cnn"].predict(x, verbose=0), atol=1e-6)
+    kc.export(models["residual"], artifact.path, overwrite=True)  # an .h5 artifact may be replaced
+
+
+def test_generated_samples_suit_float_inputs_that_an_embedding_reads_as_indices(tmp_path):
+    tokens = keras.Input((6,), name="tokens")  # float indices, as in tf2onnx's Embedding test model
+    model = keras.Model(tokens, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(50, 4)(tokens))))
+    x = sample_inputs(model)[0]
+    assert x.dtype == np.float32 and x.min() >= 0 and x.max() < 50 and np.all(x == np.round(x))
+    assert kc.export(model, str(tmp_path / "embedding.onnx")).parity
+
+
+def test_generated_samples_that_do_not_suit_the_model_say_to_pass_sample_data(tmp_path):
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, tf.math.sqrt(inputs))  # NaN for the negative samples
+    with pytest.raises(kc.ExportError, match="random sample inputs generated .* do not suit it.*pass sample_data"):
+        kc.export(model, str(tmp_path / "m.onnx"))
+    assert os.listdir(tmp_path) == []

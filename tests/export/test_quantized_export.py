@@ -33,7 +33,8 @@ def test_post_training_quantization_shrinks_the_artifact_and_is_verified(
     entry = artifact.parity["logits"]
     assert entry["top1_agreement"] >= 0.9 and entry["max_abs_diff"] > 0  # it really changed
     speed = artifact.settings["speed"]
-    assert speed["latency_ms"] > 0 and speed["float32_latency_ms"] > 0
+    assert sorted(speed["latency_ms"]) == [1, 32] and min(speed["latency_ms"].values()) > 0
+    assert min(speed["float32_latency_ms"].values()) > 0
     (_, _), (x_test, y_test) = digits
     accuracy = np.mean(artifact.load().predict(x_test).argmax(-1) == y_test)
     reference = np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test)
@@ -76,11 +77,34 @@ def test_full_integer_tflite_can_take_and_give_int8(float_and_qat, calibration, 
 
 def test_a_quantized_artifact_slower_than_float_is_flagged(float_and_qat, tmp_path, monkeypatch):
     model, _ = float_and_qat
-    times = iter([np.full(20, 2e-3), np.full(20, 1e-3)])  # quantized timed first: twice as slow
+    # Per batch size, the quantized artifact is timed first: as fast at batch 1, twice as slow at 32.
+    times = iter([np.full(20, 1e-3), np.full(20, 1e-3), np.full(20, 2e-3), np.full(20, 1e-3)])
     monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
-    with pytest.warns(UserWarning, match="runs slower than its float32 twin"):
+    with pytest.warns(UserWarning, match="runs slower than its float32 twin on this machine \\(batch 32: 2 ms "
+                                         "vs 1 ms\\)"):
         artifact = kc.export(model, str(tmp_path / "m.onnx"), quantize="dynamic")
-    assert artifact.settings["speed"]["speedup_vs_float32"] == 0.5
+    assert artifact.settings["speed"]["speedup_vs_float32"] == {1: 1.0, 32: 0.5}
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+def test_dynamic_quantization_that_quantizes_nothing_says_so(tmp_path, suffix):
+    keras = kc.keras
+    tiny = keras.Sequential([keras.Input((4,)), keras.layers.ReLU(), keras.layers.Softmax()], name="tiny")
+    with pytest.warns(UserWarning, match="quantized no weight of model 'tiny'.*is float32"):
+        artifact = kc.export(tiny, str(tmp_path / f"tiny{suffix}"), quantize="dynamic")
+    assert artifact.precision == "float32" and artifact.settings["int8_weights"]["tensors"] == 0
+    assert "speed" not in artifact.settings and artifact.load().metadata["settings"]["precision"] == "float32"
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+def test_a_quantized_artifact_counts_its_int8_weights(float_and_qat, calibration, tmp_path, suffix):
+    model = float_and_qat[0]
+    big = [w for w in model.weights if len(w.shape) >= 2]
+    artifact = kc.export(model, str(tmp_path / f"m{suffix}"), quantize="static", calibration_data=calibration,
+                         compare_speed=False)
+    counts = artifact.settings["int8_weights"]
+    assert counts["tensors"] == len(big) and counts["parameters"] == sum(int(np.prod(w.shape)) for w in big)
+    assert f"quantized: {len(big)} int8 weight tensors" in str(artifact)
 
 
 def agreement_and_accuracy(artifact, qat, digits):
@@ -174,3 +198,30 @@ def test_non_finite_calibration_data_is_refused_before_conversion(float_and_qat,
         kc.export(float_and_qat[0], str(tmp_path / f"m{suffix}"), quantize="static",
                   calibration_data=np.full_like(calibration, np.nan))
     assert os.listdir(tmp_path) == []
+
+
+def test_qat_onnx_records_and_warns_about_its_speed_in_plain_onnxruntime(float_and_qat, tmp_path, monkeypatch):
+    _, qat = float_and_qat
+    artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
+    speed = artifact.settings["onnxruntime_speed"]
+    assert sorted(speed["default_ms"]) == [1, 32] and min(speed["disable_quant_qdq_ms"].values()) > 0
+    recorded = artifact.load().metadata["settings"]["onnxruntime_speed"]
+    assert recorded["default_ms"]["32"] == speed["default_ms"][32]
+    # Per batch size, default session first: 90x slower at batch 1, the same at 32.
+    times = iter([np.full(20, 9e-3), np.full(20, 1e-4), np.full(20, 1e-3), np.full(20, 1e-3)])
+    monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
+    with pytest.warns(UserWarning, match="90x slower in ONNX Runtime with default session options .*"
+                                         "batch 1: 9 ms vs 0.1 ms\\).*session.disable_quant_qdq"):
+        kc.export(qat, str(tmp_path / "again.onnx"))
+
+
+def test_calibration_takes_the_tflite_representative_dataset_convention(float_and_qat, calibration, tmp_path):
+    def representative_dataset():  # the TFLite tutorial's generator: a list of inputs, one row each
+        for row in calibration[:100]:
+            yield [row[None]]
+
+    artifact = kc.export(float_and_qat[0], str(tmp_path / "m.tflite"), quantize="static",
+                         calibration_data=representative_dataset, io="uint8", compare_speed=False)
+    runner = artifact.load()
+    assert artifact.settings["io"] == "uint8" and runner.inputs[0].dtype == "uint8"
+    assert artifact.parity["logits"]["top1_agreement"] >= 0.9

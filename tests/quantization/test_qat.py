@@ -125,3 +125,36 @@ def test_a_distilled_student_can_be_quantization_aware(float_and_qat, digits, tm
     np.testing.assert_allclose(loaded.predict(x_test[:16], verbose=0),
                                distiller.student.predict(x_test[:16], verbose=0), atol=1e-5)
     assert os.path.getsize(path) > 0
+
+
+def _count_clones(monkeypatch):
+    calls = []
+    clone = kc.keras.models.clone_model
+    monkeypatch.setattr(kc.keras.models, "clone_model", lambda *a, **k: (calls.append(1), clone(*a, **k))[1])
+    return calls
+
+
+def test_quantizability_comes_from_the_graph_not_one_clone_per_refused_layer(monkeypatch):
+    keras = kc.keras
+    inputs = keras.Input((8, 8, 1))
+    x = inputs
+    for i in range(6):  # BatchNormalization after an activation: tfmot refuses all six
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"conv_{i}")(x)
+        x = keras.layers.ReLU(name=f"relu_{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn_{i}")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    calls = _count_clones(monkeypatch)
+    with pytest.warns(UserWarning, match="bn_0, bn_1, bn_2, bn_3, bn_4, bn_5"):
+        kc.quantization.quantize_aware(model)
+    assert len(calls) <= 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["DenseNet121", "NASNetMobile"])
+def test_large_applications_quantize_in_a_few_clones(monkeypatch, name):
+    model = getattr(kc.keras.applications, name)(weights=None, input_shape=(96, 96, 3), classes=10)
+    calls = _count_clones(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qat = kc.quantization.quantize_aware(model)
+    assert kc.quantization.is_quantize_aware(qat) and len(calls) <= 4

@@ -38,11 +38,15 @@ def test_tflite_runner_quantizes_and_dequantizes_int8_inputs_and_outputs(trained
     path = tmp_path / "int8.tflite"
     path.write_bytes(add_metadata(converter.convert(), artifact_metadata(trained_cnn, "tflite", {})))
     runner = kc.load(str(path))
-    assert runner.inputs[0].dtype == "float32"  # the runner takes floats for int8 tensors
+    assert runner.inputs[0].dtype == "int8" and runner.outputs[0].dtype == "float32"
     expected = trained_cnn.predict(x, verbose=0)
-    actual = runner.predict(x)
+    actual = runner.predict(x)  # floats in: quantized by the runner
     assert np.mean(actual.argmax(1) == expected.argmax(1)) > 0.9
     assert np.max(np.abs(actual - expected)) < 0.25 * np.max(np.abs(expected))
+    detail = runner._in[runner.inputs[0].name]
+    scale, zero_point = detail["quantization"]
+    quantized = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+    np.testing.assert_array_equal(runner.predict(quantized), actual)  # int8 in: fed as it is
 
 
 def test_unknown_artifact_types_are_refused(tmp_path):
