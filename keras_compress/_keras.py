@@ -11,7 +11,8 @@ import tf_keras as keras
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "inbound_layers", "registered_object",
+__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "inbound_layers", "is_saving",
+           "registered_object",
            "public_symbol",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
 
@@ -66,6 +67,13 @@ def inbound_layers(layer):
         return []
     inbound = nodes[0].inbound_layers
     return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def is_saving():
+    """Whether Keras is tracing layer calls to write a SavedModel (it traces `training=True` too)."""
+    from tf_keras.src.engine import base_layer_utils
+
+    return bool(base_layer_utils.call_context().saving)
 
 
 def registered_object(name, custom_objects=None):

@@ -8,7 +8,7 @@ plain `keras.models.load_model`, without tfmot's `prune_scope`.
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule, pruning_wrapper
 
-from keras_compress._keras import keras
+from keras_compress._keras import is_saving, keras
 
 __all__ = ["PruneLowMagnitude", "RankedSchedule"]
 
@@ -76,7 +76,7 @@ class PruneLowMagnitude(_TfmotWrapper):
         self.driven_by_pruning_callback = False
 
     def call(self, inputs, training=None, **kwargs):
-        if training is True:  # runs when a training step is traced: once, at the start of fit
+        if training is True and not is_saving():  # a training step being traced: the start of fit
             self._check_training_is_driven()
         return super().call(inputs, training=training, **kwargs)
 

@@ -160,13 +160,6 @@ def test_prune_rejects_a_model_that_is_already_pruned(trained_cnn):
         kc.pruning.prune(pruned, _schedule(0.5))
 
 
-def test_prune_rejects_a_tfmot_schedule():
-    import tensorflow_model_optimization as tfmot
-
-    with pytest.raises(TypeError, match="PolynomialDecay or ConstantSparsity"):
-        kc.pruning.prune(small_cnn(), tfmot.sparsity.keras.ConstantSparsity(0.5, 0))
-
-
 def test_pruned_accuracy_stays_close_to_dense(trained_cnn, digits):
     _, (x_test, y_test) = digits
     dense_accuracy = trained_cnn.evaluate(x_test, y_test, verbose=0)[1]
