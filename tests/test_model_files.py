@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -51,7 +53,15 @@ def test_pruned_models_load_without_tfmot_scopes(tmp_path, trained_cnn):
     pruned = kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
-    assert type(kc.load_model(path).layers[0]).__name__ == "PruneLowMagnitude"
+    for load in ("keras_compress.load_model", "tf_keras.models.load_model"):  # fresh processes, no tfmot scope
+        script = (f"import keras_compress.pruning, tf_keras\nmodel = {load}({path!r})\n"
+                  "print(type(model.layers[0]).__name__, model.layers[0].pruning_schedule.target_sparsity)")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert done.stdout.split()[-2:] == ["PruneLowMagnitude", "0.5"], done.stderr[-2000:]
+    loaded = kc.load_model(path)
+    x = np.ones((2, 8, 8, 1), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6)
+    assert loaded.layers[0].pruning_schedule.get_config() == pruned.layers[0].pruning_schedule.get_config()
 
 
 def test_every_model_kind_the_package_makes_loads_in_safe_mode(tmp_path, trained_cnn, float_and_qat):

@@ -66,8 +66,9 @@ class Distiller(keras.Model):
     `alpha * student_loss(y, student(x)) + (1 - alpha) * T**2 * KL(softmax(teacher(x) / T) || softmax(student(x) / T))`
     plus, with `features`, the mean squared error between paired intermediate
     outputs. The soft term is scaled by `T**2` so that its gradients keep their
-    size as the temperature T changes. The teacher is frozen and always called
-    with `training=False`. `fit` and `evaluate` report `loss` (the total above),
+    size as the temperature T changes. The teacher is never updated and always
+    called with `training=False`; the caller's model is left as it was (it is not
+    set to `trainable=False`). `fit` and `evaluate` report `loss` (the total above),
     `student_loss` (against the labels) and `distillation_loss` (the soft term).
     Data without labels (`fit(x)`, the usual case: a large unlabeled pool) trains
     on the teacher's outputs alone: the loss is then the soft term. Metrics and
@@ -118,8 +119,9 @@ class Distiller(keras.Model):
             check_temperature_and_alpha(3.0 if temperature is None else temperature, 0.1 if alpha is None else alpha)
         self.alpha, self.temperature = alpha, temperature
         self.student = student
+        # The teacher stays as the caller made it (trainable or not): only the student's and
+        # the projections' variables are ever updated, and the teacher runs with training=False.
         self.teacher = teacher
-        self.teacher.trainable = False
         self.student_from_logits = bool(student_from_logits)
         self.teacher_from_logits = bool(teacher_from_logits)
         self.cache_teacher = bool(cache_teacher)
@@ -277,6 +279,9 @@ class Distiller(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
+        # Data with and without labels trace different steps, and the labeled one builds the
+        # metrics' variables, which a tf.function may create on its first trace only.
+        self.train_function = None
         if not self.cache_teacher:
             return super().fit(x, y, *args, sample_weight=sample_weight, class_weight=class_weight, **kwargs)
         if not isinstance(x, np.ndarray) or y is None:
@@ -291,6 +296,10 @@ class Distiller(keras.Model):
             weights = np.array([class_weight[int(label)] for label in np.asarray(y).reshape(len(y))])
             sample_weight = weights if sample_weight is None else sample_weight * weights
         return super().fit(x, (np.asarray(y), *cached), *args, sample_weight=sample_weight, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        self.test_function = None  # as in `fit`: labeled and unlabeled data trace different steps
+        return super().evaluate(*args, **kwargs)
 
     def get_config(self):
         return {"student": keras.layers.serialize(self.student), "teacher": keras.layers.serialize(self.teacher),

@@ -157,6 +157,11 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
                          "(keras_compress.pruning.strip).")
     excluded = _excluded_names(model, exclude)
     copy = copy_model(model)
+    if model.weights and not copy.trainable_weights:
+        warnings.warn(f"Model {model.name!r} is frozen (trainable=False): its pruned copy is made trainable, "
+                      "since pruning needs fine-tuning to recover accuracy. Freeze layers of the copy "
+                      "yourself if you mean to.", stacklevel=2)
+        copy.trainable = True
     layers = {layer.name: layer for layer in copy.layers}
 
     prunability = {name: _tfmot_prunability(layer) for name, layer in layers.items()

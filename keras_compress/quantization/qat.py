@@ -117,7 +117,7 @@ def is_quantize_aware(model):
 def _is_sparse(model, threshold=0.05):
     """Whether a kernel of the model has at least `threshold` exact zeros (it was pruned)."""
     for layer in model.layers:
-        for weight in layer.trainable_weights:
+        for weight in layer.weights:  # frozen layers too
             if "kernel" in weight.name and weight.shape.rank >= 2:
                 if np.mean(weight.numpy() == 0) >= threshold:
                     return True
@@ -132,8 +132,15 @@ def _apply(model, annotated_names, scheme):
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
+    # tfmot finds a layer's sparsity in its trainable weights: quantize unfrozen, then freeze
+    # again what the caller had frozen.
+    frozen = {layer.name for layer in model.layers if not layer.trainable}
+    annotated.trainable = True
     with _quantize.quantize_scope():
         quantized = _quantize.quantize_apply(annotated, scheme)
+    for layer in quantized.layers:
+        if layer.name in frozen or getattr(getattr(layer, "layer", None), "name", None) in frozen:
+            layer.trainable = False
     # Give the layers this module's loadable subclasses (they add only saving methods).
     # Rebuilding from the config instead would recompute the sparsity masks from fresh weights.
     for layer in quantized.layers:

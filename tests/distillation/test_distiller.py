@@ -105,9 +105,17 @@ def test_class_weights_and_tf_data_inputs(teacher, digits):
     distiller = _distiller(teacher)
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(512, seed=0).batch(64)
     distiller.fit(data, epochs=1, verbose=0)
+    # A class weight scales that class's examples in the loss, as in Keras' own fit.
+    batch = x[:64], y[:64]
     weights = {c: (5.0 if c == 3 else 1.0) for c in range(10)}
-    history = distiller.fit(x, y, epochs=1, batch_size=64, verbose=0, class_weight=weights)
-    assert np.isfinite(history.history["loss"][0])
+    plain = _distiller(teacher, compile_kwargs=dict(alpha=1.0))
+    weighted = _distiller(teacher, compile_kwargs=dict(alpha=1.0))
+    weighted.student.set_weights(plain.student.get_weights())
+    expected = keras.losses.sparse_categorical_crossentropy(batch[1], plain.student(batch[0]), from_logits=True)
+    per_class = np.where(batch[1] == 3, 5.0, 1.0)
+    expected = float(np.sum(expected.numpy() * per_class) / np.sum(per_class))  # the tracker's weighted mean
+    history = weighted.fit(*batch, epochs=1, batch_size=64, shuffle=False, verbose=0, class_weight=weights)
+    assert history.history["student_loss"][0] == pytest.approx(expected, rel=1e-4)
 
 
 def test_teacher_cache_gives_the_same_training_as_no_cache(teacher, digits):
@@ -176,7 +184,9 @@ def test_student_saves_alone(teacher, digits, tmp_path):
     distiller.fit(*digits[0], epochs=1, batch_size=64, verbose=0)
     distiller.student.save(str(tmp_path / "student.keras"))
     loaded = keras.models.load_model(str(tmp_path / "student.keras"))
-    assert [layer.name for layer in loaded.layers] == [layer.name for layer in distiller.student.layers]
+    assert not isinstance(loaded, kc.Distiller) and len(loaded.weights) == len(distiller.student.weights)
+    x = digits[1][0][:16]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.student.predict(x, verbose=0), rtol=1e-6)
 
 
 def _unbuilt():
@@ -255,7 +265,7 @@ def test_distiller_round_trips_through_a_keras_file(teacher, digits, tmp_path):
 
 
 def test_unlabeled_data_trains_on_the_teacher_alone(teacher, digits):
-    (x, _), (x_test, _) = digits
+    (x, y), (x_test, _) = digits
     distiller = _distiller(teacher)
     agreement = lambda: np.mean(distiller.predict(x_test, verbose=0).argmax(-1)  # noqa: E731
                                 == teacher.predict(x_test, verbose=0).argmax(-1))
@@ -265,6 +275,8 @@ def test_unlabeled_data_trains_on_the_teacher_alone(teacher, digits):
     assert history.history["loss"] == history.history["distillation_loss"]
     assert history.history["loss"][-1] < history.history["loss"][0] and agreement() > max(before, 0.6)
     assert sorted(distiller.evaluate(x_test, verbose=0, return_dict=True)) == ["distillation_loss", "loss"]
+    distiller.fit(x[:128], y[:128], epochs=1, verbose=0)  # then labeled data, as semi-supervised runs do
+    assert "accuracy" in distiller.evaluate(x_test, digits[1][1], verbose=0, return_dict=True)
 
 
 def test_alpha_and_temperature_survive_saving(teacher, digits, tmp_path):
@@ -306,3 +318,25 @@ def test_a_built_subclassed_student_distills(teacher, digits):
     distiller = _distiller(teacher, student)
     history = distiller.fit(x[:256], y[:256], epochs=2, batch_size=64, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_distilling_leaves_the_callers_teacher_trainable_and_prunable_after(digits):
+    from conftest import small_cnn
+
+    (x, y), _ = digits
+    teacher = compile_classifier(small_cnn(seed=5))
+    teacher.fit(x[:256], y[:256], epochs=1, verbose=0)
+    _distiller(teacher).fit(x[:128], y[:128], epochs=1, verbose=0)
+    assert teacher.trainable and len(teacher.trainable_weights) == 10
+    pruned = compile_classifier(kc.pruning.prune(teacher, kc.pruning.ConstantSparsity(0.5)))
+    before = [w.numpy().copy() for w in pruned.trainable_weights]
+    pruned.fit(x[:256], y[:256], epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    assert before and any(not np.array_equal(b, w.numpy()) for b, w in zip(before, pruned.trainable_weights))
+
+
+def test_pruning_a_frozen_model_warns_and_gives_a_trainable_copy(trained_cnn):
+    frozen = keras.models.clone_model(trained_cnn)
+    frozen.trainable = False
+    with pytest.warns(UserWarning, match="is frozen \\(trainable=False\\): its pruned copy is made trainable"):
+        pruned = kc.pruning.prune(frozen, kc.pruning.ConstantSparsity(0.5))
+    assert pruned.trainable and pruned.trainable_weights and not frozen.trainable

@@ -8,7 +8,7 @@ from onnx import numpy_helper
 import keras_compress as kc
 from keras_compress.export import core
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 
 @pytest.fixture(scope="module")

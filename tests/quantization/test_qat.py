@@ -158,3 +158,15 @@ def test_large_applications_quantize_in_a_few_clones(monkeypatch, name):
         warnings.simplefilter("ignore")
         qat = kc.quantization.quantize_aware(model)
     assert kc.quantization.is_quantize_aware(qat) and len(calls) <= 4
+
+
+def test_a_frozen_sparse_model_gets_the_sparsity_preserving_scheme(float_and_qat, digits):
+    model = keras.models.clone_model(float_and_qat[0])
+    model.set_weights([np.where(np.abs(w) < np.quantile(np.abs(w), 0.5), 0, w) if w.ndim >= 2 else w
+                       for w in float_and_qat[0].get_weights()])
+    model.trainable = False  # frozen: its kernels are not trainable weights
+    qat = quantization.quantize_aware(model)
+    qat.trainable = True
+    (x, y), _ = digits
+    compile_classifier(qat).fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert fake_quantized_zeros(qat)["quant_dense_a"] >= 0.49  # the zeros did not move
