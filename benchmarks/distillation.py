@@ -64,7 +64,8 @@ def with_unlabeled(teacher, settings, labeled, unlabeled, test, epochs, seeds):
         distiller = _distiller(teacher, seed, settings)
         distiller.fit(unlabeled, epochs=max(1, epochs // 5), batch_size=32, verbose=0)
         distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-        results["distilled, + unlabeled"].append(distiller.evaluate(*test, verbose=0, return_dict=True)["accuracy"])
+        accuracy = distiller.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
+        results["distilled, + unlabeled"].append(accuracy)
     return {name: (float(np.mean(v)), float(np.std(v))) for name, v in results.items()}
 
 

@@ -29,7 +29,8 @@ def fit_overhead(x, y, epochs):
     """Median epoch time of fit with pruning over the same fit without (first epoch dropped)."""
     def epoch_time(model, callbacks):
         timer = EpochTimer()
-        compile_classifier(model).fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[timer, *callbacks])
+        compile_classifier(model).fit(x, y, epochs=epochs, batch_size=32, verbose=0,
+                                      callbacks=[timer, *callbacks])
         return float(np.median(timer.times[1:]))
 
     dense = epoch_time(digits_cnn(), [])

@@ -32,7 +32,8 @@ def main():
     # The guide's pruning_params, unchanged: tfmot's keyword and schedule arguments.
     epochs = 4
     end_step = int(np.ceil(len(x_train) / 64)) * epochs
-    pruning_params = {"pruning_schedule": kc.pruning.PolynomialDecay(initial_sparsity=0.50, final_sparsity=0.80,
+    pruning_params = {"pruning_schedule": kc.pruning.PolynomialDecay(initial_sparsity=0.50,
+                                                                     final_sparsity=0.80,
                                                                      begin_step=0, end_step=end_step)}
     pruned = kc.pruning.prune(model, **pruning_params)
     pruned.compile("adam", loss, metrics=["accuracy"])
@@ -45,7 +46,8 @@ def main():
     folder = tempfile.mkdtemp()
     dense = kc.export(model, os.path.join(folder, "dense.tflite"))
     sparse = kc.export(stripped, os.path.join(folder, "pruned.tflite"))
-    report = kc.benchmark({"dense": dense, "pruned": sparse}, (x_test, y_test), runs=5, memory=False, verbose=0)
+    report = kc.benchmark({"dense": dense, "pruned": sparse}, (x_test, y_test), runs=5, memory=False,
+                          verbose=0)
     ratio = report.rows[0]["gzipped_bytes"] / report.rows[1]["gzipped_bytes"]
     sparsity = kc.pruning.sparsity(stripped).total_sparsity
     print(f"accuracy {baseline:.3f} -> {accuracy:.3f}, sparsity {sparsity:.2f}, {ratio:.1f}x smaller gzipped")

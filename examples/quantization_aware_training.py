@@ -35,7 +35,8 @@ def main():
     artifact = kc.export(q_aware, os.path.join(tempfile.mkdtemp(), "qat.tflite"))
     tflite_accuracy = np.mean(artifact.load().predict(x_test).argmax(-1) == y_test)
     print(f"float {baseline:.3f}, QAT {qat_accuracy:.3f}, int8 TFLite {tflite_accuracy:.3f} "
-          f"({artifact.settings['int8_weights']['tensors']} int8 weight tensors, {artifact.size_bytes} bytes)")
+          f"({artifact.settings['int8_weights']['tensors']} int8 weight tensors, "
+          f"{artifact.size_bytes} bytes)")
     assert artifact.precision == "int8" and abs(tflite_accuracy - qat_accuracy) < 0.01
     assert qat_accuracy > baseline - 0.03
 

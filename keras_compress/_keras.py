@@ -11,8 +11,9 @@ import tf_keras as keras
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "inbound_layers", "is_saving",
-           "registered_object",
+__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "forget_step_function", "graph_nodes", "inbound_layers",
+           "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
+           "steps_per_execution", "train_function",
            "public_symbol",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
 
@@ -39,7 +40,7 @@ def check_model(model, argument="model"):
 def check_graph_model(model, argument="model", action="prune"):
     """Like `check_model`, and also requires a built Sequential or functional model."""
     check_model(model, argument)
-    if not getattr(model, "_is_graph_network", False):
+    if not is_graph_model(model):
         if isinstance(model, keras.Sequential):
             raise ValueError(
                 f"`{argument}` is a Sequential model that is not built yet: give its first "
@@ -58,6 +59,45 @@ def copy_model(model):
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def is_graph_model(model):
+    """Whether `model` is a Sequential or functional model (a graph of layers Keras records)."""
+    return bool(getattr(model, "_is_graph_network", False))
+
+
+def graph_nodes(model):
+    """The calls of a graph model's layers, inputs first: nodes with `layer`, `keras_inputs`
+    and `outputs`."""
+    return [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]]
+
+
+def layer_input_tensors(layer):
+    """Every symbolic tensor `layer` is called on, over all its calls."""
+    import tensorflow as tf
+
+    return [tensor for node in layer._inbound_nodes for tensor in tf.nest.flatten(node.keras_inputs)]
+
+
+def steps_per_execution(model):
+    """How many training steps one call of the model's train function runs."""
+    variable = getattr(model, "_steps_per_execution", None)
+    return 1 if variable is None else int(variable.numpy())
+
+
+def train_function(model):
+    """The function `fit` calls for every `steps_per_execution` steps (None before `fit` makes it)."""
+    return model.train_function
+
+
+def set_train_function(model, function):
+    """Makes `fit` call `function(iterator)` instead of the model's own train function."""
+    model.train_function = function
+
+
+def forget_step_function(model, kind):
+    """Makes the next `fit` ("train") or `evaluate` ("test") trace a new step function."""
+    setattr(model, f"{kind}_function", None)
 
 
 def inbound_layers(layer):

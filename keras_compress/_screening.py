@@ -19,10 +19,8 @@ from keras_compress._keras import (CODE_LAYER_NAMES, OP_LAYER_NAMES, keras, publ
                                    saved_model_keras_metadata)
 from keras_compress._tfmot import data_classes
 
-__all__ = ["file_kind", "unsafe_reason"]
+__all__ = ["unsafe_reason"]
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_ZIP_SIGNATURE = b"PK\x03\x04"
 # Objects that hold plain data; deserializing them calls nothing named by the file.
 _DATA_CLASSES = frozenset({"__tensor__", "__numpy__", "__bytes__"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(>[A-Za-z_][A-Za-z0-9_]*)?$")  # "Name" or "package>Name"
@@ -43,19 +41,6 @@ _OPS = frozenset({
     "repeat", "reshape", "reverse", "roll", "sequence_mask", "shape", "sigmoid", "size", "slice", "sort",
     "split", "sqrt", "square", "squeeze", "stack", "stop_gradient", "strided_slice", "subtract", "tanh",
     "tensordot", "tile", "transpose", "unstack", "where", "zeros", "zeros_like"})
-
-
-def file_kind(path):
-    """"keras" (a zip archive), "h5" (HDF5) or None, from the file's first bytes."""
-    with open(path, "rb") as file:
-        head = file.read(8)
-    if head.startswith(_ZIP_SIGNATURE):
-        return "keras"
-    if head == _HDF5_SIGNATURE:
-        return "h5"
-    import h5py  # the HDF5 signature may also sit at offset 512, 1024, ... (user block)
-
-    return "h5" if h5py.is_hdf5(path) else None
 
 
 def _configs(path, kind):

@@ -20,7 +20,8 @@ def cuda_runtime():
         try:
             from cuda import cudart as runtime
         except ImportError:
-            raise BackendUnavailableError(f"TensorRT needs cuda-python for device memory: {INSTALL}") from None
+            raise BackendUnavailableError(
+                f"TensorRT needs cuda-python for device memory: {INSTALL}") from None
     return runtime
 
 

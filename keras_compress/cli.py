@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+from keras_compress.formats import CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, TENSORRT_PRECISIONS
+
 
 def _info(args):
     from keras_compress._environment import environment
@@ -187,22 +189,22 @@ def build_parser():
     demo.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     demo.add_argument("--quiet", action="store_true", help="no progress output, only the table")
     demo.set_defaults(handler=_demo)
-    export = commands.add_parser(
-        "export", help="export a model to .onnx, .tflite, .engine, .keras, .h5 or a SavedModel, verified")
+    suffixes = ", ".join(suffix for fmt in FORMATS.values() for suffix in fmt.suffixes)
+    export = commands.add_parser("export", help=f"export a model to {suffixes} or a SavedModel folder, verified")
     export.add_argument("model", help="a .keras or .h5 file, or a SavedModel folder")
     export.add_argument("-o", "--output", required=True, help="the artifact path; its suffix picks the format")
     export.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     export.add_argument("--sample-data", help=".npz file of inputs for verification (one array per input)")
     export.add_argument("--no-verify", action="store_true", help="skip the parity check")
     export.add_argument("--overwrite", action="store_true", help="replace an existing artifact")
-    export.add_argument("--quantize", choices=["dynamic", "static", "float16"],
+    export.add_argument("--quantize", choices=QUANTIZE_MODES,
                         help="post-training quantization (ONNX, TFLite; static also for TensorRT)")
     export.add_argument("--calibration", help=".npz file of representative inputs for --quantize static")
-    export.add_argument("--calibrate-method", default="minmax", choices=["minmax", "entropy", "percentile"],
+    export.add_argument("--calibrate-method", default="minmax", choices=CALIBRATION_METHODS,
                         help="ONNX static calibration (default minmax)")
-    export.add_argument("--io", default="float", choices=["float", "int8", "uint8"],
+    export.add_argument("--io", default="float", choices=IO_TYPES,
                         help="full-integer TFLite input/output type (default float)")
-    export.add_argument("--precision", choices=["fp32", "fp16"], help="TensorRT engine precision")
+    export.add_argument("--precision", choices=TENSORRT_PRECISIONS, help="TensorRT engine precision")
     export.set_defaults(handler=_export)
     bench = commands.add_parser("benchmark", help="size, accuracy, latency and memory of artifacts, side by side")
     bench.add_argument("artifacts", nargs="+", metavar="ARTIFACT",

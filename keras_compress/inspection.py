@@ -1,27 +1,15 @@
 """`inspect`: what a model file or artifact holds, as text for the `inspect` command."""
 
-import collections
 import os
 
 from keras_compress.export.artifact import path_size
+from keras_compress.formats import for_path
 
 __all__ = ["inspect"]
 
 
 def _tensors(title, infos):
     return [f"{title}:"] + [f"  {t.name}: shape {list(t.shape)}, {t.dtype}" for t in infos]
-
-
-def _op_counts(path, suffix):
-    if suffix == ".onnx":
-        import onnx
-
-        return collections.Counter(node.op_type for node in onnx.load(path).graph.node)
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model(path)
-    return collections.Counter(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
-                               for graph in model.subgraphs for op in graph.operators)
 
 
 def inspect(path):
@@ -33,7 +21,7 @@ def inspect(path):
     runner = load(path)
     lines = [f"{path} ({runner.format}, {path_size(path) / 1024:.1f} KB)"]
     lines += _tensors("inputs", runner.inputs) + _tensors("outputs", runner.outputs)
-    suffix = os.path.splitext(path)[1].lower()
+    fmt = for_path(path)
     if runner.format == "keras":
         from keras_compress.pruning.report import sparsity
 
@@ -47,7 +35,7 @@ def inspect(path):
         summary = sparsity(model)
         lines.append(f"parameters: {summary.total_params:,} ({summary.nonzero_params:,} nonzero), "
                      f"prunable sparsity {summary.total_sparsity:.1%}")
-    elif suffix in (".onnx", ".tflite"):
+    elif fmt is not None and fmt.op_counts:
         lines.append("operators:")
-        lines += [f"  {op}: {count}" for op, count in sorted(_op_counts(path, suffix).items())]
+        lines += [f"  {op}: {count}" for op, count in sorted(fmt.op_counts(path).items())]
     return lines

@@ -4,9 +4,11 @@ import json
 import os
 import zipfile
 
+from keras_compress._custom_objects import register_custom_objects
 from keras_compress._keras import keras
-from keras_compress._screening import file_kind, unsafe_reason
+from keras_compress._screening import unsafe_reason
 from keras_compress.errors import ModelFileError
+from keras_compress.formats import FORMATS
 
 __all__ = ["load_model"]
 
@@ -17,7 +19,7 @@ def _kind(path):
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             raise ModelFileError(f"{path} is a folder but not a SavedModel (no saved_model.pb in it).")
         return "saved_model"
-    kind = file_kind(path)
+    kind = next((name for name in ("keras", "h5") if FORMATS[name].holds(path)), None)
     if kind is None:
         raise ModelFileError(f"{path} is not a Keras model file: expected a .keras archive, an HDF5 (.h5) "
                              "file or a SavedModel folder.")
@@ -69,8 +71,7 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
     if kind == "keras" and _keras_version(path).startswith("3"):
         raise ModelFileError(f"{path} was saved by Keras {_keras_version(path)}; keras_compress loads tf_keras "
                              "(Keras 2) models: build and save the model with tf_keras.")
-    import keras_compress.pruning  # noqa: F401  (registers the pruning wrapper and schedules)
-    import keras_compress.quantization  # noqa: F401  (registers the QAT layers and quantizers)
+    register_custom_objects()
 
     if safe_mode:
         try:

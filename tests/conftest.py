@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
+from models import quantizable_cnn, small_cnn  # noqa: E402
 
 keras = kc.keras
 
@@ -23,20 +24,6 @@ def compile_classifier(model):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
-
-
-def small_cnn(seed=0):
-    keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a"),
-        layers.BatchNormalization(name="bn_a"),
-        layers.Conv2D(16, 3, activation="relu", name="conv_b"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(32, activation="relu", name="dense_a"),
-        layers.Dense(10, name="logits"),
-    ], name="small_cnn")
 
 
 @pytest.fixture(scope="session")
@@ -58,23 +45,6 @@ def fit_pruned(pruned, data, epochs=2, callbacks=(), **kwargs):
 def random_inputs(model, n=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *model.input_shape[1:])).astype("float32")
-
-
-def quantizable_cnn(seed=0):
-    """A small CNN tfmot quantizes whole: BatchNormalization right after its Conv2D."""
-    keras.utils.set_random_seed(seed)
-    layers = keras.layers
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        layers.Conv2D(16, 3, padding="same", name="conv_a"),
-        layers.BatchNormalization(momentum=0.9, name="bn_a"),
-        layers.ReLU(name="relu_a"),
-        layers.Conv2D(16, 3, activation="relu", name="conv_b"),
-        layers.MaxPooling2D(name="pool"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(32, activation="relu", name="dense_a"),
-        layers.Dense(10, name="logits"),
-    ], name="quantizable_cnn")
 
 
 @pytest.fixture(scope="session")

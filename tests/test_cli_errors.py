@@ -1,6 +1,7 @@
 """The command line answers bad files and unwritable outputs with a message naming the file and
 exit status 2, never a traceback; `--help` does not load TensorFlow."""
 
+import dataclasses
 import errno
 import os
 import subprocess
@@ -52,7 +53,8 @@ def test_a_bad_data_file_is_named_with_its_flag(files, tmp_path, capsys, kind, f
 @pytest.mark.parametrize("flag", ["--markdown", "--json", "--plot"])
 def test_benchmark_outputs_are_checked_before_the_benchmark_runs(files, tmp_path, capsys, flag):
     model, good, _ = files
-    captured = _fails_naming(capsys, ["benchmark", model, "--data", good, "--labels", "y", flag, str(tmp_path)],
+    captured = _fails_naming(capsys,
+                             ["benchmark", model, "--data", good, "--labels", "y", flag, str(tmp_path)],
                              flag, "is a folder")
     assert captured.out == ""  # nothing was measured
     _fails_naming(capsys, ["benchmark", model, "--data", good, flag, str(tmp_path / "no" / "r.md")],
@@ -65,14 +67,12 @@ def test_an_unwritable_output_folder_is_an_error_not_a_traceback(files, capsys):
 
 
 def test_a_full_disk_is_an_error_not_a_traceback(files, tmp_path, capsys, monkeypatch):
-    from keras_compress.export import core
-
-    suffix, _, libraries = core.FORMATS["onnx"]
+    from keras_compress.formats import FORMATS
 
     def full(model, target, metadata, **options):
         raise OSError(errno.ENOSPC, "No space left on device", target)
 
-    monkeypatch.setitem(core.FORMATS, "onnx", (suffix, full, libraries))
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], exporter=full))
     _fails_naming(capsys, ["export", files[0], "-o", str(tmp_path / "m.onnx")], "No space left on device")
     assert os.listdir(tmp_path) == []
 
@@ -89,8 +89,8 @@ def test_check_tensorrt_refuses_what_is_not_onnx(files, tmp_path, capsys, traine
 
 
 def test_help_answers_without_loading_tensorflow():
-    script = ("import sys\nfrom keras_compress import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n"
-              "    pass\nimport keras_compress\nkeras_compress.__version__\n"
+    script = ("import sys\nfrom keras_compress import cli\ntry:\n    cli.main(['--help'])\n"
+              "except SystemExit:\n    pass\nimport keras_compress\nkeras_compress.__version__\n"
               "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras', 'onnx') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "usage: keras-compress" in done.stdout and done.stdout.strip().endswith("[]")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_compress as kc
+from models import reloaded
 
 keras = kc.keras
 
@@ -53,7 +54,8 @@ def test_pruned_models_load_without_tfmot_scopes(tmp_path, trained_cnn):
     pruned = kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
-    for load in ("keras_compress.load_model", "tf_keras.models.load_model"):  # fresh processes, no tfmot scope
+    # fresh processes, no tfmot scope
+    for load in ("keras_compress.load_model", "tf_keras.models.load_model"):
         script = (f"import keras_compress.pruning, tf_keras\nmodel = {load}({path!r})\n"
                   "print(type(model.layers[0]).__name__, model.layers[0].pruning_schedule.target_sparsity)")
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -74,12 +76,10 @@ def test_every_model_kind_the_package_makes_loads_in_safe_mode(tmp_path, trained
         for suffix in (".keras", ".h5", ""):
             if suffix == ".h5" and name in ("qat", "pruned"):
                 continue  # tfmot wrappers do not save to legacy HDF5
-            path = str(tmp_path / f"{name}{suffix}")
-            model.save(path)
-            loaded = kc.load_model(path)
+            loaded = reloaded(model, tmp_path / name, suffix)
             x = np.ones((2, *model.input_shape[1:]), "float32")
             np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5,
-                                       err_msg=path)
+                                       err_msg=f"{name}{suffix}")
 
 
 def test_a_keras_3_file_is_refused_with_advice(tmp_path):

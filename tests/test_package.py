@@ -10,16 +10,16 @@ from keras_compress import cli
 
 def test_public_names_are_pinned():
     assert kc.__all__ == ["Artifact", "BackendUnavailableError", "Distiller", "ExportError",
-                          "ExportVerificationError", "KerasCompressError", "ModelFileError", "Report", "ShrinkError",
-                          "UnsupportedModelError", "__version__", "benchmark", "check_tensorrt", "datasets",
-                          "distillation", "export", "keras", "load", "load_model", "pruning", "quantization",
-                          "runtime", "tuning"]
+                          "ExportVerificationError", "KerasCompressError", "ModelFileError", "Report",
+                          "ShrinkError", "UnsupportedModelError", "__version__", "benchmark",
+                          "check_tensorrt", "datasets", "distillation", "export", "keras", "load",
+                          "load_model", "pruning", "quantization", "runtime", "tuning"]
     assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
     assert importlib.import_module("keras_compress.benchmark").__all__ == ["Report", "benchmark", "latencies"]
     assert kc.runtime.__all__ == ["KerasRunner", "OnnxRunner", "Runner", "SavedModelRunner", "TFLiteRunner",
                                   "TensorRTRunner", "TensorInfo", "load"]
-    assert importlib.import_module("keras_compress.export").__all__ == ["Artifact", "FORMATS", "QUANTIZE_MODES", "TOLERANCES", "TensorRTCheck",
-                                 "check_tensorrt", "export"]
+    assert importlib.import_module("keras_compress.export").__all__ == [
+        "Artifact", "FORMATS", "QUANTIZE_MODES", "TOLERANCES", "TensorRTCheck", "check_tensorrt", "export"]
     assert kc.quantization.__all__ == ["is_quantize_aware", "quantize_aware", "quantized_weights"]
     assert kc.distillation.__all__ == ["Distiller", "distillation_loss", "soft_target_loss"]
     assert kc.pruning.__all__ == ["ConstantSparsity", "PolynomialDecay", "PruningCallback",
@@ -106,7 +106,8 @@ def test_export_and_inspect_commands(tmp_path, trained_cnn, model_path, capsys, 
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(["inspect", out]) == 0
     printed = capsys.readouterr().out
-    assert "operators:" in printed and "Conv: 2" in printed and f"{trained_cnn.input_names[0]}: shape [None, 8, 8, 1]" in printed
+    assert ("operators:" in printed and "Conv: 2" in printed
+            and f"{trained_cnn.input_names[0]}: shape [None, 8, 8, 1]" in printed)
     assert cli.main(["inspect", model_path]) == 0
     printed = capsys.readouterr().out
     assert "conv_b (Conv2D): 1,168 params, 0.0% sparse" in printed and "parameters:" in printed

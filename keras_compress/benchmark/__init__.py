@@ -2,7 +2,7 @@
 
 from keras_compress.benchmark.report import Report
 from keras_compress.benchmark.run import benchmark
-from keras_compress.benchmark.timing import latencies
+from keras_compress.runtime.timing import latencies
 
 __all__ = [
     "Report",

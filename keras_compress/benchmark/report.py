@@ -60,7 +60,8 @@ class Report:
         for row in self.rows:
             cells = [row["name"], row["format"], row["precision"], _fmt(row["params"], ","),
                      _fmt(row["sparsity"], ".1%"), f"{row['size_bytes'] / 1024:.1f}",
-                     f"{row['gzipped_bytes'] / 1024:.1f}", f"{base['gzipped_bytes'] / row['gzipped_bytes']:.1f}x",
+                     f"{row['gzipped_bytes'] / 1024:.1f}",
+                     f"{base['gzipped_bytes'] / row['gzipped_bytes']:.1f}x",
                      _fmt(row["accuracy"], ".2%"), _fmt(row["agreement"], ".2%")]
             cells += [f"{row['latency_ms'][b]['p50']:.3f}" for b in batches]
             cells += [f"{row['throughput'][batches[-1]]:,.0f}",
@@ -69,8 +70,9 @@ class Report:
         env = self.environment
         lines.append("")
         lines.append(f"{env['cpu']} ({', '.join(env['cpu_flags']) or 'no SIMD flags listed'}), "
-                     f"{env['threads']} threads; {self.settings['warmup']} warm-up and {self.settings['runs']} "
-                     f"timed calls per batch; accuracy and agreement on {self.settings['rows']} rows; "
+                     f"{env['threads']} threads; {self.settings['warmup']} warm-up and "
+                     f"{self.settings['runs']} timed calls per batch; "
+                     f"accuracy and agreement on {self.settings['rows']} rows; "
                      "agreement = top-1 agreement with the first row.")
         return "\n".join(lines)
 
@@ -103,7 +105,8 @@ class Report:
         shown = [batches[0], batches[-1]] if len(batches) > 1 else batches
         height = 0.8 / len(shown)
         for i, batch in enumerate(shown):
-            right.barh([p + i * height for p in positions], [row["latency_ms"][batch]["p50"] for row in self.rows],
+            right.barh([p + i * height for p in positions],
+                       [row["latency_ms"][batch]["p50"] for row in self.rows],
                        height=height, label=f"batch {batch}")
         right.set_yticks([p + height * (len(shown) - 1) / 2 for p in positions])
         right.set_yticklabels(names, fontsize=9)

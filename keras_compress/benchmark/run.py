@@ -9,9 +9,10 @@ import numpy as np
 from keras_compress._keras import copy_model, keras
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
-from keras_compress.benchmark.timing import check_timing, latencies
+from keras_compress.runtime.timing import check_timing, latencies
 from keras_compress.benchmark.weights import gzipped_bytes, weight_counts
 from keras_compress.export.artifact import Artifact, path_size
+from keras_compress.formats import for_path
 from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.load import load
 from keras_compress.runtime.tensors import as_list, normalize_inputs
@@ -44,8 +45,8 @@ def _open(name, variant, threads, folder):
     path = variant.path if isinstance(variant, Artifact) else os.fspath(variant)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Variant {name!r}: no artifact at {path}")
-    suffix = os.path.splitext(path)[1].lower()
-    runner = load(path, threads=threads) if suffix in (".onnx", ".tflite") else load(path)
+    fmt = for_path(path)
+    runner = load(path, threads=threads) if fmt is not None and "threads" in fmt.runner_options else load(path)
     # keras_compress records the precision in every artifact it writes (TensorRT engines excepted).
     settings = (getattr(runner, "metadata", None) or {}).get("settings", {})
     precision = variant.precision if isinstance(variant, Artifact) else settings.get("precision", "float32")

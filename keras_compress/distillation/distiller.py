@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._keras import check_model, keras
+from keras_compress._keras import check_model, forget_step_function, is_graph_model, keras
 from keras_compress.distillation.losses import as_logits, check_temperature_and_alpha, soft_target_loss
 
 __all__ = ["Distiller"]
@@ -142,7 +142,7 @@ class Distiller(keras.Model):
         teacher_layers = [_find_layer(self.teacher, t, "Teacher") for t, _ in self.features]
         student_layers = [_find_layer(self.student, s, "Student") for _, s in self.features]
         for model, argument in ((self.teacher, "teacher"), (self.student, "student")):
-            if not getattr(model, "_is_graph_network", False):
+            if not is_graph_model(model):
                 raise ValueError(f"Feature distillation needs a Sequential or functional {argument}.")
         self._teacher_features = keras.Model(self.teacher.inputs,
                                              [self.teacher.output] + [layer.output for layer in teacher_layers])
@@ -278,10 +278,16 @@ class Distiller(keras.Model):
         self.compiled_metrics.update_state(y, y_pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
-    def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
+    def _new_step_if_labels_change(self, kind, x, y):
         # Data with and without labels trace different steps, and the labeled one builds the
         # metrics' variables, which a tf.function may create on its first trace only.
-        self.train_function = None
+        labeled = y is not None or (isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple))
+        if getattr(self, f"_{kind}_labeled", labeled) != labeled:
+            forget_step_function(self, kind)
+        setattr(self, f"_{kind}_labeled", labeled)
+
+    def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
+        self._new_step_if_labels_change("train", x, y)
         if not self.cache_teacher:
             return super().fit(x, y, *args, sample_weight=sample_weight, class_weight=class_weight, **kwargs)
         if not isinstance(x, np.ndarray) or y is None:
@@ -297,9 +303,9 @@ class Distiller(keras.Model):
             sample_weight = weights if sample_weight is None else sample_weight * weights
         return super().fit(x, (np.asarray(y), *cached), *args, sample_weight=sample_weight, **kwargs)
 
-    def evaluate(self, *args, **kwargs):
-        self.test_function = None  # as in `fit`: labeled and unlabeled data trace different steps
-        return super().evaluate(*args, **kwargs)
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._new_step_if_labels_change("test", x, y)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def get_config(self):
         return {"student": keras.layers.serialize(self.student), "teacher": keras.layers.serialize(self.teacher),

@@ -8,20 +8,18 @@ import tempfile
 import warnings
 
 import numpy as np
-import onnx
 
 from keras_compress._keras import check_graph_model
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError, ExportVerificationError
-from keras_compress.benchmark.timing import latencies
+from keras_compress.formats import (CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, by_name,
+                                    for_path)
+from keras_compress.runtime.timing import latencies
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.export.calibration import calibration_batches
 from keras_compress.export.int8_weights import NOTHING_QUANTIZED
-from keras_compress.export.onnx import CALIBRATION_METHODS, export_onnx, rewrite_settings
-from keras_compress.export.saved_model import export_h5, export_keras, export_saved_model
+from keras_compress.export.onnx import rewrite_settings
 from keras_compress.export.signature import sample_inputs
-from keras_compress.export.tensorrt import export_tensorrt
-from keras_compress.export.tflite import export_tflite
 from keras_compress.export.verify import check_parity, parity
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.quantization.qat import is_quantize_aware
@@ -33,9 +31,6 @@ from keras_compress.runtime.tensors import as_list, normalize_inputs
 
 __all__ = ["export", "FORMATS", "QUANTIZE_MODES", "IO_TYPES"]
 
-QUANTIZE_MODES = ("dynamic", "static", "float16")
-# Input and output types of full-integer TFLite models (uint8: many camera and microcontroller pipelines).
-IO_TYPES = ("float", "int8", "uint8")
 _PRECISIONS = {None: "float32", "dynamic": "int8_dynamic", "static": "int8", "float16": "float16"}
 # A quantized artifact this much slower than its float32 twin gets a warning.
 _SLOWER = 1.05
@@ -48,34 +43,37 @@ _SLOW_REASONS = {"int8": " (int8 kernels are slow on CPUs without VNNI)",
                  "int8_dynamic": " (activations are quantized at every call; int8 kernels are slow on "
                                  "CPUs without VNNI)",
                  "float16": " (CPUs without native float16 arithmetic convert the weights back to float32)"}
-
-# format: (suffix, exporter, libraries whose versions are recorded)
-FORMATS = {
-    "onnx": (".onnx", export_onnx, ("tensorflow", "tf2onnx", "onnx", "onnxruntime")),
-    "tflite": (".tflite", export_tflite, ("tensorflow", "ai-edge-litert")),
-    "saved_model": ("", export_saved_model, ("tensorflow",)),
-    "keras": (".keras", export_keras, ("tensorflow", "tf-keras")),
-    "h5": (".h5", export_h5, ("tensorflow", "tf-keras", "h5py")),
-    "tensorrt": (".engine", export_tensorrt, ("tensorflow", "tf2onnx", "onnx", "tensorrt")),
-}
-_BY_SUFFIX = dict({suffix: name for name, (suffix, _, _) in FORMATS.items() if suffix}, **{".plan": "tensorrt"})
-_QUANTIZABLE = ("onnx", "tflite", "tensorrt")
+_DEFAULT_BATCH_SIZES = (1, 8, 32)
 # Temporary folders of exports in progress: ".kc-<process id>-<random>.partial".
 _PARTIAL = re.compile(r"^\.kc-(\d+)-\w+\.partial$")
 
 
-def _format_of(path, fmt):
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise ExportError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
-        return fmt
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in _BY_SUFFIX:
-        return _BY_SUFFIX[suffix]
-    if suffix:
-        raise ExportError(f"{path}: unknown suffix {suffix!r}. Use .onnx, .tflite, .keras, .h5, .engine, a "
-                          "folder name without suffix for a SavedModel, or pass format=.")
-    return "saved_model"
+def _format_of(path, name):
+    if name is not None:
+        try:
+            return by_name(name)
+        except ValueError as error:
+            raise ExportError(str(error)) from None
+    fmt = for_path(path)
+    if fmt is None:
+        suffixes = ", ".join(suffix for f in FORMATS.values() for suffix in f.suffixes)
+        raise ExportError(f"{path}: unknown suffix {os.path.splitext(path)[1]!r}. Use {suffixes}, a folder name "
+                          "without suffix for a SavedModel, or pass format=.")
+    return fmt
+
+
+def _join(words, last="and"):
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def _check_options_apply(fmt, given):
+    """Each export option that was given must be one this format takes."""
+    for option in given:
+        if option not in fmt.export_options:
+            takers = [name for name, other in FORMATS.items() if option in other.export_options]
+            suffixes = [FORMATS[name].suffixes[0] for name in takers]
+            raise ExportError(f"{option} applies to {_join([FORMATS[name].title for name in takers])} exports, "
+                              f"not {fmt.title}; use a {_join(suffixes, 'or')} path.")
 
 
 def _versions(libraries):
@@ -106,28 +104,6 @@ def _partial_folder(folder):
         if match and not _alive(int(match.group(1))):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
     return tempfile.mkdtemp(prefix=f".kc-{os.getpid()}-", suffix=".partial", dir=folder)
-
-
-def _holds_artifact(path, fmt):
-    """Whether `path` holds an artifact of `fmt`, which `overwrite` may replace."""
-    if os.path.isdir(path):
-        return fmt == "saved_model" and os.path.exists(os.path.join(path, "saved_model.pb"))
-    if fmt == "saved_model":
-        return False
-    with open(path, "rb") as file:
-        head = file.read(8)
-    if fmt == "tflite":
-        return head[4:8] == b"TFL3"
-    if fmt == "keras":
-        return head.startswith(b"PK\x03\x04")
-    if fmt == "h5":
-        return head == b"\x89HDF\r\n\x1a\n"
-    if fmt == "onnx":
-        try:
-            return len(onnx.load_model(path, load_external_data=False).graph.node) > 0
-        except Exception:
-            return False
-    return bool(head)  # a TensorRT engine: only TensorRT itself can tell
 
 
 def _move_into_place(partial, path, overwrite):
@@ -163,9 +139,6 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be None or one of {QUANTIZE_MODES}, got {quantize!r}")
     qat = is_quantize_aware(model)
-    if quantize and fmt not in _QUANTIZABLE:
-        raise ExportError(f"quantize={quantize!r} applies to ONNX, TFLite and TensorRT exports, not {fmt}. "
-                          "Use a .onnx, .tflite or .engine path.")
     if fmt == "tensorrt":
         if quantize in ("dynamic", "float16"):
             raise ExportError(f'TensorRT engines take quantize=None or "static", got {quantize!r}: for FP16 '
@@ -173,8 +146,6 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
         allowed = (None, "int8") if qat or quantize == "static" else (None, "fp32", "fp16")
         if precision not in allowed:
             raise ExportError(f"precision must be one of {allowed} for this model's engine, got {precision!r}.")
-    elif precision is not None:
-        raise ExportError("precision applies to TensorRT engines (.engine); use quantize= for other formats.")
     if qat and quantize:
         raise ExportError(f"Model {model.name!r} is quantization-aware: it exports to int8 by itself. "
                           "Leave quantize=None.")
@@ -182,12 +153,9 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
         raise ExportError('calibration_data is only used with quantize="static".')
     if calibrate_method not in CALIBRATION_METHODS:
         raise ExportError(f"calibrate_method must be one of {CALIBRATION_METHODS}, got {calibrate_method!r}")
-    if calibrate_method != "minmax" and fmt != "onnx":
-        raise ExportError("calibrate_method applies to ONNX static quantization; the TFLite converter "
-                          "calibrates with min/max ranges.")
     if io not in IO_TYPES:
         raise ExportError(f"io must be one of {IO_TYPES}, got {io!r}")
-    if io != "float" and not (fmt == "tflite" and (quantize == "static" or qat)):
+    if io != "float" and not (quantize == "static" or qat):
         raise ExportError(f'io="{io}" applies to full-integer TFLite exports: quantize="static" or a '
                           "quantization-aware model, to a .tflite path.")
 
@@ -285,7 +253,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     (`session.disable_quant_qdq=1`), recorded in its metadata
     (`settings["onnxruntime_speed"]`), with a warning when the default is much slower.
 
-    Tolerances (see `keras_compress.export.TOLERANCES`), relative to max(1, largest
+    Tolerances (`from keras_compress.export import TOLERANCES`), relative to max(1, largest
     output magnitude): float32 max |diff| 1e-4 (runtimes differ only by summation
     order); float16 max |diff| 2e-2; int8 and int8_dynamic mean |diff| 5e-2, and
     top-1 agreement at least 90% when 50 or more rows are compared.
@@ -325,19 +293,24 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     fmt = _format_of(path, format)
     if verify not in (True, False, "warn"):
         raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
-    if opset is not None and (fmt != "onnx" or not isinstance(opset, int) or not 9 <= opset <= 21):
-        raise ExportError(f"opset applies to ONNX exports and must be an int in [9, 21], got {opset!r}")
-    _check_quantization(fmt, model, quantize, calibration_data, calibrate_method, io, precision)
-    if fmt == "tensorrt":
+    given = {"opset": opset is not None, "quantize": quantize is not None,
+             "calibration_data": calibration_data is not None, "calibrate_method": calibrate_method != "minmax",
+             "io": io != "float", "precision": precision is not None,
+             "batch_sizes": tuple(batch_sizes) != _DEFAULT_BATCH_SIZES}
+    _check_options_apply(fmt, [option for option, is_given in given.items() if is_given])
+    if opset is not None and (not isinstance(opset, int) or not 9 <= opset <= 21):
+        raise ExportError(f"opset must be an int in [9, 21], got {opset!r}")
+    _check_quantization(fmt.name, model, quantize, calibration_data, calibrate_method, io, precision)
+    if fmt.name == "tensorrt":
         require_tensorrt()
         if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
             raise ExportError(f"batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, got {batch_sizes!r}")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
-    if os.path.exists(path) and not _holds_artifact(path, fmt):
+    if os.path.exists(path) and (os.path.isdir(path) != fmt.is_folder or not fmt.holds(path)):
         kind = "a folder" if os.path.isdir(path) else "a file"
-        raise ExportError(f"{path} is {kind} that holds no {fmt} artifact: overwrite replaces only an artifact "
-                          "of the same kind. Choose another path, or move it away yourself.")
+        raise ExportError(f"{path} is {kind} that holds no {fmt.title} artifact: overwrite replaces only an "
+                          "artifact of the same kind. Choose another path, or move it away yourself.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"The folder {folder} does not exist: create it first.")
@@ -369,54 +342,50 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if generated and problem:
         raise ExportError(f"The random sample inputs generated to verify {model.name!r} do not suit it "
                           f"({problem}): pass sample_data=, a few rows of real inputs.")
-    qat = is_quantize_aware(model) and fmt in _QUANTIZABLE
+    qat = is_quantize_aware(model) and "quantize" in fmt.export_options
     engine_precision = precision
     precision = "int8" if qat else "float16" if precision == "fp16" else _PRECISIONS[quantize]
+    # Each format's exporter gets the options it takes (calibration data as batches).
+    options = {"opset": opset, "quantize": quantize, "calibration_data": calibration,
+               "calibrate_method": calibrate_method, "io": io, "precision": engine_precision,
+               "batch_sizes": tuple(batch_sizes)}
+    options = {name: value for name, value in options.items() if name in fmt.export_options}
 
-    suffix, exporter, libraries = FORMATS[fmt]
     partial = _partial_folder(folder)
-    target = os.path.join(partial, "artifact" + suffix)
+    target = os.path.join(partial, "artifact" + (fmt.suffixes[0] if fmt.suffixes else ""))
     try:
-        options = {"opset": opset} if fmt == "onnx" else {}
-        if fmt in _QUANTIZABLE:
-            options.update(quantize=quantize, calibration=calibration)
-        if fmt == "tensorrt":
-            options.update(opset=opset, precision=engine_precision or "fp32", batch_sizes=tuple(batch_sizes))
-        if fmt == "onnx" and quantize == "static":
-            options["calibrate_method"] = calibrate_method
-        if fmt == "tflite":
-            options["io"] = io
-        settings = exporter(model, target, artifact_metadata(model, fmt, {"precision": precision}), **options)
-        if settings.get("precision", precision) != precision:
-            precision = settings["precision"]
-            warnings.warn(f'quantize={quantize!r} quantized no weight of model {model.name!r}: the {fmt} artifact '
-                          f"is {precision}, and says so ({NOTHING_QUANTIZED[fmt]}). Try quantize=\"static\" or "
-                          "keep the float export.", stacklevel=2)
-        if fmt == "onnx" and qat and compare_speed:
+        settings = fmt.export(model, target, artifact_metadata(model, fmt.name, {"precision": precision}),
+                              **options)
+        if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
+            precision = "float32"  # the exporter recorded it so in the file's metadata
+            warnings.warn(f"quantize={quantize!r} quantized no weight of model {model.name!r}: the {fmt.title} "
+                          f"artifact is {precision}, and says so ({NOTHING_QUANTIZED[fmt.name]}). Try "
+                          'quantize="static" or keep the float export.', stacklevel=2)
+        if fmt.name == "onnx" and qat and compare_speed:
             settings["onnxruntime_speed"] = _plain_onnxruntime_speed(target, samples)
             rewrite_settings(target, settings)
             _plain_onnxruntime_warning(settings["onnxruntime_speed"], model)
-        timed = bool(quantize) and compare_speed and fmt != "tensorrt" and precision != "float32"
+        timed = bool(quantize) and compare_speed and fmt.name != "tensorrt" and precision != "float32"
         runner = load(target) if verify or timed else None
         result = None
         if verify:
             names = [info.name for info in source.outputs]
             result = parity(as_list(reference), as_list(runner.predict(samples)), names)
             try:
-                check_parity(result, precision, f"{fmt} export of {model.name!r}")
+                check_parity(result, precision, f"{fmt.title} export of {model.name!r}")
             except ExportVerificationError as error:
                 if verify is True:
                     raise
                 warnings.warn(str(error), stacklevel=2)
         if timed:
-            twin = os.path.join(partial, "float32" + suffix)
-            exporter(model, twin, artifact_metadata(model, fmt, {"precision": "float32"}),
-                     **({"opset": opset} if fmt == "onnx" else {}))
+            twin = os.path.join(partial, "float32" + fmt.suffixes[0])
+            fmt.export(model, twin, artifact_metadata(model, fmt.name, {"precision": "float32"}),
+                       **{name: value for name, value in options.items() if name == "opset"})
             settings["speed"] = _speed_against_float(runner, load(twin), samples)
-            _slower_warning(settings["speed"], precision, fmt, model)
+            _slower_warning(settings["speed"], precision, fmt.title, model)
         del runner
         _move_into_place(target, path, overwrite)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return Artifact(path=path, format=fmt, size_bytes=path_size(path), precision=precision, source=model.name,
-                    parity=result, versions=_versions(libraries), settings=settings)
+    return Artifact(path=path, format=fmt.name, size_bytes=path_size(path), precision=precision,
+                    source=model.name, parity=result, versions=_versions(fmt.libraries), settings=settings)

@@ -12,10 +12,9 @@ from keras_compress.export.signature import input_specs, serving_function
 from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.metadata import KEY, decode, encode
 
-__all__ = ["export_onnx", "rewrite_settings", "DEFAULT_OPSET", "CALIBRATION_METHODS"]
+__all__ = ["export_onnx", "rewrite_settings", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 17
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 def _convert(model, opset):
@@ -123,12 +122,12 @@ def _quantize_onnx(proto, path, quantize, calibration, calibrate_method):
     return settings
 
 
-def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration=None,
+def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration_data=None,
                 calibrate_method="minmax"):
     """Writes `model` to `path` as ONNX with a dynamic batch, outputs in the model's order.
 
     `quantize`: None (float32, or int8 Q/DQ for a quantization-aware model), "dynamic",
-    "static" (QDQ, calibrated on `calibration` batches) or "float16" (float32 I/O).
+    "static" (QDQ, calibrated on `calibration_data` batches) or "float16" (float32 I/O).
     """
     import onnx
 
@@ -145,7 +144,7 @@ def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration
         _sort_topologically(proto.graph)
         settings["quantize"] = "float16"
     elif quantize in ("dynamic", "static"):
-        settings.update(_quantize_onnx(proto, path, quantize, calibration, calibrate_method))
+        settings.update(_quantize_onnx(proto, path, quantize, calibration_data, calibrate_method))
         proto = onnx.load(path)
     if settings.get("quantize") in ("qat", "dynamic", "static"):
         settings["int8_weights"] = onnx_int8_weights(proto)

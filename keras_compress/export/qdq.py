@@ -125,8 +125,9 @@ def symmetric_activations(proto):
             high = (info.max - zero.astype(np.float32)) * scale
             new_scale = (np.maximum(np.abs(low), np.abs(high)) / 127.0).astype(np.float32)
             suffix = f"_symmetric_{len(replaced)}"
+            new_zero = np.zeros_like(zero, np.int8)
             graph.initializer.extend([numpy_helper.from_array(new_scale, scale_name + suffix),
-                                      numpy_helper.from_array(np.zeros_like(zero, np.int8), zero_name + suffix)])
+                                      numpy_helper.from_array(new_zero, zero_name + suffix)])
             replaced[key] = (scale_name + suffix, zero_name + suffix)
         node.input[1], node.input[2] = replaced[key]
         changed += 1

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._keras import keras
+from keras_compress._keras import keras, layer_input_tensors
 
 __all__ = ["input_specs", "serving_function", "sample_inputs"]
 
@@ -29,10 +29,8 @@ def serving_function(model, batch_size=None):
 def _vocabulary(model, input_tensor):
     """The vocabulary size of an Embedding that reads `input_tensor` as indices, or None."""
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding):
-            for node in layer._inbound_nodes:
-                if any(t is input_tensor for t in tf.nest.flatten(node.keras_inputs)):
-                    return layer.input_dim
+        if isinstance(layer, keras.layers.Embedding) and any(t is input_tensor for t in layer_input_tensors(layer)):
+            return layer.input_dim
     return None
 
 

@@ -21,7 +21,8 @@ from keras_compress.export.qdq import symmetric_activations
 
 __all__ = ["export_tensorrt", "check_tensorrt", "TensorRTCheck", "DEFAULT_TIMING_CACHE"]
 
-DEFAULT_TIMING_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "keras_compress", "tensorrt.timing-cache")
+DEFAULT_TIMING_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "keras_compress",
+                                    "tensorrt.timing-cache")
 
 
 # Integer operators of ONNX Runtime's dynamic / QOperator quantization; TensorRT takes Q/DQ only.
@@ -60,20 +61,21 @@ def _write_timing_cache(config, path):
     write_atomically(path, write)
 
 
-def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibration=None, precision="fp32",
+def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibration_data=None, precision=None,
                     batch_sizes=(1, 8, 32), timing_cache=DEFAULT_TIMING_CACHE):
     """Builds a TensorRT engine for `model` at `path`, through its ONNX export.
 
     Args:
-        precision: "fp32" or "fp16" for float models; int8 comes from Q/DQ (a
+        precision: "fp32" (None) or "fp16" for float models; int8 comes from Q/DQ (a
             quantization-aware model or `quantize="static"`).
         batch_sizes: (min, opt, max) batch of the optimization profile.
         timing_cache: file reused across builds to speed them up; None for none.
     """
     trt = require_tensorrt()
+    precision = precision or "fp32"
     onnx_path = path + ".onnx"
     settings = export_onnx(model, onnx_path, metadata, opset=opset,
-                           quantize="float16" if precision == "fp16" else quantize, calibration=calibration)
+                           quantize="float16" if precision == "fp16" else quantize, calibration_data=calibration_data)
     proto = onnx.load(onnx_path)
     os.remove(onnx_path)
     int8 = settings.get("quantize") in ("qat", "static")
@@ -166,7 +168,8 @@ def check_tensorrt(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No ONNX file at {path}")
     not_onnx = ModelFileError(f"{path} is not an ONNX model (a folder, an empty or corrupt file, or another "
-                              "format): check-tensorrt reads .onnx files such as kc.export(model, 'm.onnx') writes.")
+                              "format): check-tensorrt reads .onnx files such as "
+                              "kc.export(model, 'm.onnx') writes.")
     if os.path.isdir(path) or not os.path.getsize(path):
         raise not_onnx
     try:
@@ -179,7 +182,8 @@ def check_tensorrt(path):
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     initializers = {init.name: init for init in graph.initializer}
     names = {init.name for init in graph.initializer}
-    inputs = [(i.name, tuple(d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim))
+    inputs = [(i.name, tuple(d.dim_value if d.HasField("dim_value") else None
+                             for d in i.type.tensor_type.shape.dim))
               for i in graph.input if i.name not in names]
     problems, notes = [], []
     quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
@@ -195,7 +199,8 @@ def check_tensorrt(path):
     integer_ops = sorted({n.op_type for n in graph.node} & _INTEGER_OPS)
     precision = "int8" if dequantize or integer_ops else "float16" if float16 else "float32"
     if precision == "int8" and opset < 13 and per_channel:
-        problems.append(f"per-channel Q/DQ needs opset 13 or later, the file has {opset}: re-export with opset=17")
+        problems.append(f"per-channel Q/DQ needs opset 13 or later, the file has {opset}: "
+                        "re-export with opset=17")
     if precision == "int8" and not per_channel:
         notes.append("no per-channel weight Q/DQ: TensorRT will run the weights in float")
     if asymmetric:

@@ -61,11 +61,11 @@ def _convert(model, batch_size, quantize, calibration, io):
     return converter.convert()
 
 
-def export_tflite(model, path, metadata, *, quantize=None, calibration=None, io="float"):
+def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float"):
     """Writes `model` to `path` as a TFLite flatbuffer with a `serving_default` signature.
 
     `quantize`: None (float32, or int8 for a quantization-aware model), "dynamic"
-    (int8 weights), "static" (int8 weights and activations, calibrated on `calibration`
+    (int8 weights), "static" (int8 weights and activations, calibrated on `calibration_data`
     batches) or "float16". `io="int8"` / `"uint8"` makes a full-integer model take and give
     that type.
 
@@ -77,11 +77,11 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration=None, io=
     settings = {key: value for key, value in settings.items() if value not in (None, "float")}
     try:
         try:
-            content = _convert(model, None, quantize, calibration, io)
+            content = _convert(model, None, quantize, calibration_data, io)
         except Exception as error:
             if "TensorList" not in str(error):
                 raise
-            content = _convert(model, 1, quantize, calibration, io)
+            content = _convert(model, 1, quantize, calibration_data, io)
             settings["batch_size"] = 1
     except Exception as error:
         ops = _unsupported_ops(str(error))

@@ -1,13 +1,24 @@
-"""Pruning inside `model.fit`: schedules, `prune`, `PruningCallback`, `strip`, `shrink`."""
+"""Pruning inside `model.fit`: schedules, `prune`, `PruningCallback`, `strip`, `shrink`.
 
-from keras_compress.pruning.callback import PruningCallback
-from keras_compress.pruning.prune import prune
-from keras_compress.pruning.prune import strip
-from keras_compress.pruning.report import SparsityReport
-from keras_compress.pruning.report import sparsity
-from keras_compress.pruning.schedules import ConstantSparsity
-from keras_compress.pruning.schedules import PolynomialDecay
-from keras_compress.pruning.shrink import shrink
+Names load on first use. Importing the package registers the pruning wrapper and schedules
+with Keras (all that loading a pruned model file needs), so pruned files load with a plain
+`keras.models.load_model` too.
+"""
+
+from keras_compress._lazy import lazy_exports
+from keras_compress.pruning import schedules as _schedules  # noqa: F401  (registers them)
+from keras_compress.pruning import wrapper as _wrapper  # noqa: F401  (registers it)
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "ConstantSparsity": "schedules:ConstantSparsity",
+    "PolynomialDecay": "schedules:PolynomialDecay",
+    "PruningCallback": "callback:PruningCallback",
+    "SparsityReport": "report:SparsityReport",
+    "prune": "prune:prune",
+    "shrink": "shrink:shrink",
+    "sparsity": "report:sparsity",
+    "strip": "prune:strip",
+})
 
 __all__ = [
     "ConstantSparsity",

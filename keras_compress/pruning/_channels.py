@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._keras import keras
+from keras_compress._keras import graph_nodes, keras
 
 L = keras.layers
 
@@ -90,8 +90,7 @@ class ChannelGraph:
         self.inputs = {}
         frozen_layers = set(frozen_layers)
         descriptors = {}
-        nodes = [n for depth in sorted(model._nodes_by_depth, reverse=True)
-                 for n in model._nodes_by_depth[depth]]
+        nodes = graph_nodes(model)
         calls = {}
         for node in nodes:
             calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from keras_compress._keras import keras
+from keras_compress._keras import keras, set_train_function, steps_per_execution, train_function
 from keras_compress.pruning._channels import ChannelGraph, unwrap
 from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
 from keras_compress.pruning.ranking import channel_mask_values, filter_masks, global_weight_masks
@@ -63,8 +63,7 @@ class PruningCallback(keras.callbacks.Callback):
         first = wrappers[0].pruning_schedule
         self._ranked = first if isinstance(first, RankedSchedule) else None
         if self._ranked is not None:
-            steps_per_execution = getattr(self.model, "_steps_per_execution", None)
-            self._steps_per_call = 1 if steps_per_execution is None else int(steps_per_execution.numpy())
+            self._steps_per_call = steps_per_execution(self.model)
             if self._ranked.granularity == "filter":
                 self._graph = ChannelGraph(self._pruned)
                 self._layers = {unwrap(layer).name: layer for layer in self._pruned.layers}
@@ -96,21 +95,21 @@ class PruningCallback(keras.callbacks.Callback):
         return remask
 
     def _install_step_hooks(self):
-        train_function = self.model.train_function
+        original = train_function(self.model)
         # An interrupted fit leaves our hook installed; never stack two.
-        train_function = getattr(train_function, "_pruning_original", train_function)
+        original = getattr(original, "_pruning_original", original)
         remask = self._remask_function()
 
         def hooked(iterator):
             if self._ranked is not None:
                 self._update_ranked_masks()
-            logs = train_function(iterator)
+            logs = original(iterator)
             remask()
             return logs
 
-        hooked._pruning_original = train_function
-        self._original_train_function = train_function
-        self.model.train_function = hooked
+        hooked._pruning_original = original
+        self._original_train_function = original
+        set_train_function(self.model, hooked)
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self._in_fit and self._ranked is not None:
@@ -126,7 +125,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._original_train_function is not None:
-            self.model.train_function = self._original_train_function
+            set_train_function(self.model, self._original_train_function)
             self._original_train_function = None
 
     def _update_ranked_masks(self):

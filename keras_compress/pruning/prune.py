@@ -4,13 +4,9 @@ import re
 import warnings
 
 import tensorflow_model_optimization as tfmot
-from tensorflow_model_optimization.python.core.sparsity.keras import (
-    prunable_layer,
-    prune_registry,
-    pruning_wrapper,
-)
 
 from keras_compress._keras import check_graph_model, check_model, copy_model, keras
+from keras_compress._tfmot import TfmotPruneWrapper, prunability
 from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
@@ -46,17 +42,6 @@ def _excluded_names(model, exclude):
         raise ValueError(f"exclude names layers the model does not have: {unknown}. "
                          f"Its layers are: {sorted(names)}")
     return exclude
-
-
-def _tfmot_prunability(layer):
-    """"weights" if tfmot can wrap `layer` and prune some of its weights, "none" if it can
-    wrap it but there is nothing to prune, None if tfmot cannot wrap it at all."""
-    if isinstance(layer, prunable_layer.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
-        return "weights"
-    registry = prune_registry.PruneRegistry
-    if not registry.supports(layer):
-        return None
-    return "weights" if registry._weight_names(layer) or registry._is_rnn_layer(layer) else "none"
 
 
 def _check_m_by_n(layers, m_by_n):
@@ -164,10 +149,10 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         copy.trainable = True
     layers = {layer.name: layer for layer in copy.layers}
 
-    prunability = {name: _tfmot_prunability(layer) for name, layer in layers.items()
+    statuses = {name: prunability(layer) for name, layer in layers.items()
                    if not isinstance(layer, keras.layers.InputLayer)}
     left_dense = [f"{name} ({type(layers[name]).__name__})"
-                  for name, status in prunability.items() if status is None]
+                  for name, status in statuses.items() if status is None]
     if kind == "filter":
         graph = ChannelGraph(copy, frozen_layers=excluded)
         targets = {name for group in graph.groups.values() for name in group.producers}
@@ -175,14 +160,14 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
                     if name not in graph.outputs
                     and any(s.space in graph.groups for s in segments)}
     else:
-        targets = {name for name, status in prunability.items()
+        targets = {name for name, status in statuses.items()
                    if status == "weights" and name not in excluded}
         if kind == "m:n":
             _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
     if not targets:
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "
-            f"layers ({', '.join(sorted(prunability))}) has prunable weights"
+            f"layers ({', '.join(sorted(statuses))}) has prunable weights"
             + (" outside `exclude`" if excluded else "")
             + (" and channels that can be removed" if kind == "filter" else "") + ".")
     if left_dense:
@@ -205,7 +190,7 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
 
 def pruning_wrappers(model):
     """The pruning wrappers of a model, in layer order."""
-    return [layer for layer in model.layers if isinstance(layer, pruning_wrapper.PruneLowMagnitude)]
+    return [layer for layer in model.layers if isinstance(layer, TfmotPruneWrapper)]
 
 
 def find_pruned_model(model):

@@ -6,21 +6,21 @@ plain `keras.models.load_model`, without tfmot's `prune_scope`.
 """
 
 import tensorflow as tf
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule, pruning_wrapper
+import tensorflow_model_optimization as tfmot
 
 from keras_compress._keras import is_saving, keras
+from keras_compress._tfmot import TfmotPruneWrapper
 
 __all__ = ["PruneLowMagnitude", "RankedSchedule"]
 
 _PACKAGE = "keras_compress"
-_TfmotWrapper = pruning_wrapper.PruneLowMagnitude
 
 # Layers may be saved by tfmot itself; let those load without a scope too.
-keras.utils.get_custom_objects().setdefault("PruneLowMagnitude", _TfmotWrapper)
+keras.utils.get_custom_objects().setdefault("PruneLowMagnitude", TfmotPruneWrapper)
 
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)
-class RankedSchedule(pruning_schedule.PruningSchedule):
+class RankedSchedule(tfmot.sparsity.keras.PruningSchedule):
     """Holds the user's schedule for masks that `PruningCallback` ranks itself.
 
     The wrapper never updates these masks on its own (`__call__` says "don't
@@ -56,7 +56,7 @@ def channel_weights(layer):
 
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)
-class PruneLowMagnitude(_TfmotWrapper):
+class PruneLowMagnitude(TfmotPruneWrapper):
     """tfmot's pruning wrapper, saving its m-by-n pattern, with whole-channel masks.
 
     Args:

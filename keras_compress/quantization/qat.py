@@ -3,15 +3,10 @@
 import warnings
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_model_optimization as tfmot
-from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-    prune_preserve_quantize_registry as _prune_preserve)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_registry as _registry)
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
 
 from keras_compress._keras import check_graph_model, inbound_layers, keras
+from keras_compress._tfmot import is_quantization_layer, make_loadable, quantizable, weight_quantizers
 from keras_compress.errors import KerasCompressError
 from keras_compress.pruning.prune import pruning_wrappers
 
@@ -20,97 +15,11 @@ __all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights"]
 _quantize = tfmot.quantization.keras
 
 
-class QuantizeLayer(_quantize_layer.QuantizeLayer):
-    """tfmot's QuantizeLayer, marked built after `build`: otherwise a `.keras` load builds
-    it twice (from the saved build config, then on first call) and its weights do not match.
-    Same class name, so `.keras` files store its weights under the same key."""
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.built = True
-
-
-class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
-    """tfmot's QuantizeWrapperV2, saving its variables by name in `.keras` files and
-    remembering that its weights keep their sparsity.
-
-    tfmot's wrapper lists its variables in a different order (and count: the kernel
-    appears twice) when built while loading, so Keras' index-based restore fails; its
-    config drops the pruning-preserving weight quantizer; and that quantizer keeps its
-    mask as a constant tensor computed at build time (stale after loading, and an extra
-    graph input for tf2onnx). Here the mask is a non-trainable variable, saved with the
-    model. Same class name, so the file layout is unchanged.
-    """
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._keep_masks_in_variables()
-
-    def _keep_masks_in_variables(self):
-        for weight, _, quantizer_variables in self._weight_vars:
-            mask = quantizer_variables.get("sparsity_mask")
-            if mask is not None and not isinstance(mask, tf.Variable):
-                variable = self.add_weight(f"{self._weight_name(weight.name)}_sparsity_mask", shape=weight.shape,
-                                           initializer=keras.initializers.Ones(), trainable=False)
-                variable.assign(mask)
-                quantizer_variables["sparsity_mask"] = variable
-
-    def get_config(self):
-        config = super().get_config()
-        quantizer = getattr(self.quantize_config, "weight_quantizer", None)
-        if isinstance(quantizer, _prune_preserve.PrunePreserveDefaultWeightsQuantizer):
-            config["preserve_sparsity"] = True
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        preserve_sparsity = config.pop("preserve_sparsity", False)
-        wrapper = super().from_config(config)
-        if preserve_sparsity:
-            # tfmot's own `apply_sparsity_preserve_quantize_config` needs a built layer.
-            quantizers = _prune_preserve.Default8bitPrunePreserveQuantizeRegistry()._config_quantizer_map
-            wrapper.quantize_config.weight_quantizer = quantizers[type(wrapper.quantize_config).__name__]
-        return wrapper
-
-    def _own_variables(self):
-        variables = {}
-        for variable in self._trainable_weights + self._non_trainable_weights:
-            variables.setdefault(variable.name.split("/")[-1].split(":")[0], variable)
-        return variables
-
-    def save_own_variables(self, store):
-        for key, variable in self._own_variables().items():
-            store[key] = variable.numpy()
-
-    def load_own_variables(self, store):
-        variables = self._own_variables()
-        missing = sorted(set(variables) - set(store.keys()))
-        if missing:
-            raise ValueError(f"Layer {self.name!r}: the file has no values for {missing}.")
-        for key, variable in variables.items():
-            variable.assign(store[key])
-
-
-def _register_tfmot_objects():
-    """Lets QAT models load with plain `load_model`, without tfmot's `quantize_scope`."""
-    objects = dict(_quantize.quantize_scope().custom_objects[0], QuantizeLayer=QuantizeLayer,
-                   QuantizeWrapperV2=QuantizeWrapperV2)
-    for name in ("PrunePreserveDefault8BitConvWeightsQuantizer", "PrunePreserveDefault8BitWeightsQuantizer",
-                 "PrunePreserveDefaultWeightsQuantizer"):
-        objects[name] = getattr(_prune_preserve, name)
-    custom = keras.utils.get_custom_objects()
-    for name, obj in objects.items():
-        custom.setdefault(name, obj)
-    custom.update(QuantizeLayer=QuantizeLayer, QuantizeWrapperV2=QuantizeWrapperV2)
-
-
-_register_tfmot_objects()
 
 
 def is_quantize_aware(model):
     """True when `model` holds tfmot quantization wrappers (it came from `quantize_aware`)."""
-    return any(isinstance(layer, (_quantize.QuantizeWrapper, _quantize_layer.QuantizeLayer))
+    return any(is_quantization_layer(layer)
                for layer in getattr(model, "layers", ()))
 
 
@@ -141,14 +50,7 @@ def _apply(model, annotated_names, scheme):
     for layer in quantized.layers:
         if layer.name in frozen or getattr(getattr(layer, "layer", None), "name", None) in frozen:
             layer.trainable = False
-    # Give the layers this module's loadable subclasses (they add only saving methods).
-    # Rebuilding from the config instead would recompute the sparsity masks from fresh weights.
-    for layer in quantized.layers:
-        loadable = {"QuantizeLayer": QuantizeLayer, "QuantizeWrapperV2": QuantizeWrapperV2}
-        layer.__class__ = loadable.get(type(layer).__name__, type(layer))
-        if isinstance(layer, QuantizeWrapperV2):
-            layer._keep_masks_in_variables()
-    return quantized
+    return make_loadable(quantized)
 
 
 def _folded_batch_norm(layer):
@@ -198,9 +100,8 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
     sparse = _is_sparse(model) if preserve_sparsity == "auto" else preserve_sparsity
     scheme = (_quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme() if sparse
               else _quantize.default_8bit.Default8BitQuantizeScheme())
-    support = _registry.Default8BitQuantizeRegistry()
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    annotated = {layer.name for layer in candidates if support.supports(layer) or _folded_batch_norm(layer)}
+    annotated = {layer.name for layer in candidates if quantizable(layer) or _folded_batch_norm(layer)}
     # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule
     # above makes that rare: each try clones the whole model).
     while True:
@@ -232,7 +133,7 @@ def quantized_weights(layer):
     if not isinstance(layer, _quantize.QuantizeWrapper):
         return []
     result = []
-    for weight, quantizer, variables in layer._weight_vars:
+    for weight, quantizer, variables in weight_quantizers(layer):
         value = quantizer(weight, training=False, weights=variables).numpy()
         low, high = variables["min_var"].numpy(), variables["max_var"].numpy()
         scale = (np.maximum(np.abs(low), np.abs(high)) / 127.0).astype(np.float32)

@@ -60,6 +60,13 @@ class KerasRunner(Runner):
         self.model = model
         self._call = _compiled(model)
 
+    @classmethod
+    def from_file(cls, path, **options):
+        """A runner for the model in a `.keras`/`.h5` file, loaded with `keras_compress.load_model`."""
+        from keras_compress.model_files import load_model
+
+        return cls(load_model(path, **options))
+
     def _run(self, arrays):
         outputs = self._call(*arrays)
         return [o.numpy() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]

@@ -1,14 +1,9 @@
-"""`load(path)`: a `Runner` for any artifact, chosen by its suffix."""
+"""`load(path)`: a `Runner` for any artifact, chosen by its format."""
 
 import os
 
-from keras_compress.errors import ModelFileError
-from keras_compress.model_files import load_model
-from keras_compress.runtime.keras_runner import KerasRunner
-from keras_compress.runtime.onnx_runner import OnnxRunner
-from keras_compress.runtime.saved_model_runner import SavedModelRunner
-from keras_compress.runtime.tensorrt_runner import TensorRTRunner
-from keras_compress.runtime.tflite_runner import TFLiteRunner
+from keras_compress.errors import KerasCompressError, ModelFileError
+from keras_compress.formats import FORMATS, for_path
 
 __all__ = ["load"]
 
@@ -18,7 +13,8 @@ def load(path, **options):
 
     `.onnx` runs in ONNX Runtime (options: `providers`, `threads`, `int8_kernels`),
     `.tflite` in LiteRT (option: `threads`), `.engine`/`.plan` in TensorRT (NVIDIA GPU),
-    a SavedModel folder and `.keras`/`.h5` files in TensorFlow.
+    a SavedModel folder and `.keras`/`.h5` files in TensorFlow (options: `safe_mode`,
+    `custom_objects`). The format is read from `keras_compress.formats`.
 
     Example:
         >>> import keras_compress as kc
@@ -30,22 +26,16 @@ def load(path, **options):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No artifact at {path}")
-    suffix = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path):
-        opener = SavedModelRunner
-    elif suffix in (".keras", ".h5", ".hdf5"):
-        return KerasRunner(load_model(path, **options))
-    else:
-        opener = {".onnx": OnnxRunner, ".tflite": TFLiteRunner, ".engine": TensorRTRunner,
-                  ".plan": TensorRTRunner}.get(suffix)
-    if opener is None:
-        raise ModelFileError(f"{path}: unknown artifact type {suffix!r}; expected .onnx, .tflite, "
-                             ".engine, .keras, .h5 or a SavedModel folder.")
+    fmt = FORMATS["saved_model"] if os.path.isdir(path) else for_path(path)
+    if fmt is None or fmt.is_folder != os.path.isdir(path):
+        suffixes = ", ".join(suffix for f in FORMATS.values() for suffix in f.suffixes)
+        raise ModelFileError(f"{path}: unknown artifact type {os.path.splitext(path)[1]!r}; expected {suffixes} "
+                             "or a SavedModel folder.")
     try:
-        return opener(path, **options)
-    except (TypeError, ImportError):
+        return fmt.open(path, **options)
+    except (TypeError, ImportError, KerasCompressError):
         raise
     except Exception as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"Cannot open {path} as {opener.format}: the file is truncated or corrupt "
+        raise ModelFileError(f"Cannot open {path} as {fmt.name}: the file is truncated or corrupt "
                              f"({type(error).__name__}: {first_line[:300]})") from None

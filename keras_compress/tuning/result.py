@@ -60,8 +60,10 @@ class SearchResult:
 
     def to_markdown(self):
         """Every trial with its settings and measures; * marks the Pareto front, ✓ feasibility."""
-        names = sorted({name for row in self.trials for name in row["values"] if not name.startswith("tuner/")})
-        header = ["trial"] + names + ["gzipped KB", "smaller", "latency ms", "accuracy", "drop", "feasible", "pareto"]
+        names = sorted({name for row in self.trials for name in row["values"]
+                        if not name.startswith("tuner/")})
+        header = (["trial"] + names
+                  + ["gzipped KB", "smaller", "latency ms", "accuracy", "drop", "feasible", "pareto"])
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in sorted(self.trials, key=lambda r: r[self.key]):
             values = [_cell(row["values"].get(name)) for name in names]
@@ -69,7 +71,8 @@ class SearchResult:
                 [row["trial"]] + values + [f"{row['size_bytes'] / 1024:.1f}",
                                            f"{self.baseline['size_bytes'] / row['size_bytes']:.1f}x",
                                            f"{row['latency_ms']:.3f}", f"{row['accuracy']:.2%}",
-                                           f"{100 * row['accuracy_drop']:+.2f} pt", "✓" if row["feasible"] else "✗",
+                                           f"{100 * row['accuracy_drop']:+.2f} pt",
+                                           "✓" if row["feasible"] else "✗",
                                            "*" if row["pareto"] else ""]) + " |")
         lines.append("")
         lines.append(f"baseline (float32): {self.baseline['size_bytes'] / 1024:.1f} KB gzipped, "
@@ -112,7 +115,8 @@ class SearchResult:
                      label="accuracy limit")
         axes.set_xscale("log")
         axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axes.set_xlabel("gzipped artifact (KB, log scale)" if self.objective == "size" else "p50 latency (ms, log)")
+        axes.set_xlabel("gzipped artifact (KB, log scale)" if self.objective == "size"
+                        else "p50 latency (ms, log)")
         axes.set_ylabel("accuracy (%)")
         axes.set_title("Search trials")
         axes.grid(True, alpha=0.3)

@@ -32,8 +32,8 @@ def _check_data(data, argument):
     first = next(iter(inputs.values())) if isinstance(inputs, dict) else \
         inputs[0] if isinstance(inputs, (list, tuple)) else inputs
     if len(first) != len(labels) or not len(labels):
-        raise ValueError(f"{argument} has {len(first)} rows of inputs and {len(labels)} labels; they must match "
-                         "and not be empty.")
+        raise ValueError(f"{argument} has {len(first)} rows of inputs and {len(labels)} labels; "
+                         "they must match and not be empty.")
     return data
 
 
@@ -77,9 +77,9 @@ def _rows(tuner):
 
 
 def search(model_or_build_fn, train_data, validation_data, *, teacher=None, objective="size",
-           max_accuracy_drop=0.01, space=None, max_trials=10, tuner="bayesian", directory="keras_compress_search",
-           project_name="search", overwrite=False, epochs=4, batch_size=32, learning_rate=1e-3,
-           artifact_format="tflite", seed=0, verbose=1):
+           max_accuracy_drop=0.01, space=None, max_trials=10, tuner="bayesian",
+           directory="keras_compress_search", project_name="search", overwrite=False, epochs=4,
+           batch_size=32, learning_rate=1e-3, artifact_format="tflite", seed=0, verbose=1):
     """Searches compression settings for the smallest (or fastest) model within an accuracy budget.
 
     Each trial starts from the trained model's weights (or builds a fresh model with
@@ -142,7 +142,8 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
     rows = _rows(compression_tuner)
     if not rows:
         failures = [t.message for t in compression_tuner.oracle.trials.values() if t.message]
-        raise RuntimeError("No trial completed." + (f" The last failure:\n{failures[-1]}" if failures else ""))
+        raise RuntimeError("No trial completed."
+                           + (f" The last failure:\n{failures[-1]}" if failures else ""))
     return SearchResult(compression_tuner.baseline, rows, objective, max_accuracy_drop)
 
 

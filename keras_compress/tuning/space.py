@@ -16,7 +16,8 @@ def default_space(teacher=None):
 
 def _check_range(name, value, low, high, open_high=False):
     if isinstance(value, tuple):
-        if len(value) != 2 or not low <= value[0] <= value[1] or value[1] > high or (open_high and value[1] >= high):
+        if len(value) != 2 or not low <= value[0] <= value[1] or value[1] > high \
+                or (open_high and value[1] >= high):
             raise ValueError(f"space[{name!r}] must be a (low, high) range within [{low}, {high}"
                              f"{')' if open_high else ']'} with low <= high, got {value!r}")
     elif isinstance(value, list):
@@ -55,7 +56,8 @@ def check_space(space, teacher=None):
             or any(g not in GRANULARITIES for g in result["granularity"]):
         raise ValueError(f"space['granularity'] must be a non-empty list of {GRANULARITIES}, "
                          f"got {result['granularity']!r}")
-    if not isinstance(result["qat"], list) or not result["qat"] or any(not isinstance(q, bool) for q in result["qat"]):
+    if not isinstance(result["qat"], list) or not result["qat"] \
+            or any(not isinstance(q, bool) for q in result["qat"]):
         raise ValueError(f"space['qat'] must be a non-empty list of booleans, got {result['qat']!r}")
     if teacher is not None:
         _check_range("temperature", result["temperature"], 1.0, 100.0)
@@ -74,7 +76,8 @@ def _declare_number(hp, name, value):
 def declare(hp, space):
     """Declares the space on keras-tuner `HyperParameters`; returns the trial's values."""
     values = {"final_sparsity": _declare_number(hp, "final_sparsity", space["final_sparsity"])}
-    values["granularity"] = (hp.Choice("granularity", space["granularity"]) if len(set(space["granularity"])) > 1
+    values["granularity"] = (hp.Choice("granularity", space["granularity"])
+                             if len(set(space["granularity"])) > 1
                              else hp.Fixed("granularity", space["granularity"][0]))
     values["qat"] = (hp.Boolean("qat") if len(set(space["qat"])) > 1 else hp.Fixed("qat", space["qat"][0]))
     for name in ("temperature", "alpha"):

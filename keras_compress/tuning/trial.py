@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_compress import pruning, quantization
 from keras_compress._keras import keras
-from keras_compress.benchmark.timing import latencies
+from keras_compress.runtime.timing import latencies
 from keras_compress.benchmark.weights import gzipped_bytes
 from keras_compress.distillation import Distiller
 from keras_compress.export import export
@@ -39,7 +39,8 @@ class Training:
         x, y = train_data
         optimizer = keras.optimizers.Adam(self.learning_rate)
         if self.teacher is not None and "temperature" in values:
-            trainer = Distiller(student=model, teacher=self.teacher, student_from_logits=outputs_logits(model),
+            trainer = Distiller(student=model, teacher=self.teacher,
+                                student_from_logits=outputs_logits(model),
                                 teacher_from_logits=outputs_logits(self.teacher))
             trainer.compile(optimizer=optimizer, student_loss_fn=self.loss(model, y),
                             temperature=values["temperature"], alpha=values["alpha"])
@@ -89,7 +90,8 @@ def measure(model, folder, validation_data, artifact_format):
     os.makedirs(folder, exist_ok=True)
     x, y = validation_data
     path = os.path.join(folder, f"model.{artifact_format}")
-    artifact = export(model, path, sample_data=_head(x, 64), overwrite=True, verify="warn", compare_speed=False)
+    artifact = export(model, path, sample_data=_head(x, 64), overwrite=True, verify="warn",
+                      compare_speed=False)
     runner = artifact.load()
     metrics = {"size_bytes": float(gzipped_bytes(path)),
                "latency_ms": float(np.median(latencies(runner, _head(x, 1), warmup=3, runs=30)) * 1e3),

@@ -50,11 +50,13 @@ class CompressionTuner(keras_tuner.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, train_data, validation_data, verbose=1):
         hp = trial.hyperparameters
         model = self.hypermodel.build(hp)
-        values = {name: hp.get(name) for name in ("final_sparsity", "granularity", "qat", "temperature", "alpha")
+        values = {name: hp.get(name)
+                  for name in ("final_sparsity", "granularity", "qat", "temperature", "alpha")
                   if name in hp.values}
         epochs = hp.values.get("tuner/epochs", self.training.epochs)
         candidate = train_candidate(model, train_data, values, self.training, epochs)
-        metrics = measure(candidate, self.get_trial_dir(trial.trial_id), validation_data, self.artifact_format)
+        metrics = measure(candidate, self.get_trial_dir(trial.trial_id), validation_data,
+                          self.artifact_format)
         drop = self.baseline["accuracy"] - metrics["accuracy"]
         feasible = drop <= self.max_accuracy_drop
         value = metrics["size_bytes" if self.objective_name == "size" else "latency_ms"]

@@ -22,8 +22,8 @@ def artifacts(float_and_qat, digits, tmp_path_factory):
 def report(float_and_qat, artifacts, digits):
     model, _ = float_and_qat
     (_, _), (x_test, y_test) = digits
-    return benchmark(dict({"keras": model}, **artifacts), (x_test, y_test), batch_sizes=(1, 8), warmup=1, runs=3,
-                     threads=1, verbose=0)
+    return benchmark(dict({"keras": model}, **artifacts), (x_test, y_test), batch_sizes=(1, 8), warmup=1,
+                     runs=3, threads=1, verbose=0)
 
 
 def test_every_variant_gets_every_measure(report, digits):

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_compress as kc
-from export_models import MODELS
+from models import EXPORT_MODELS as MODELS
 from keras_compress.export.signature import sample_inputs
 
 keras = kc.keras
@@ -122,17 +123,17 @@ def test_partial_folders_of_dead_exports_are_cleaned_and_names_stay_short(models
 
 
 def test_a_target_that_appears_during_export_is_not_replaced(models, tmp_path, monkeypatch):
-    from keras_compress.export import core
+    from keras_compress.formats import FORMATS
 
     path = tmp_path / "cnn.onnx"
-    suffix, exporter, libraries = core.FORMATS["onnx"]
+    onnx_format = FORMATS["onnx"]
 
     def racing_exporter(model, target, metadata, **options):  # another process wins the race
-        settings = exporter(model, target, metadata, **options)
+        settings = onnx_format.export(model, target, metadata, **options)
         path.write_bytes(b"the other process's artifact")
         return settings
 
-    monkeypatch.setitem(core.FORMATS, "onnx", (suffix, racing_exporter, libraries))
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(onnx_format, exporter=racing_exporter))
     with pytest.raises(FileExistsError, match="appeared while exporting"):
         kc.export(models["cnn"], str(path))
     assert path.read_bytes() == b"the other process's artifact" and os.listdir(tmp_path) == ["cnn.onnx"]
@@ -192,16 +193,17 @@ def tf_unsupported(t):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(path="m.xyz"), kc.ExportError, "unknown suffix '.xyz'"),
-    (dict(path="m.keras", quantize="dynamic"), kc.ExportError, "applies to ONNX, TFLite and TensorRT"),
+    (dict(path="m.keras", quantize="dynamic"), kc.ExportError, "quantize applies to ONNX, TensorRT and TFLite exports, not .keras"),
     (dict(path="m.onnx", quantize="int4"), kc.ExportError, "quantize must be None or one of"),
     (dict(path="m.onnx", quantize="static"), kc.ExportError, "needs calibration_data"),
     (dict(path="m.onnx", calibration_data=np.zeros((4, 8, 8, 1))), kc.ExportError, "only used with"),
     (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((4, 8, 8, 1)), calibrate_method="mse"),
      kc.ExportError, "calibrate_method must be one of"),
     (dict(path="m.tflite", quantize="static", calibration_data=np.zeros((4, 8, 8, 1)),
-          calibrate_method="entropy"), kc.ExportError, "calibrates with min/max"),
+          calibrate_method="entropy"), kc.ExportError,
+     "calibrate_method applies to ONNX exports, not TFLite; use a .onnx path"),
     (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((4, 8, 8, 1)), io="int8"),
-     kc.ExportError, "full-integer TFLite"),
+     kc.ExportError, "io applies to TFLite exports, not ONNX"),
     (dict(path="m.tflite", quantize="dynamic", io="int8"), kc.ExportError, "full-integer TFLite"),
     (dict(path="m.onnx", precision="fp16"), kc.ExportError, "precision applies to TensorRT"),
     (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((0, 8, 8, 1))), kc.ExportError, "empty"),

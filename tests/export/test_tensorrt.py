@@ -31,14 +31,17 @@ def onnx_files(float_and_qat, digits, tmp_path_factory):
     model, qat = float_and_qat
     folder = tmp_path_factory.mktemp("trt")
     files = {"float32": kc.export(model, str(folder / "float.onnx")).path,
-             "float16": kc.export(model, str(folder / "half.onnx"), quantize="float16", compare_speed=False).path,
-             "dynamic": kc.export(model, str(folder / "dynamic.onnx"), quantize="dynamic", compare_speed=False).path,
+             "float16": kc.export(model, str(folder / "half.onnx"), quantize="float16",
+                                  compare_speed=False).path,
+             "dynamic": kc.export(model, str(folder / "dynamic.onnx"), quantize="dynamic",
+                                  compare_speed=False).path,
              "qat": kc.export(qat, str(folder / "qat.onnx")).path}
     return files
 
 
 @pytest.mark.parametrize("name, precision, ready", [
-    ("float32", "float32", True), ("float16", "float16", True), ("qat", "int8", True), ("dynamic", "int8", False)])
+    ("float32", "float32", True), ("float16", "float16", True), ("qat", "int8", True),
+    ("dynamic", "int8", False)])
 def test_check_tensorrt_reports_precision_and_readiness(onnx_files, name, precision, ready):
     check = kc.check_tensorrt(onnx_files[name])
     assert check.precision == precision and check.ready is ready
@@ -72,7 +75,8 @@ def test_symmetric_activations_keep_the_qat_model_s_predictions(onnx_files, floa
 @no_gpu
 def test_engines_without_tensorrt_or_gpu_fail_clearly_before_any_work(float_and_qat, tmp_path):
     model, _ = float_and_qat
-    with pytest.raises(kc.BackendUnavailableError, match=r"pip install keras-compress\[tensorrt\]|NVIDIA GPU"):
+    with pytest.raises(kc.BackendUnavailableError,
+                       match=r"pip install keras-compress\[tensorrt\]|NVIDIA GPU"):
         kc.export(model, str(tmp_path / "m.engine"), precision="fp16")
     assert os.listdir(tmp_path) == []
     (tmp_path / "fake.engine").write_bytes(b"not an engine")

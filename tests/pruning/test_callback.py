@@ -148,7 +148,8 @@ def test_pruning_under_mirrored_strategy_with_two_cpu_devices(granularity, scope
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras_compress as kc
-        from conftest import compile_classifier, small_cnn
+        from conftest import compile_classifier
+        from models import small_cnn
         (x, y), _ = kc.datasets.digits()
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
@@ -166,3 +167,31 @@ def test_pruning_under_mirrored_strategy_with_two_cpu_devices(granularity, scope
     assert result.returncode == 0, result.stderr[-3000:]
     value = float(result.stdout.split("SPARSITY")[-1])
     assert value == pytest.approx(0.5, abs=0.03)
+
+
+def test_hooks_resolve_epoch_schedules_and_unhook_the_train_function_without_a_fit(trained_cnn):
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.5, begin_epoch=1, end_epoch=3)
+    pruned = compile_classifier(kc.pruning.prune(trained_cnn, schedule))
+    pruned.make_train_function()
+    callback = kc.pruning.PruningCallback()
+    callback.set_model(pruned)
+    callback.set_params({"steps": 10, "epochs": 3, "verbose": 0})
+    callback.on_train_begin()
+    resolved = pruning_wrappers(pruned)[0].pruning_schedule
+    assert (resolved.begin_step, resolved.end_step, resolved.frequency) == (10, 30, 2)
+    assert _step(pruned) == 0 and hasattr(pruned.train_function, "_pruning_original")
+    callback.on_train_end()
+    assert not hasattr(pruned.train_function, "_pruning_original")
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(scope="global"), dict(granularity="filter")])
+def test_prune_zero_sparsity_is_noop(trained_cnn, digits, kwargs):
+    (x, y), _ = digits
+    dense = compile_classifier(kc.keras.models.clone_model(trained_cnn))
+    dense.set_weights(trained_cnn.get_weights())
+    pruned = compile_classifier(kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.0), **kwargs))
+    for model, callbacks in ((dense, []), (pruned, [kc.pruning.PruningCallback()])):
+        keras.utils.set_random_seed(0)
+        model.fit(x[:256], y[:256], epochs=1, batch_size=64, shuffle=False, verbose=0, callbacks=callbacks)
+    for want, got in zip(dense.get_weights(), kc.pruning.strip(pruned).get_weights()):
+        np.testing.assert_allclose(got, want, atol=1e-5)

@@ -4,7 +4,8 @@ import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
 
 import keras_compress as kc
-from conftest import compile_classifier, fit_pruned, small_cnn
+from conftest import compile_classifier, fit_pruned
+from models import small_cnn
 
 keras = kc.keras
 PolynomialDecay = kc.pruning.PolynomialDecay
@@ -134,7 +135,8 @@ def _subclassed():
     (small_cnn, dict(scope="model"), ValueError, 'scope must be "layer" or "global"'),
     (small_cnn, dict(granularity="2:4"), ValueError, "input channels are not a multiple of 4"),
     (small_cnn, dict(granularity="2:4", scope="global"), ValueError, "no global ranking"),
-    (small_cnn, dict(exclude=["nope"]), ValueError, r"exclude names layers the model does not have: \['nope'\]"),
+    (small_cnn, dict(exclude=["nope"]), ValueError,
+     r"exclude names layers the model does not have: \['nope'\]"),
     (lambda: keras.Sequential([keras.Input((4,)), keras.layers.ReLU()]), {}, ValueError, "nothing to prune"),
     (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")]),
      dict(exclude=["d"]), ValueError, "nothing to prune"),

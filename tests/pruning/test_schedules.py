@@ -60,9 +60,11 @@ def test_epoch_schedule_needs_known_steps_per_epoch():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(initial_sparsity=0.0, final_sparsity=1.2, end_step=10), r"final_sparsity must be in \[0, 1\), got 1.2"),
+    (dict(initial_sparsity=0.0, final_sparsity=1.2, end_step=10),
+     r"final_sparsity must be in \[0, 1\), got 1.2"),
     (dict(initial_sparsity=-0.1, final_sparsity=0.5, end_step=10), "initial_sparsity must be in"),
-    (dict(initial_sparsity=0.0, final_sparsity=0.5, begin_step=10, end_step=5), r"end_step \(5\) must come after begin_step \(10\)"),
+    (dict(initial_sparsity=0.0, final_sparsity=0.5, begin_step=10, end_step=5),
+     r"end_step \(5\) must come after begin_step \(10\)"),
     (dict(initial_sparsity=0.0, final_sparsity=0.5, begin_epoch=3, end_epoch=3), "end_epoch"),
     (dict(initial_sparsity=0.0, final_sparsity=0.5), "needs an end"),
     (dict(initial_sparsity=0.0, final_sparsity=0.5, begin_step=0, end_epoch=3), "not both"),

@@ -3,6 +3,7 @@ import pytest
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned, random_inputs
+from models import residual_net
 
 keras = kc.keras
 L = keras.layers
@@ -38,26 +39,6 @@ def test_shrink_accepts_the_wrapped_model_too(trained_cnn, digits):
     small = kc.pruning.shrink(pruned)
     assert small.get_layer("conv_b").filters == 8
     _assert_same_outputs(kc.pruning.strip(pruned), small, digits[1][0][:16])
-
-
-def residual_net(seed=0):
-    """Add joins, DepthwiseConv2D, BatchNormalization, Concatenate and pooling."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((8, 8, 1))
-    stem = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
-    stem = L.ReLU(6.0, name="stem_relu")(L.BatchNormalization(name="stem_bn")(stem))
-    branch = L.Conv2D(16, 1, name="expand")(stem)
-    branch = L.DepthwiseConv2D(3, padding="same", name="dw")(branch)
-    branch = L.BatchNormalization(name="dw_bn")(branch)
-    branch = L.Activation("relu", name="dw_relu")(branch)
-    branch = L.Conv2D(16, 1, name="project")(branch)
-    joined = L.Add(name="add")([stem, branch])
-    side = L.Conv2D(8, 3, padding="same", activation="relu", name="side")(joined)
-    merged = L.Concatenate(name="concat")([joined, side])
-    merged = L.BatchNormalization(name="concat_bn")(merged)
-    pooled = L.GlobalAveragePooling2D(name="gap")(merged)
-    outputs = L.Dense(10, name="logits")(L.Dropout(0.1)(pooled))
-    return keras.Model(inputs, outputs, name="residual_net")
 
 
 def test_shrink_removes_coupled_channels_of_residual_joins_together(digits):

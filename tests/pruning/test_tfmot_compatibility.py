@@ -6,7 +6,8 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 import keras_compress as kc
-from conftest import compile_classifier, small_cnn
+from conftest import compile_classifier
+from models import small_cnn
 
 keras = kc.keras
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import keras_compress as kc
-from conftest import compile_classifier, fit_pruned, quantizable_cnn, small_cnn
+from conftest import compile_classifier, fit_pruned
+from models import quantizable_cnn, reloaded, small_cnn
 from keras_compress.demo import digits_student
 
 keras = kc.keras
@@ -102,8 +103,7 @@ def test_qat_models_save_and_load_without_tfmot_scopes(float_and_qat, pruned_qat
 
 def test_a_reloaded_pruned_qat_model_keeps_its_zeros_while_training(pruned_qat, digits, tmp_path):
     qat, before = pruned_qat
-    qat.save(str(tmp_path / "pruned_qat.keras"))
-    loaded = compile_classifier(keras.models.load_model(str(tmp_path / "pruned_qat.keras")))
+    loaded = compile_classifier(reloaded(qat, tmp_path))
     (x, y), _ = digits
     loaded.fit(x, y, epochs=1, batch_size=64, verbose=0)
     assert fake_quantized_zeros(loaded)["quant_dense_a"] >= before["dense_a"] - 0.01

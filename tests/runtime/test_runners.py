@@ -30,7 +30,8 @@ def test_tflite_runner_quantizes_and_dequantizes_int8_inputs_and_outputs(trained
 
     x = digits[1][0][:64]
     function = serving_function(trained_cnn)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], trained_cnn)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
+                                                                trained_cnn)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([row[None]] for row in x)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

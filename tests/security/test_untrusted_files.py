@@ -54,7 +54,8 @@ def safe_results(gadgets):
 def test_a_hostile_file_runs_nothing_and_names_the_reason(gadgets, safe_results, name):
     path, marker = gadgets[name]
     assert not os.path.exists(marker)
-    assert safe_results[name].startswith(f"ModelFileError: {path} was refused under safe mode"), safe_results[name]
+    assert safe_results[name].startswith(
+        f"ModelFileError: {path} was refused under safe mode"), safe_results[name]
 
 
 def test_the_gadgets_run_code_when_loaded_without_screening(gadgets, safe_results):

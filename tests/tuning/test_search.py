@@ -24,8 +24,8 @@ def data(digits):
 def finished(float_and_qat, data, tmp_path_factory):
     """A three-trial random search over a small space, and its folder."""
     directory = str(tmp_path_factory.mktemp("search"))
-    result = kc.tuning.search(float_and_qat[0], *data, max_trials=3, tuner="random", epochs=2, space=SMALL_SPACE,
-                              max_accuracy_drop=0.05, directory=directory, verbose=0)
+    result = kc.tuning.search(float_and_qat[0], *data, max_trials=3, tuner="random", epochs=2,
+                              space=SMALL_SPACE, max_accuracy_drop=0.05, directory=directory, verbose=0)
     return result, directory
 
 
@@ -58,7 +58,8 @@ def test_the_best_is_the_smallest_feasible_trial_and_on_the_pareto_front(finishe
 def test_the_result_writes_a_table_json_and_a_plot(finished, tmp_path):
     result, _ = finished
     table = result.to_markdown()
-    assert table.startswith("| trial | final_sparsity | granularity | qat |") and "baseline (float32)" in table
+    assert (table.startswith("| trial | final_sparsity | granularity | qat |")
+            and "baseline (float32)" in table)
     data = json.loads(open(result.to_json(str(tmp_path / "search.json"))).read())
     assert len(data["trials"]) == 3 and data["baseline"]["accuracy"] == result.baseline["accuracy"]
     with open(result.plot(str(tmp_path / "search.png")), "rb") as file:
@@ -67,16 +68,18 @@ def test_the_result_writes_a_table_json_and_a_plot(finished, tmp_path):
 
 def test_an_interrupted_search_resumes_from_its_directory(finished, float_and_qat, data):
     result, directory = finished
-    first = {row["trial"]: os.path.getmtime(os.path.join(row["folder"], "metrics.json")) for row in result.trials}
-    resumed = kc.tuning.search(float_and_qat[0], *data, max_trials=4, tuner="random", epochs=2, space=SMALL_SPACE,
-                               max_accuracy_drop=0.05, directory=directory, verbose=0)
+    first = {row["trial"]: os.path.getmtime(os.path.join(row["folder"], "metrics.json"))
+             for row in result.trials}
+    resumed = kc.tuning.search(float_and_qat[0], *data, max_trials=4, tuner="random", epochs=2,
+                               space=SMALL_SPACE, max_accuracy_drop=0.05, directory=directory, verbose=0)
     assert len(resumed.trials) == 4
     for row in resumed.trials:  # the three finished trials were not run again
         if row["trial"] in first:
             assert os.path.getmtime(os.path.join(row["folder"], "metrics.json")) == first[row["trial"]]
 
 
-def test_a_build_fn_adds_its_own_hyperparameters_and_a_teacher_adds_distillation(float_and_qat, data, tmp_path):
+def test_a_build_fn_adds_its_own_hyperparameters_and_a_teacher_adds_distillation(float_and_qat, data,
+                                                                                 tmp_path):
     teacher = float_and_qat[0]
 
     def build(hp):
@@ -157,5 +160,6 @@ def test_distributed_search_with_a_chief_and_one_worker(float_and_qat, tmp_path)
     assert chief.returncode == 0, err[-2000:]
     trials = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
     assert len(trials) == 2  # run by the worker, collected by the chief
-    folders = sorted(name for name in os.listdir(tmp_path / "runs" / "distributed") if name.startswith("trial_"))
+    folders = sorted(name for name in os.listdir(tmp_path / "runs" / "distributed")
+                     if name.startswith("trial_"))
     assert len(folders) == 2

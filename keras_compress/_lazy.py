@@ -1,0 +1,38 @@
+"""Packages whose public names load on first use, so that importing one runs no heavy import."""
+
+import importlib
+import sys
+import types
+
+__all__ = ["lazy_exports"]
+
+
+def lazy_exports(package, names):
+    """`(__getattr__, __dir__)` for `package`, whose public `names` map to `"module"` (the
+    submodule itself) or `"module:attribute"`, modules relative to the package.
+
+    A public function or class keeps its name when a submodule of the same name is
+    imported later (`keras_compress.export`, the function, and `keras_compress/export/`).
+    """
+
+    class LazyPackage(types.ModuleType):
+        def __setattr__(self, name, value):
+            if ":" in names.get(name, "") and isinstance(value, types.ModuleType):
+                return  # the import system naming a submodule: keep the public name
+            super().__setattr__(name, value)
+
+    sys.modules[package].__class__ = LazyPackage
+
+    def __getattr__(name):
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module, _, attribute = names[name].partition(":")
+        value = importlib.import_module(f"{package}.{module}")
+        value = getattr(value, attribute) if attribute else value
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__():
+        return sorted(set(vars(sys.modules[package])) | set(names))
+
+    return __getattr__, __dir__

@@ -1,0 +1,66 @@
+"""`Format`: everything the package knows about one kind of artifact, in one declaration."""
+
+import dataclasses
+import functools
+import importlib
+
+__all__ = ["Format"]
+
+
+def _resolve(reference):
+    if callable(reference):
+        return reference
+    module, _, attributes = reference.partition(":")
+    return functools.reduce(getattr, attributes.split("."), importlib.import_module(module))
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One artifact format.
+
+    Heavy parts (exporter, runner) are named as `"module:attribute"` and imported on use,
+    so that reading the registry imports neither TensorFlow nor a runtime.
+
+    Attributes:
+        name: the format's name ("onnx", "tflite", ...).
+        title: how messages name it ("ONNX", "TFLite", ...).
+        suffixes: file suffixes that select it; empty for a folder (SavedModel).
+        exporter: `"module:function"` (or the function) of `export(model, path, metadata, **options)`.
+        runner: `"module:class"` (or the class) of the `Runner` that runs the artifact.
+        libraries: distributions whose versions an artifact records.
+        export_options: the `keras_compress.export` options this format takes.
+        runner_options: the keyword options its runner takes (`keras_compress.load`).
+        holds: `holds(path)`, whether a file or folder holds an artifact of this format.
+        weight_counts: `weight_counts(path) -> (parameters, zeros)` read from the file, or None.
+        op_counts: `op_counts(path) -> {operator: count}`, or None.
+        serve: `serve(path, arrays, threads)`, running the file with the fewest imports (for
+            serving-memory measurements), or None to run it through keras_compress.
+    """
+
+    name: str
+    title: str
+    suffixes: tuple
+    exporter: str
+    runner: str
+    libraries: tuple
+    export_options: tuple = ()
+    runner_options: tuple = ()
+    holds: object = None
+    weight_counts: object = None
+    op_counts: object = None
+    serve: object = None
+
+    @property
+    def is_folder(self):
+        return not self.suffixes
+
+    def export(self, model, path, metadata, **options):
+        return _resolve(self.exporter)(model, path, metadata, **options)
+
+    def open(self, path, **options):
+        """A runner for the artifact at `path`; unknown options are refused by name."""
+        unknown = sorted(set(options) - set(self.runner_options))
+        if unknown:
+            raise TypeError(f"{self.name} artifacts take the load options {list(self.runner_options)}, "
+                            f"not {unknown}.")
+        return _resolve(self.runner)(path, **options)

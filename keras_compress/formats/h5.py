@@ -1,0 +1,19 @@
+"""The legacy HDF5 model file, for serving stacks that still read `.h5`; run by Keras."""
+
+from keras_compress.formats.format import Format
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _holds(path):
+    import h5py  # the signature may also sit at offset 512, 1024, ... (a user block)
+
+    with open(path, "rb") as file:
+        return file.read(8) == SIGNATURE or h5py.is_hdf5(path)
+
+
+FORMAT = Format(
+    name="h5", title=".h5", suffixes=(".h5", ".hdf5"),
+    exporter="keras_compress.export.saved_model:export_h5",
+    runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
+    libraries=("tensorflow", "tf-keras", "h5py"), runner_options=("safe_mode", "custom_objects"), holds=_holds)

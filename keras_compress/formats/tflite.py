@@ -1,0 +1,66 @@
+"""TFLite flatbuffers, run by LiteRT."""
+
+import collections
+
+from keras_compress.formats.format import Format
+
+# TFLite tensor type codes and their NumPy types.
+_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16", 10: "float64"}
+
+
+def _holds(path):
+    with open(path, "rb") as file:
+        return file.read(8)[4:8] == b"TFL3"
+
+
+def _weight_counts(path):
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    params = zeros = 0
+    seen = set()
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            buffer = model.buffers[tensor.buffer]
+            dtype = _DTYPES.get(tensor.type)
+            if buffer.data is None or not len(buffer.data) or dtype is None or tensor.buffer in seen:
+                continue
+            if dtype in ("int32", "int64") and len(tensor.shape) <= 1:
+                continue  # shapes, axes and int32 biases of int8 kernels count with their kernel
+            seen.add(tensor.buffer)
+            value = np.frombuffer(bytes(buffer.data), dtype=dtype)
+            params += value.size
+            zeros += int(np.count_nonzero(value == 0))
+    return params, zeros
+
+
+def _op_counts(path):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    return collections.Counter(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+                               for graph in model.subgraphs for op in graph.operators)
+
+
+def _serve(path, arrays, threads):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner("serving_default")
+    details = runner.get_input_details()
+    feed = {}
+    for name, value in arrays.items():
+        if details[name]["shape_signature"][0] > 0:  # a fixed-batch (recurrent) model: one row at a time
+            value = value[:details[name]["shape_signature"][0]]
+        feed[name] = value.astype(details[name]["dtype"])
+    runner(**feed)
+
+
+FORMAT = Format(
+    name="tflite", title="TFLite", suffixes=(".tflite",),
+    exporter="keras_compress.export.tflite:export_tflite",
+    runner="keras_compress.runtime.tflite_runner:TFLiteRunner",
+    libraries=("tensorflow", "ai-edge-litert"),
+    export_options=("quantize", "calibration_data", "io"),
+    runner_options=("threads",),
+    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, serve=_serve)

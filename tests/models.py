@@ -1,0 +1,91 @@
+"""The models the tests build: one module, shared by every test folder, and one save/reload helper."""
+
+import os
+
+import keras_compress as kc
+from keras_compress.demo import digits_cnn
+
+keras = kc.keras
+L = keras.layers
+
+
+def small_cnn(seed=0):
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a"),
+        layers.BatchNormalization(name="bn_a"),
+        layers.Conv2D(16, 3, activation="relu", name="conv_b"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(32, activation="relu", name="dense_a"),
+        layers.Dense(10, name="logits"),
+    ], name="small_cnn")
+
+
+def quantizable_cnn(seed=0):
+    """A small CNN tfmot quantizes whole: BatchNormalization right after its Conv2D."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        layers.Conv2D(16, 3, padding="same", name="conv_a"),
+        layers.BatchNormalization(momentum=0.9, name="bn_a"),
+        layers.ReLU(name="relu_a"),
+        layers.Conv2D(16, 3, activation="relu", name="conv_b"),
+        layers.MaxPooling2D(name="pool"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(32, activation="relu", name="dense_a"),
+        layers.Dense(10, name="logits"),
+    ], name="quantizable_cnn")
+
+
+def residual_net(seed=0):
+    """Add joins, DepthwiseConv2D, BatchNormalization, Concatenate and pooling."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1), name="image")
+    stem = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    stem = L.ReLU(6.0, name="stem_relu")(L.BatchNormalization(name="stem_bn")(stem))
+    branch = L.Conv2D(16, 1, name="expand")(stem)
+    branch = L.DepthwiseConv2D(3, padding="same", name="dw")(branch)
+    branch = L.BatchNormalization(name="dw_bn")(branch)
+    branch = L.Activation("relu", name="dw_relu")(branch)
+    branch = L.Conv2D(16, 1, name="project")(branch)
+    joined = L.Add(name="add")([stem, branch])
+    side = L.Conv2D(8, 3, padding="same", activation="relu", name="side")(joined)
+    merged = L.Concatenate(name="concat")([joined, side])
+    merged = L.BatchNormalization(name="concat_bn")(merged)
+    pooled = L.GlobalAveragePooling2D(name="gap")(merged)
+    outputs = L.Dense(10, name="logits")(L.Dropout(0.1)(pooled))
+    return keras.Model(inputs, outputs, name="residual_net")
+
+
+def text_model(cell):
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    x = L.Embedding(50, 8)(tokens)
+    x = cell(16)(x)
+    return keras.Model(tokens, L.Dense(3, name="logits")(x), name=f"text_{cell.__name__.lower()}")
+
+
+def multi_io():
+    """Inputs and outputs whose names sort differently from their order."""
+    keras.utils.set_random_seed(0)
+    zeta, alpha = keras.Input((4,), name="zeta"), keras.Input((3,), name="alpha")
+    joined = L.Concatenate()([zeta, alpha])
+    return keras.Model([zeta, alpha], [L.Dense(2, name="z_out")(joined), L.Dense(5, name="a_out")(joined)],
+                       name="multi")
+
+
+# The models every export format is tested on.
+EXPORT_MODELS = {"cnn": digits_cnn, "residual": residual_net, "gru": lambda: text_model(L.GRU),
+          "lstm": lambda: text_model(L.LSTM), "multi": multi_io}
+
+
+def reloaded(model, folder, suffix=".keras"):
+    """`model` saved under `folder` (".keras", ".h5", or "" for a SavedModel) and loaded back
+    with keras_compress.load_model."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(str(folder), f"{model.name}{suffix}")
+    model.save(path)
+    return kc.load_model(path)
