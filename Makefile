@@ -20,6 +20,7 @@ demo: $(INSTALLED)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-compress demo --out demo_out --overwrite
 
 test: $(INSTALLED)
+	$(VENV)/bin/ruff check keras_compress tests examples benchmarks
 	$(PY) -m pytest
 
 benchmark: $(INSTALLED)

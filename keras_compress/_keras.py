@@ -11,13 +11,15 @@ import tf_keras as keras
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "forget_step_function", "graph_nodes", "inbound_layers",
+__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "forget_step_function",
+           "graph_nodes", "inbound_layers",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
            "steps_per_execution", "train_function",
            "public_symbol",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
 
-_HOW_TO_BUILD = "Build the model with `import tf_keras as keras` (the Keras 2 API), e.g. keras.Sequential([...])."
+_HOW_TO_BUILD = ("Build the model with `import tf_keras as keras` (the Keras 2 API), "
+                 "e.g. keras.Sequential([...]).")
 
 
 def _describe(obj):
@@ -69,7 +71,8 @@ def is_graph_model(model):
 def graph_nodes(model):
     """The calls of a graph model's layers, inputs first: nodes with `layer`, `keras_inputs`
     and `outputs`."""
-    return [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]]
+    return [node for depth in sorted(model._nodes_by_depth, reverse=True)
+            for node in model._nodes_by_depth[depth]]
 
 
 def layer_input_tensors(layer):

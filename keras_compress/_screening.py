@@ -35,7 +35,8 @@ _FUNCTION_MODULES = ("tf_keras.src.activations", "tf_keras.src.losses", "tf_kera
 # TensorFlow functions an op layer (`x * 2`, `tf.reshape(x, ...)` in a functional model) may call.
 _OP_PREFIXES = ("math.", "nn.", "linalg.", "__operators__.", "image.", "signal.", "random.")
 _OPS = frozenset({
-    "abs", "add", "argsort", "boolean_mask", "broadcast_to", "cast", "clip_by_norm", "clip_by_value", "concat",
+    "abs", "add", "argsort", "boolean_mask", "broadcast_to", "cast", "clip_by_norm", "clip_by_value",
+    "concat",
     "cumsum", "einsum", "exp", "expand_dims", "fill", "gather", "gather_nd", "identity", "matmul", "maximum",
     "meshgrid", "minimum", "multiply", "norm", "one_hot", "ones", "ones_like", "pad", "range", "rank",
     "repeat", "reshape", "reverse", "roll", "sequence_mask", "shape", "sigmoid", "size", "slice", "sort",
@@ -91,7 +92,8 @@ def _resolve(node, name, is_function, custom_objects):
         if found is not None:
             return found
     if is_function and module == "builtins":
-        kinds = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers", "regularizers")
+        kinds = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers",
+                 "regularizers")
         return next(filter(None, (public_symbol(f"keras.{kind}.{name}") for kind in kinds)), None)
     loaded = sys.modules.get("tf_" + module if module.startswith("keras") else module)
     if loaded is None:
@@ -152,7 +154,8 @@ def _check_node(node, custom_objects, top_level):
     if top_level:
         return f"{where!r} at the top, which is not a Keras model"
     registered = registered_object(name, custom_objects) is found
-    if registered or (callable(found) and (getattr(found, "__module__", "") or "").startswith(_FUNCTION_MODULES)):
+    if registered or (callable(found)
+                      and (getattr(found, "__module__", "") or "").startswith(_FUNCTION_MODULES)):
         return None
     return f"the function {where!r}, which is not a Keras activation, loss, metric or TensorFlow math op"
 

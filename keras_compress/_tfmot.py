@@ -91,7 +91,8 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
         for weight, _, quantizer_variables in weight_quantizers(self):
             mask = quantizer_variables.get("sparsity_mask")
             if mask is not None and not isinstance(mask, tf.Variable):
-                variable = self.add_weight(f"{self._weight_name(weight.name)}_sparsity_mask", shape=weight.shape,
+                variable = self.add_weight(f"{self._weight_name(weight.name)}_sparsity_mask",
+                                           shape=weight.shape,
                                            initializer=keras.initializers.Ones(), trainable=False)
                 variable.assign(mask)
                 quantizer_variables["sparsity_mask"] = variable

@@ -190,9 +190,11 @@ def build_parser():
     demo.add_argument("--quiet", action="store_true", help="no progress output, only the table")
     demo.set_defaults(handler=_demo)
     suffixes = ", ".join(suffix for fmt in FORMATS.values() for suffix in fmt.suffixes)
-    export = commands.add_parser("export", help=f"export a model to {suffixes} or a SavedModel folder, verified")
+    export = commands.add_parser("export",
+                                 help=f"export a model to {suffixes} or a SavedModel folder, verified")
     export.add_argument("model", help="a .keras or .h5 file, or a SavedModel folder")
-    export.add_argument("-o", "--output", required=True, help="the artifact path; its suffix picks the format")
+    export.add_argument("-o", "--output", required=True,
+                        help="the artifact path; its suffix picks the format")
     export.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     export.add_argument("--sample-data", help=".npz file of inputs for verification (one array per input)")
     export.add_argument("--no-verify", action="store_true", help="skip the parity check")
@@ -206,7 +208,8 @@ def build_parser():
                         help="full-integer TFLite input/output type (default float)")
     export.add_argument("--precision", choices=TENSORRT_PRECISIONS, help="TensorRT engine precision")
     export.set_defaults(handler=_export)
-    bench = commands.add_parser("benchmark", help="size, accuracy, latency and memory of artifacts, side by side")
+    bench = commands.add_parser("benchmark",
+                                help="size, accuracy, latency and memory of artifacts, side by side")
     bench.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
                        help="model files or artifacts; the first is the baseline")
     bench.add_argument("--data", required=True, help=".npz file with the inputs (and labels)")
@@ -226,12 +229,14 @@ def build_parser():
     find.add_argument("--data", required=True, help=".npz file with inputs and labels")
     find.add_argument("--labels", default="y", help="the labels array of --data (default y)")
     find.add_argument("--validation-split", type=float, default=0.2, help="last fraction used for validation")
-    find.add_argument("--max-accuracy-drop", type=float, default=0.01, help="allowed accuracy drop (0.01 = 1 pt)")
+    find.add_argument("--max-accuracy-drop", type=float, default=0.01,
+                      help="allowed accuracy drop (0.01 = 1 pt)")
     find.add_argument("--trials", type=int, default=10, help="trials to run")
     find.add_argument("--epochs", type=int, default=4, help="training epochs per trial")
     find.add_argument("--objective", default="size", choices=["size", "latency"])
     find.add_argument("--tuner", default="bayesian", choices=["bayesian", "random", "hyperband"])
-    find.add_argument("--directory", default="keras_compress_search", help="where trials are kept (resumable)")
+    find.add_argument("--directory", default="keras_compress_search",
+                      help="where trials are kept (resumable)")
     find.add_argument("--project-name", default="search")
     find.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     find.add_argument("--json", help="also write the result as JSON")

@@ -69,7 +69,8 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
         raise FileNotFoundError(f"No model file at {path}")
     kind = _kind(path)
     if kind == "keras" and _keras_version(path).startswith("3"):
-        raise ModelFileError(f"{path} was saved by Keras {_keras_version(path)}; keras_compress loads tf_keras "
+        raise ModelFileError(f"{path} was saved by Keras {_keras_version(path)}; "
+                             "keras_compress loads tf_keras "
                              "(Keras 2) models: build and save the model with tf_keras.")
     register_custom_objects()
 
@@ -79,7 +80,8 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
         except Exception as error:
             raise _corrupt(path, error) from None
         if reason:
-            raise ModelFileError(f"{path} was refused under safe mode: {reason}. Files from elsewhere can run "
+            raise ModelFileError(f"{path} was refused under safe mode: {reason}. "
+                                 "Files from elsewhere can run "
                                  "code this way; pass safe_mode=False only if you trust where it comes from.")
     try:
         kwargs = {"safe_mode": safe_mode} if kind == "keras" else {}

@@ -22,8 +22,9 @@ def test_public_names_are_pinned():
         "Artifact", "FORMATS", "QUANTIZE_MODES", "TOLERANCES", "TensorRTCheck", "check_tensorrt", "export"]
     assert kc.quantization.__all__ == ["is_quantize_aware", "quantize_aware", "quantized_weights"]
     assert kc.distillation.__all__ == ["Distiller", "distillation_loss", "soft_target_loss"]
-    assert kc.pruning.__all__ == ["ConstantSparsity", "PolynomialDecay", "PruningCallback",
-                                  "SparsityReport", "prune", "shrink", "sparsity", "strip"]
+    assert kc.pruning.__all__ == ["ChannelRule", "ConstantSparsity", "PolynomialDecay", "PruningCallback",
+                                  "SparsityReport", "prune", "register_channel_rule", "shrink", "sparsity",
+                                  "strip"]
 
 
 def test_keras_is_tf_keras():

@@ -46,7 +46,8 @@ def _open(name, variant, threads, folder):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Variant {name!r}: no artifact at {path}")
     fmt = for_path(path)
-    runner = load(path, threads=threads) if fmt is not None and "threads" in fmt.runner_options else load(path)
+    runner = (load(path, threads=threads) if fmt is not None and "threads" in fmt.runner_options
+              else load(path))
     # keras_compress records the precision in every artifact it writes (TensorRT engines excepted).
     settings = (getattr(runner, "metadata", None) or {}).get("settings", {})
     precision = variant.precision if isinstance(variant, Artifact) else settings.get("precision", "float32")
@@ -137,7 +138,8 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                    "latency_ms": {}, "throughput": {}}
             for batch in batch_sizes:
                 times = latencies(runner, _rows(arrays, batch), warmup=warmup, runs=runs) * 1e3
-                row["latency_ms"][str(batch)] = {f"p{q}": float(np.percentile(times, q)) for q in (50, 90, 99)}
+                row["latency_ms"][str(batch)] = {f"p{q}": float(np.percentile(times, q))
+                                                 for q in (50, 90, 99)}
                 row["throughput"][str(batch)] = batch / (row["latency_ms"][str(batch)]["p50"] / 1e3)
             row["memory_bytes"] = None
             if memory and fmt != "tensorrt":

@@ -44,7 +44,8 @@ def _check_tf_keras_object(value, argument):
     for item in values:
         module = type(item).__module__ or ""
         if module.split(".")[0] == "keras":
-            raise TypeError(f"{argument} is a Keras 3 object ({module}.{type(item).__name__}), but this Distiller "
+            raise TypeError(f"{argument} is a Keras 3 object "
+                            f"({module}.{type(item).__name__}), but this Distiller "
                             "trains tf_keras models: build it from keras_compress.keras (tf_keras), e.g. "
                             "kc.keras.optimizers.Adam(), or pass its name as a string.")
 
@@ -63,7 +64,8 @@ class Distiller(keras.Model):
     """Trains `student` to match a frozen `teacher` as well as the true labels.
 
     The training loss is
-    `alpha * student_loss(y, student(x)) + (1 - alpha) * T**2 * KL(softmax(teacher(x) / T) || softmax(student(x) / T))`
+    `alpha * student_loss(y, student(x)) +
+    (1 - alpha) * T**2 * KL(softmax(teacher(x) / T) || softmax(student(x) / T))`
     plus, with `features`, the mean squared error between paired intermediate
     outputs. The soft term is scaled by `T**2` so that its gradients keep their
     size as the temperature T changes. The teacher is never updated and always
@@ -102,7 +104,8 @@ class Distiller(keras.Model):
         ['accuracy', 'distillation_loss', 'loss', 'student_loss']
     """
 
-    def __init__(self, *models, student=None, teacher=None, student_from_logits=True, teacher_from_logits=True,
+    def __init__(self, *models, student=None, teacher=None, student_from_logits=True,
+                 teacher_from_logits=True,
                  features=None, cache_teacher=False, alpha=None, temperature=None, **kwargs):
         if models or student is None or teacher is None:
             raise TypeError("Distiller takes its models by keyword: Distiller(student=..., teacher=...). "
@@ -116,7 +119,8 @@ class Distiller(keras.Model):
             raise ValueError(f"The student's output shape {student_shape} differs from the "
                              f"teacher's {teacher_shape}: they must predict the same classes.")
         if alpha is not None or temperature is not None:
-            check_temperature_and_alpha(3.0 if temperature is None else temperature, 0.1 if alpha is None else alpha)
+            check_temperature_and_alpha(3.0 if temperature is None else temperature,
+                                        0.1 if alpha is None else alpha)
         self.alpha, self.temperature = alpha, temperature
         self.student = student
         # The teacher stays as the caller made it (trainable or not): only the student's and
@@ -145,9 +149,11 @@ class Distiller(keras.Model):
             if not is_graph_model(model):
                 raise ValueError(f"Feature distillation needs a Sequential or functional {argument}.")
         self._teacher_features = keras.Model(self.teacher.inputs,
-                                             [self.teacher.output] + [layer.output for layer in teacher_layers])
+                                             [self.teacher.output]
+                                             + [layer.output for layer in teacher_layers])
         self._student_features = keras.Model(self.student.inputs,
-                                             [self.student.output] + [layer.output for layer in student_layers])
+                                             [self.student.output]
+                                             + [layer.output for layer in student_layers])
         for t_layer, s_layer in zip(teacher_layers, student_layers):
             t_shape, s_shape = t_layer.output_shape, s_layer.output_shape
             if len(t_shape) != len(s_shape) or t_shape[1:-1] != s_shape[1:-1]:
@@ -186,14 +192,16 @@ class Distiller(keras.Model):
             self.temperature if self.temperature is not None else 3.0
         check_temperature_and_alpha(temperature, alpha)
         for value, argument in ((optimizer, "optimizer"), (metrics or [], "metrics"),
-                                (student_loss_fn, "student_loss_fn"), (distillation_loss_fn, "distillation_loss_fn")):
+                                (student_loss_fn, "student_loss_fn"),
+                                (distillation_loss_fn, "distillation_loss_fn")):
             _check_tf_keras_object(value, argument)
         if "loss" in kwargs:
             raise ValueError("Distiller.compile takes student_loss_fn and distillation_loss_fn, not loss.")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.student_loss_fn = _per_example(student_loss_fn or keras.losses.SparseCategoricalCrossentropy(
             from_logits=self.student_from_logits))
-        self.distillation_loss_fn = None if distillation_loss_fn is None else _per_example(distillation_loss_fn)
+        self.distillation_loss_fn = (None if distillation_loss_fn is None
+                                     else _per_example(distillation_loss_fn))
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.feature_weight = float(feature_weight)
@@ -249,7 +257,8 @@ class Distiller(keras.Model):
         return self.compute_metrics(x, y, student_out, sample_weight)
 
     def _loss_terms(self, y, student_out, teacher_out):
-        """`(student loss or None, soft loss, per-example total)`; without labels the total is the soft loss."""
+        """`(student loss or None, soft loss, per-example total)`; without labels the total is the
+        soft loss."""
         soft = self._soft_loss(student_out, teacher_out)
         if y is None:
             return None, soft, soft
@@ -266,11 +275,13 @@ class Distiller(keras.Model):
         student_out = self.student(x, training=False)
         teacher_out = self.teacher(x, training=False)
         hard, soft, per_example = self._loss_terms(y, student_out, teacher_out)
-        self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft}, sample_weight)
+        self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft},
+                              sample_weight)
         if y is not None:
             self.compiled_metrics.update_state(y, student_out, sample_weight)
         trackers = self._trackers[:3] if y is not None else [self._trackers[0], self._trackers[2]]
-        return {m.name: m.result() for m in trackers + (self.compiled_metrics.metrics if y is not None else [])}
+        return {m.name: m.result()
+                for m in trackers + (self.compiled_metrics.metrics if y is not None else [])}
 
     def compute_metrics(self, x, y, y_pred, sample_weight):
         if y is None:  # no labels: no student loss, no metrics
@@ -308,7 +319,8 @@ class Distiller(keras.Model):
         return super().evaluate(x, y, *args, **kwargs)
 
     def get_config(self):
-        return {"student": keras.layers.serialize(self.student), "teacher": keras.layers.serialize(self.teacher),
+        return {"student": keras.layers.serialize(self.student),
+                "teacher": keras.layers.serialize(self.teacher),
                 "student_from_logits": self.student_from_logits,
                 "teacher_from_logits": self.teacher_from_logits,
                 "features": [list(pair) for pair in self.features], "cache_teacher": self.cache_teacher,

@@ -57,7 +57,8 @@ def _format_of(path, name):
     fmt = for_path(path)
     if fmt is None:
         suffixes = ", ".join(suffix for f in FORMATS.values() for suffix in f.suffixes)
-        raise ExportError(f"{path}: unknown suffix {os.path.splitext(path)[1]!r}. Use {suffixes}, a folder name "
+        raise ExportError(f"{path}: unknown suffix {os.path.splitext(path)[1]!r}. "
+                          f"Use {suffixes}, a folder name "
                           "without suffix for a SavedModel, or pass format=.")
     return fmt
 
@@ -72,7 +73,8 @@ def _check_options_apply(fmt, given):
         if option not in fmt.export_options:
             takers = [name for name, other in FORMATS.items() if option in other.export_options]
             suffixes = [FORMATS[name].suffixes[0] for name in takers]
-            raise ExportError(f"{option} applies to {_join([FORMATS[name].title for name in takers])} exports, "
+            raise ExportError(f"{option} applies to "
+                              f"{_join([FORMATS[name].title for name in takers])} exports, "
                               f"not {fmt.title}; use a {_join(suffixes, 'or')} path.")
 
 
@@ -145,7 +147,8 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
                               'pass precision="fp16"; dynamic quantization has no TensorRT form.')
         allowed = (None, "int8") if qat or quantize == "static" else (None, "fp32", "fp16")
         if precision not in allowed:
-            raise ExportError(f"precision must be one of {allowed} for this model's engine, got {precision!r}.")
+            raise ExportError(f"precision must be one of {allowed} for this model's engine, "
+                              f"got {precision!r}.")
     if qat and quantize:
         raise ExportError(f"Model {model.name!r} is quantization-aware: it exports to int8 by itself. "
                           "Leave quantize=None.")
@@ -206,11 +209,14 @@ def _plain_onnxruntime_warning(speed, model):
     slow = {batch: ratio for batch, ratio in slow.items() if ratio > _PLAIN_RUNTIME_SLOWER}
     if not slow:
         return
-    figures = "; ".join(f"batch {b}: {speed['default_ms'][b]:.3g} ms vs {speed['disable_quant_qdq_ms'][b]:.3g} ms"
+    figures = "; ".join(f"batch {b}: {speed['default_ms'][b]:.3g} ms "
+                        f"vs {speed['disable_quant_qdq_ms'][b]:.3g} ms"
                         for b in slow)
-    warnings.warn(f"The QAT ONNX export of {model.name!r} runs {max(slow.values()):.0f}x slower in ONNX Runtime "
+    warnings.warn(f"The QAT ONNX export of {model.name!r} "
+                  f"runs {max(slow.values()):.0f}x slower in ONNX Runtime "
                   f"with default session options than with the session option session.disable_quant_qdq=1 on "
-                  f"this CPU ({figures}). keras_compress.load sets it; where you serve the file yourself, set "
+                  f"this CPU ({figures}). keras_compress.load sets it; "
+                  "where you serve the file yourself, set "
                   "options.add_session_config_entry('session.disable_quant_qdq', '1'). The file's metadata "
                   "records these figures.", stacklevel=3)
 
@@ -219,7 +225,8 @@ def _slower_warning(speed, precision, fmt, model):
     slower = [batch for batch, ratio in speed["speedup_vs_float32"].items() if ratio < 1 / _SLOWER]
     if not slower:
         return
-    figures = "; ".join(f"batch {b}: {speed['latency_ms'][b]:.3g} ms vs {speed['float32_latency_ms'][b]:.3g} ms"
+    figures = "; ".join(f"batch {b}: {speed['latency_ms'][b]:.3g} ms "
+                        f"vs {speed['float32_latency_ms'][b]:.3g} ms"
                         for b in slower)
     warnings.warn(f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on this "
                   f"machine ({figures}): it saves size, not time, here{_SLOW_REASONS.get(precision, '')}.",
@@ -294,7 +301,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if verify not in (True, False, "warn"):
         raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
     given = {"opset": opset is not None, "quantize": quantize is not None,
-             "calibration_data": calibration_data is not None, "calibrate_method": calibrate_method != "minmax",
+             "calibration_data": calibration_data is not None,
+             "calibrate_method": calibrate_method != "minmax",
              "io": io != "float", "precision": precision is not None,
              "batch_sizes": tuple(batch_sizes) != _DEFAULT_BATCH_SIZES}
     _check_options_apply(fmt, [option for option, is_given in given.items() if is_given])
@@ -304,7 +312,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if fmt.name == "tensorrt":
         require_tensorrt()
         if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
-            raise ExportError(f"batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, got {batch_sizes!r}")
+            raise ExportError("batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, "
+                              f"got {batch_sizes!r}")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
     if os.path.exists(path) and (os.path.isdir(path) != fmt.is_folder or not fmt.holds(path)):
@@ -325,7 +334,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if sample_data is not None:
         samples = sample_data
     elif calibration is not None:
-        samples = [np.concatenate([batch[i] for batch in calibration])[:64] for i in range(len(source.inputs))]
+        samples = [np.concatenate([batch[i] for batch in calibration])[:64]
+                   for i in range(len(source.inputs))]
     else:
         samples = sample_inputs(model)
     samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
@@ -358,7 +368,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
                               **options)
         if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
             precision = "float32"  # the exporter recorded it so in the file's metadata
-            warnings.warn(f"quantize={quantize!r} quantized no weight of model {model.name!r}: the {fmt.title} "
+            warnings.warn(f"quantize={quantize!r} quantized no weight "
+                          f"of model {model.name!r}: the {fmt.title} "
                           f"artifact is {precision}, and says so ({NOTHING_QUANTIZED[fmt.name]}). Try "
                           'quantize="static" or keep the float export.', stacklevel=2)
         if fmt.name == "onnx" and qat and compare_speed:

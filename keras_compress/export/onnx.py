@@ -105,7 +105,8 @@ def _quantize_onnx(proto, path, quantize, calibration, calibrate_method):
     onnx.save(proto, source)
     with _quiet_root_logger():
         if quantize == "dynamic":
-            ort_quantization.quantize_dynamic(source, path, per_channel=True, reduce_range=settings["reduce_range"],
+            ort_quantization.quantize_dynamic(source, path, per_channel=True,
+                                              reduce_range=settings["reduce_range"],
                                               weight_type=ort_quantization.QuantType.QInt8)
         else:
             names = [i.name for i in proto.graph.input]

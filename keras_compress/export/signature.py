@@ -29,7 +29,8 @@ def serving_function(model, batch_size=None):
 def _vocabulary(model, input_tensor):
     """The vocabulary size of an Embedding that reads `input_tensor` as indices, or None."""
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding) and any(t is input_tensor for t in layer_input_tensors(layer)):
+        if isinstance(layer, keras.layers.Embedding) \
+                and any(t is input_tensor for t in layer_input_tensors(layer)):
             return layer.input_dim
     return None
 

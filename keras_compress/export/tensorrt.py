@@ -61,7 +61,8 @@ def _write_timing_cache(config, path):
     write_atomically(path, write)
 
 
-def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibration_data=None, precision=None,
+def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibration_data=None,
+                    precision=None,
                     batch_sizes=(1, 8, 32), timing_cache=DEFAULT_TIMING_CACHE):
     """Builds a TensorRT engine for `model` at `path`, through its ONNX export.
 
@@ -75,7 +76,8 @@ def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibra
     precision = precision or "fp32"
     onnx_path = path + ".onnx"
     settings = export_onnx(model, onnx_path, metadata, opset=opset,
-                           quantize="float16" if precision == "fp16" else quantize, calibration_data=calibration_data)
+                           quantize="float16" if precision == "fp16" else quantize,
+                           calibration_data=calibration_data)
     proto = onnx.load(onnx_path)
     os.remove(onnx_path)
     int8 = settings.get("quantize") in ("qat", "static")

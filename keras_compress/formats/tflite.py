@@ -5,7 +5,8 @@ import collections
 from keras_compress.formats.format import Format
 
 # TFLite tensor type codes and their NumPy types.
-_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16", 10: "float64"}
+_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16",
+           10: "float64"}
 
 
 def _holds(path):

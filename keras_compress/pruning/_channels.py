@@ -1,9 +1,9 @@
 """Which output channels of a Keras graph can be removed, and what removing them touches.
 
 Every tensor's last axis is described as a list of segments, each a run of
-channels of one "space". A Conv2D or Dense layer (a producer) starts a new
-space of `filters`/`units` channels; BatchNormalization and DepthwiseConv2D
-(members) carry per-channel parameters through a space; activations with
+channels of one "space". A producer (Conv2D, Dense: see `layer_rules`) starts a
+new space of `filters`/`units` channels; members (BatchNormalization,
+DepthwiseConv2D) carry per-channel parameters through a space; activations with
 f(0) == 0, dropout, pooling and padding pass it on; Add-like joins merge the
 spaces of their inputs (coupled channels); Concatenate lays segments side by
 side; Flatten repeats them once per spatial position for the Dense layer
@@ -22,11 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_compress._keras import graph_nodes, keras
+from keras_compress.pruning.layer_rules import rule_for
 
 L = keras.layers
 
-_PRODUCERS = (L.Conv2D, L.Dense)
-_MEMBERS = (L.BatchNormalization, L.DepthwiseConv2D)
 _ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU)
 _PASS_THROUGH = (
     L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
@@ -158,11 +157,15 @@ class ChannelGraph:
             return self._unknown(ins, outs[0])
         first = ins[0]
         flat = first[1] > 1
-        if _exact_class(layer, _PRODUCERS) and len(ins) == 1 and self._channels_last(layer) \
-                and getattr(layer, "groups", 1) == 1 and not (flat and not isinstance(layer, L.Dense)):
+        rank = outs[0].shape.rank
+        rule = rule_for(layer)
+        if rule is not None and rule.role == "producer" and len(ins) == 1 and rule.accepts(layer, rank) \
+                and not (flat and rank != 2):
             self.inputs[layer.name] = first
-            frozen = layer.name in frozen_layers or not _is_zero_preserving(layer.activation)
-            channels = layer.filters if isinstance(layer, L.Conv2D) else layer.units
+            activation = getattr(layer, "activation", None)
+            frozen = (layer.name in frozen_layers
+                      or (activation is not None and not _is_zero_preserving(activation)))
+            channels = int(layer.get_config()[rule.size_key])
             space = self._new_space(channels, frozen=frozen)
             self.outputs[layer.name] = space
             return ([Segment(space, channels)], 1)
@@ -170,8 +173,7 @@ class ChannelGraph:
             if _exact_class(layer, (L.Dropout,)):
                 return first
             return self._unknown(ins, outs[0])
-        rank = outs[0].shape.rank
-        if _exact_class(layer, _MEMBERS) and self._member_ok(layer, rank):
+        if rule is not None and rule.role == "member" and rule.accepts(layer, rank):
             self.inputs[layer.name] = first
             if layer.name in frozen_layers:
                 self._freeze(first)
@@ -202,13 +204,6 @@ class ChannelGraph:
     @staticmethod
     def _channels_last(layer):
         return getattr(layer, "data_format", "channels_last") in ("channels_last", None)
-
-    @staticmethod
-    def _member_ok(layer, rank):
-        if isinstance(layer, L.DepthwiseConv2D):
-            return layer.depth_multiplier == 1 and layer.data_format == "channels_last"
-        axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        return list(axis) in ([-1], [rank - 1])
 
     # -- masks and kept channels ----------------------------------------------------
     def layer_channels(self, name, keep):

@@ -124,7 +124,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
     """
     check_graph_model(model)
     if (schedule is None) == (pruning_schedule is None):
-        raise TypeError("Pass one pruning schedule: prune(model, schedule) or prune(model, pruning_schedule=...).")
+        raise TypeError("Pass one pruning schedule: prune(model, schedule) "
+                        "or prune(model, pruning_schedule=...).")
     schedule = _our_schedule(schedule if schedule is not None else pruning_schedule)
     if sparsity_m_by_n is not None:
         if granularity != "weight":
@@ -150,9 +151,7 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
     layers = {layer.name: layer for layer in copy.layers}
 
     statuses = {name: prunability(layer) for name, layer in layers.items()
-                   if not isinstance(layer, keras.layers.InputLayer)}
-    left_dense = [f"{name} ({type(layers[name]).__name__})"
-                  for name, status in statuses.items() if status is None]
+                if not isinstance(layer, keras.layers.InputLayer)}
     if kind == "filter":
         graph = ChannelGraph(copy, frozen_layers=excluded)
         targets = {name for group in graph.groups.values() for name in group.producers}
@@ -164,6 +163,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
                    if status == "weights" and name not in excluded}
         if kind == "m:n":
             _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
+    left_dense = [f"{name} ({type(layers[name]).__name__})"
+                  for name, status in statuses.items() if status is None and name not in targets]
     if not targets:
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "

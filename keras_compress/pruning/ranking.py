@@ -3,6 +3,7 @@
 import numpy as np
 
 from keras_compress.pruning._channels import unwrap
+from keras_compress.pruning.layer_rules import rule_for
 
 __all__ = ["global_weight_masks", "filter_masks", "channel_mask_values"]
 
@@ -23,7 +24,11 @@ def _filter_scores(graph, layers):
     and the kernel parameters one channel holds."""
     scores = {}
     for space, group in graph.groups.items():
-        kernels = [unwrap(layers[name]).kernel.numpy() for name in group.producers]
+        kernels = []
+        for name in group.producers:
+            layer = unwrap(layers[name])
+            kernel, axis = rule_for(layer).weights(layer)[0]
+            kernels.append(np.moveaxis(kernel.numpy(), axis, -1))
         norms = sum(np.sqrt(np.sum(k.reshape(-1, k.shape[-1]) ** 2, axis=0)) for k in kernels)
         per_channel = sum(int(np.prod(k.shape[:-1])) for k in kernels)
         scores[space] = (norms, per_channel)
@@ -72,9 +77,10 @@ def channel_mask_values(graph, name, wrapper, keep):
         channels = graph.output_channels(name, keep)
     else:
         channels, _ = graph.layer_channels(name, keep)
+    axes = {id(variable): axis % variable.shape.rank for variable, axis in rule_for(layer).weights(layer)}
     values = []
     for weight, mask, _ in wrapper.pruning_vars:
-        axis = 2 if weight is getattr(layer, "depthwise_kernel", None) else weight.shape.rank - 1
+        axis = axes[id(weight)]
         shape = [1] * weight.shape.rank
         shape[axis] = -1
         value = np.broadcast_to(channels.reshape(shape), weight.shape)

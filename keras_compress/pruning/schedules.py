@@ -56,7 +56,8 @@ class _EpochAware:
         for name, value in (("begin_step", begin_step), ("end_step", end_step),
                             ("begin_epoch", begin_epoch), ("end_epoch", end_epoch)):
             _check_count(name, value)
-        if frequency is not None and (isinstance(frequency, bool) or not isinstance(frequency, numbers.Integral)
+        if frequency is not None and (isinstance(frequency, bool)
+                                      or not isinstance(frequency, numbers.Integral)
                                       or frequency < 1):
             raise ValueError(f"frequency must be None or an int >= 1, got {frequency!r}")
         in_steps = begin_step is not None or end_step is not None

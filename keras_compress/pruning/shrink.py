@@ -6,9 +6,16 @@ from keras_compress._keras import check_graph_model, keras
 from keras_compress.errors import ShrinkError
 from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.prune import pruning_wrappers, strip
-from keras_compress.pruning.wrapper import channel_weights
+from keras_compress.pruning.layer_rules import rule_for
 
 __all__ = ["shrink"]
+
+
+def _channel_values(layer, masked_only=False):
+    """`[(weight value with its channel axis last, variable)]` of the layer's channel weights."""
+    rule = rule_for(layer)
+    pairs = rule.weights(layer, rule.masked if masked_only else None)
+    return [(np.moveaxis(variable.numpy(), axis, -1), variable) for variable, axis in pairs]
 
 
 def _dead_channels(graph, layers):
@@ -17,8 +24,7 @@ def _dead_channels(graph, layers):
     for space, group in graph.groups.items():
         alive = np.zeros(group.size, bool)
         for name in group.producers:
-            for weight in channel_weights(layers[name]):
-                value = weight.numpy()
+            for value, _ in _channel_values(layers[name], masked_only=True):
                 alive |= np.any(value.reshape(-1, value.shape[-1]) != 0, axis=0)
         keep[space] = alive
     for name, (segments, _) in graph.inputs.items():
@@ -27,8 +33,7 @@ def _dead_channels(graph, layers):
         offset = 0
         for segment in segments:
             if segment.space in keep:
-                for weight in channel_weights(layers[name]):
-                    value = np.moveaxis(weight.numpy(), 2 if weight.shape.rank == 4 else -1, -1)
+                for value, _ in _channel_values(layers[name], masked_only=True):
                     part = value.reshape(-1, value.shape[-1])[:, offset:offset + segment.size]
                     keep[segment.space] |= np.any(part != 0, axis=0)
             offset += segment.size
@@ -44,19 +49,28 @@ def _indices(mask, repeat=1):
 
 
 def _sliced_weights(graph, layer, keep):
+    """The layer's weights, in `layer.weights` order, without the removed channels: a producer's
+    kernel loses input channels on its rule's input axis and output channels on its channel
+    axis; every other channel weight loses them on its channel axis."""
     name = layer.name
-    values = [w.numpy() for w in layer.weights]
     if name not in graph.inputs:
-        return values
+        return [w.numpy() for w in layer.weights]
+    rule = rule_for(layer)
+    axes = {id(variable): axis for variable, axis in rule.weights(layer)}
     in_mask, repeat = graph.layer_channels(name, keep)
     in_index = _indices(in_mask, repeat)
-    if name in graph.outputs:  # Conv2D / Dense: kernel [..., in, out], bias [out]
-        out_index = np.flatnonzero(graph.output_channels(name, keep))
-        kernel = np.take(np.take(values[0], in_index, axis=-2), out_index, axis=-1)
-        return [kernel] + [np.take(v, out_index, axis=-1) for v in values[1:]]
-    if isinstance(layer, keras.layers.DepthwiseConv2D):  # kernel [h, w, in, 1], bias [in]
-        return [np.take(v, in_index, axis=2 if v.ndim == 4 else -1) for v in values]
-    return [np.take(v, in_index, axis=-1) for v in values]  # BatchNormalization
+    producer = name in graph.outputs
+    out_index = np.flatnonzero(graph.output_channels(name, keep)) if producer else in_index
+    first = rule.weights(layer)[0][0]
+    values = []
+    for variable in layer.weights:
+        value = variable.numpy()
+        if id(variable) in axes:
+            value = np.take(value, out_index, axis=axes[id(variable)])
+            if producer and variable is first:
+                value = np.take(value, in_index, axis=rule.input_axis)
+        values.append(value)
+    return values
 
 
 def _sample_inputs(model, rng):
@@ -123,8 +137,7 @@ def shrink(model, *, verify=True):
     def rebuild(layer):
         config = layer.get_config()
         if layer.name in graph.outputs:
-            key = "filters" if isinstance(layer, keras.layers.Conv2D) else "units"
-            config[key] = int(graph.output_channels(layer.name, keep).sum())
+            config[rule_for(layer).size_key] = int(graph.output_channels(layer.name, keep).sum())
         try:
             return layer.__class__.from_config(config)
         except Exception as error:

@@ -10,6 +10,7 @@ import tensorflow_model_optimization as tfmot
 
 from keras_compress._keras import is_saving, keras
 from keras_compress._tfmot import TfmotPruneWrapper
+from keras_compress.pruning.layer_rules import rule_for
 
 __all__ = ["PruneLowMagnitude", "RankedSchedule"]
 
@@ -48,29 +49,23 @@ class RankedSchedule(tfmot.sparsity.keras.PruningSchedule):
         return cls(**config)
 
 
-def channel_weights(layer):
-    """The per-output-channel weights a filter mask covers, output channels last."""
-    names = {keras.layers.DepthwiseConv2D: ("depthwise_kernel", "bias"),
-             keras.layers.BatchNormalization: ("gamma", "beta")}.get(type(layer), ("kernel", "bias"))
-    return [w for w in (getattr(layer, n, None) for n in names) if w is not None]
-
-
 @keras.utils.register_keras_serializable(package=_PACKAGE)
 class PruneLowMagnitude(TfmotPruneWrapper):
     """tfmot's pruning wrapper, saving its m-by-n pattern, with whole-channel masks.
 
     Args:
         layer: the layer to prune.
-        channelwise: mask output channels of the kernel *and* of the bias (or of a
-            BatchNormalization's gamma and beta), so a pruned channel carries exact zeros.
+        channelwise: mask whole channels of the weights the layer's channel rule names
+            (a kernel and its bias, a BatchNormalization's gamma and beta), so a pruned
+            channel carries exact zeros.
         **kwargs: as for `tfmot.sparsity.keras.PruneLowMagnitude`.
     """
 
     def __init__(self, layer, channelwise=False, **kwargs):
+        if channelwise:  # before tfmot checks the layer: a layer kind with a channel rule is prunable
+            layer.get_prunable_weights = lambda: rule_for(layer).masked_weights(layer)
         super().__init__(layer, **kwargs)
         self.channelwise = channelwise
-        if channelwise:
-            self.layer.get_prunable_weights = lambda: channel_weights(self.layer)
         # Set by PruningCallback when it drives this layer; global and filter masks are
         # ranked by that callback only.
         self.driven_by_pruning_callback = False
@@ -90,7 +85,8 @@ class PruneLowMagnitude(TfmotPruneWrapper):
             except (AttributeError, NotImplementedError, ValueError):  # a distributed variable
                 started = True
         if ranked or not started:
-            what = (f'scope="{self.pruning_schedule.scope}", granularity="{self.pruning_schedule.granularity}"'
+            what = (f'scope="{self.pruning_schedule.scope}", '
+                    f'granularity="{self.pruning_schedule.granularity}"'
                     if ranked else "no pruning callback in this fit")
             raise RuntimeError(
                 f"Layer {self.name!r} is pruned by keras_compress ({what}): train it with "

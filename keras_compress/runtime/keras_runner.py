@@ -37,7 +37,8 @@ def _compiled(model):
 
 
 def _infos(tensors, names):
-    return [TensorInfo(name, tuple(t.shape), t.dtype.as_numpy_dtype.__name__) for t, name in zip(tensors, names)]
+    return [TensorInfo(name, tuple(t.shape), t.dtype.as_numpy_dtype.__name__)
+            for t, name in zip(tensors, names)]
 
 
 class KerasRunner(Runner):

@@ -29,7 +29,8 @@ def load(path, **options):
     fmt = FORMATS["saved_model"] if os.path.isdir(path) else for_path(path)
     if fmt is None or fmt.is_folder != os.path.isdir(path):
         suffixes = ", ".join(suffix for f in FORMATS.values() for suffix in f.suffixes)
-        raise ModelFileError(f"{path}: unknown artifact type {os.path.splitext(path)[1]!r}; expected {suffixes} "
+        raise ModelFileError(f"{path}: unknown artifact type {os.path.splitext(path)[1]!r}; "
+                             f"expected {suffixes} "
                              "or a SavedModel folder.")
     try:
         return fmt.open(path, **options)

@@ -112,7 +112,8 @@ def test_class_weights_and_tf_data_inputs(teacher, digits):
     plain = _distiller(teacher, compile_kwargs=dict(alpha=1.0))
     weighted = _distiller(teacher, compile_kwargs=dict(alpha=1.0))
     weighted.student.set_weights(plain.student.get_weights())
-    expected = keras.losses.sparse_categorical_crossentropy(batch[1], plain.student(batch[0]), from_logits=True)
+    expected = keras.losses.sparse_categorical_crossentropy(batch[1], plain.student(batch[0]),
+                                                            from_logits=True)
     per_class = np.where(batch[1] == 3, 5.0, 1.0)
     expected = float(np.sum(expected.numpy() * per_class) / np.sum(per_class))  # the tracker's weighted mean
     history = weighted.fit(*batch, epochs=1, batch_size=64, shuffle=False, verbose=0, class_weight=weights)
@@ -187,7 +188,8 @@ def test_student_saves_alone(teacher, digits, tmp_path):
     loaded = keras.models.load_model(str(tmp_path / "student.keras"))
     assert not isinstance(loaded, kc.Distiller) and len(loaded.weights) == len(distiller.student.weights)
     x = digits[1][0][:16]
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.student.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.student.predict(x, verbose=0),
+                               rtol=1e-6)
 
 
 def _unbuilt():
@@ -262,7 +264,8 @@ def test_distiller_round_trips_through_a_keras_file(teacher, digits, tmp_path):
     assert isinstance(loaded, kc.Distiller) and loaded.features == [("dense_a", "s_dense")]
     x = digits[1][0][:8]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5)
-    np.testing.assert_allclose(loaded.projections[0].get_weights()[0], distiller.projections[0].get_weights()[0])
+    np.testing.assert_allclose(loaded.projections[0].get_weights()[0],
+                               distiller.projections[0].get_weights()[0])
 
 
 def test_unlabeled_data_trains_on_the_teacher_alone(teacher, digits):
@@ -337,6 +340,7 @@ def test_distilling_leaves_the_callers_teacher_trainable_and_prunable_after(digi
 def test_pruning_a_frozen_model_warns_and_gives_a_trainable_copy(trained_cnn):
     frozen = keras.models.clone_model(trained_cnn)
     frozen.trainable = False
-    with pytest.warns(UserWarning, match="is frozen \\(trainable=False\\): its pruned copy is made trainable"):
+    with pytest.warns(UserWarning,
+                      match="is frozen \\(trainable=False\\): its pruned copy is made trainable"):
         pruned = kc.pruning.prune(frozen, kc.pruning.ConstantSparsity(0.5))
     assert pruned.trainable and pruned.trainable_weights and not frozen.trainable

@@ -86,7 +86,8 @@ def test_existing_destination_is_kept_unless_overwrite(models, tmp_path):
         kc.export(models["residual"], str(path))
     assert path.read_bytes() == first
     kc.export(models["residual"], str(path), overwrite=True)
-    assert path.read_bytes() != first and kc.load(str(path)).metadata["source_model"] == models["residual"].name
+    assert (path.read_bytes() != first
+            and kc.load(str(path)).metadata["source_model"] == models["residual"].name)
     folder = tmp_path / "saved"
     kc.export(models["cnn"], str(folder))
     kc.export(models["cnn"], str(folder), overwrite=True)
@@ -193,7 +194,8 @@ def tf_unsupported(t):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(path="m.xyz"), kc.ExportError, "unknown suffix '.xyz'"),
-    (dict(path="m.keras", quantize="dynamic"), kc.ExportError, "quantize applies to ONNX, TensorRT and TFLite exports, not .keras"),
+    (dict(path="m.keras", quantize="dynamic"), kc.ExportError,
+     "quantize applies to ONNX, TensorRT and TFLite exports, not .keras"),
     (dict(path="m.onnx", quantize="int4"), kc.ExportError, "quantize must be None or one of"),
     (dict(path="m.onnx", quantize="static"), kc.ExportError, "needs calibration_data"),
     (dict(path="m.onnx", calibration_data=np.zeros((4, 8, 8, 1))), kc.ExportError, "only used with"),
@@ -206,7 +208,8 @@ def tf_unsupported(t):
      kc.ExportError, "io applies to TFLite exports, not ONNX"),
     (dict(path="m.tflite", quantize="dynamic", io="int8"), kc.ExportError, "full-integer TFLite"),
     (dict(path="m.onnx", precision="fp16"), kc.ExportError, "precision applies to TensorRT"),
-    (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((0, 8, 8, 1))), kc.ExportError, "empty"),
+    (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((0, 8, 8, 1))), kc.ExportError,
+     "empty"),
     (dict(path="m.onnx", quantize="static", calibration_data=np.zeros((4, 5, 5, 1))), ValueError,
      "expects shape"),
     (dict(path="m.onnx", format="pdf"), kc.ExportError, "format must be one of"),
@@ -246,7 +249,8 @@ def test_h5_export_for_serving_stacks_that_read_h5(models, tmp_path):
 
 def test_generated_samples_suit_float_inputs_that_an_embedding_reads_as_indices(tmp_path):
     tokens = keras.Input((6,), name="tokens")  # float indices, as in tf2onnx's Embedding test model
-    model = keras.Model(tokens, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(50, 4)(tokens))))
+    model = keras.Model(tokens, keras.layers.Dense(2)(keras.layers.Flatten()(
+        keras.layers.Embedding(50, 4)(tokens))))
     x = sample_inputs(model)[0]
     assert x.dtype == np.float32 and x.min() >= 0 and x.max() < 50 and np.all(x == np.round(x))
     assert kc.export(model, str(tmp_path / "embedding.onnx")).parity
@@ -255,6 +259,7 @@ def test_generated_samples_suit_float_inputs_that_an_embedding_reads_as_indices(
 def test_generated_samples_that_do_not_suit_the_model_say_to_pass_sample_data(tmp_path):
     inputs = keras.Input((4,), name="x")
     model = keras.Model(inputs, tf.math.sqrt(inputs))  # NaN for the negative samples
-    with pytest.raises(kc.ExportError, match="random sample inputs generated .* do not suit it.*pass sample_data"):
+    with pytest.raises(kc.ExportError,
+                       match="random sample inputs generated .* do not suit it.*pass sample_data"):
         kc.export(model, str(tmp_path / "m.onnx"))
     assert os.listdir(tmp_path) == []

@@ -60,7 +60,8 @@ def test_static_onnx_records_its_anti_saturation_choice(float_and_qat, calibrati
 ])
 def test_calibration_data_may_be_a_dataset_or_batches(float_and_qat, calibration, tmp_path, make):
     model, _ = float_and_qat
-    artifact = kc.export(model, str(tmp_path / "m.tflite"), quantize="static", calibration_data=make(calibration),
+    artifact = kc.export(model, str(tmp_path / "m.tflite"), quantize="static",
+                         calibration_data=make(calibration),
                          compare_speed=False)
     assert artifact.parity["logits"]["top1_agreement"] >= 0.9
 
@@ -80,7 +81,8 @@ def test_a_quantized_artifact_slower_than_float_is_flagged(float_and_qat, tmp_pa
     # Per batch size, the quantized artifact is timed first: as fast at batch 1, twice as slow at 32.
     times = iter([np.full(20, 1e-3), np.full(20, 1e-3), np.full(20, 2e-3), np.full(20, 1e-3)])
     monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
-    with pytest.warns(UserWarning, match="runs slower than its float32 twin on this machine \\(batch 32: 2 ms "
+    with pytest.warns(UserWarning, match="runs slower than its float32 twin on this machine "
+                                         "\\(batch 32: 2 ms "
                                          "vs 1 ms\\)"):
         artifact = kc.export(model, str(tmp_path / "m.onnx"), quantize="dynamic")
     assert artifact.settings["speed"]["speedup_vs_float32"] == {1: 1.0, 32: 0.5}
@@ -200,7 +202,8 @@ def test_non_finite_calibration_data_is_refused_before_conversion(float_and_qat,
     assert os.listdir(tmp_path) == []
 
 
-def test_qat_onnx_records_and_warns_about_its_speed_in_plain_onnxruntime(float_and_qat, tmp_path, monkeypatch):
+def test_qat_onnx_records_and_warns_about_its_speed_in_plain_onnxruntime(float_and_qat, tmp_path,
+                                                                         monkeypatch):
     _, qat = float_and_qat
     artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
     speed = artifact.settings["onnxruntime_speed"]

@@ -110,5 +110,10 @@ def test_engines_build_run_and_match_their_source(float_and_qat, digits, tmp_pat
     if precision == "int8":
         assert counts.get("int8", 0) > 0  # int8 kernels were chosen
     runner = kc.load(artifact.path)
-    for batch in (1, 7, 32):  # any batch within the profile
-        assert runner.predict(x_test[:batch]).shape == (batch, 10)
+    expected = model.predict(x_test[:32], verbose=0)
+    tolerance = {"float32": 1e-3, "float16": 5e-2, "int8": 2.5e-1}[precision] * np.abs(expected).max()
+    for batch in (1, 7, 32):  # any batch within the profile, each matching the Keras model
+        got = runner.predict(x_test[:batch])
+        assert got.shape == (batch, 10)
+        assert np.abs(got - expected[:batch]).max() <= tolerance
+        assert np.mean(got.argmax(-1) == expected[:batch].argmax(-1)) >= (0.9 if batch > 1 else 1.0)

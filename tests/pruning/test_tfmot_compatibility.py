@@ -23,7 +23,8 @@ def _train(model, data, callbacks, epochs=2):
 @pytest.mark.parametrize("callbacks", [[tfmot.sparsity.keras.UpdatePruningStep()], []])
 def test_a_ranked_model_trained_without_our_callback_fails_at_the_start_of_fit(digits, kwargs, callbacks):
     pruned = kc.pruning.prune(small_cnn(), kc.pruning.ConstantSparsity(0.5), **kwargs)
-    with pytest.raises(RuntimeError, match="train it with callbacks=\\[keras_compress.pruning.PruningCallback"):
+    with pytest.raises(RuntimeError,
+                       match="train it with callbacks=\\[keras_compress.pruning.PruningCallback"):
         _train(pruned, digits, callbacks)
 
 
@@ -61,7 +62,8 @@ def test_a_custom_training_loop_drives_pruning_callback_as_tfmot_guide_does(digi
 
 def test_schedules_take_tfmot_positional_order_and_end_step_minus_one():
     polynomial = kc.pruning.PolynomialDecay(0.2, 0.8, 0, 1000, 3, 100)
-    assert (polynomial.begin_step, polynomial.end_step, polynomial.power, polynomial.frequency) == (0, 1000, 3, 100)
+    assert ((polynomial.begin_step, polynomial.end_step, polynomial.power, polynomial.frequency)
+            == (0, 1000, 3, 100))
     constant = kc.pruning.ConstantSparsity(0.5, 0, -1, 10)
     assert constant.end_step == -1 and bool(constant(10_000)[0]) and float(constant(10_000)[1]) == 0.5
     with pytest.raises(ValueError, match="needs an end"):
@@ -69,7 +71,8 @@ def test_schedules_take_tfmot_positional_order_and_end_step_minus_one():
 
 
 @pytest.mark.parametrize("tfmot_schedule", [tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=4),
-                                            tfmot.sparsity.keras.PolynomialDecay(0.1, 0.5, 0, 16, frequency=4)])
+                                            tfmot.sparsity.keras.PolynomialDecay(0.1, 0.5, 0, 16,
+                                                                                 frequency=4)])
 def test_prune_takes_tfmot_keywords_and_schedules(digits, tfmot_schedule):
     pruning_params = {"pruning_schedule": tfmot_schedule, "block_size": (1, 1)}
     pruned = kc.pruning.prune(small_cnn(), **pruning_params)

@@ -1,0 +1,117 @@
+"""One rule per layer kind for structured (filter) pruning: how a layer carries channels.
+
+The channel analysis, the filter ranking, the masks and `shrink` all read these rules,
+so a layer kind is taught to structured pruning in one place. A rule says whether the
+layer makes channels (a producer: Conv2D, Dense) or carries per-channel weights through
+(a member: BatchNormalization, DepthwiseConv2D), which of its weights hold a channel
+axis and where, which of them a pruning mask zeroes, and which config key sets the
+number of channels a producer makes.
+
+Register a rule for your own layer class with `register_channel_rule`.
+"""
+
+import dataclasses
+
+from keras_compress._keras import keras
+
+__all__ = ["ChannelRule", "register_channel_rule", "rule_for", "CHANNEL_RULES"]
+
+L = keras.layers
+
+
+def _channels_last(layer, rank):
+    return getattr(layer, "data_format", "channels_last") in ("channels_last", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelRule:
+    """How a layer kind carries output channels.
+
+    Args:
+        role: "producer" (its outputs are new channels: it reads input channels along
+            `input_axis` of its first weight and makes `size_key` channels) or "member"
+            (it carries its input channels through, one set of weights per channel).
+        channel_axes: `{weight attribute: axis}` of every weight that holds one entry per
+            channel (for a producer: per output channel).
+        masked: the weights a filter mask zeroes, so that a pruned channel carries exact zeros.
+        size_key: a producer's config key for its number of output channels.
+        input_axis: a producer's input-channel axis in its first weight (the kernel).
+        accepts: `accepts(layer, rank)`, whether this layer instance fits the rule (e.g.
+            channels last, no groups); `rank` is the rank of its output.
+    """
+
+    role: str
+    channel_axes: dict
+    masked: tuple
+    size_key: str = None
+    input_axis: int = -2
+    accepts: object = _channels_last
+
+    def __post_init__(self):
+        if self.role not in ("producer", "member"):
+            raise ValueError(f'role must be "producer" or "member", got {self.role!r}')
+        if self.role == "producer" and not self.size_key:
+            raise ValueError("a producer rule needs size_key, the config key of its number of channels")
+        unknown = sorted(set(self.masked) - set(self.channel_axes))
+        if unknown:
+            raise ValueError(f"masked weights {unknown} are not in channel_axes {sorted(self.channel_axes)}")
+
+    def weights(self, layer, names=None):
+        """`[(variable, channel axis)]` of the layer's channel weights (those it has)."""
+        names = self.channel_axes if names is None else names
+        return [(getattr(layer, name), self.channel_axes[name]) for name in names
+                if getattr(layer, name, None) is not None]
+
+    def masked_weights(self, layer):
+        return [variable for variable, _ in self.weights(layer, self.masked)]
+
+
+def _conv_accepts(layer, rank):
+    return _channels_last(layer, rank) and getattr(layer, "groups", 1) == 1
+
+
+def _depthwise_accepts(layer, rank):
+    return layer.depth_multiplier == 1 and _channels_last(layer, rank)
+
+
+def _batch_norm_accepts(layer, rank):
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return list(axis) in ([-1], [rank - 1])
+
+
+CHANNEL_RULES = {
+    L.Conv2D: ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"), size_key="filters",
+                          accepts=_conv_accepts),
+    L.Dense: ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"), size_key="units",
+                         accepts=lambda layer, rank: True),
+    L.DepthwiseConv2D: ChannelRule("member", {"depthwise_kernel": 2, "bias": -1},
+                                   ("depthwise_kernel", "bias"),
+                                   accepts=_depthwise_accepts),
+    L.BatchNormalization: ChannelRule(
+        "member", {"gamma": -1, "beta": -1, "moving_mean": -1, "moving_variance": -1}, ("gamma", "beta"),
+        accepts=_batch_norm_accepts),
+}
+
+
+def register_channel_rule(layer_class, rule):
+    """Teaches structured pruning and `shrink` a layer class (exactly that class, not its
+    subclasses, whose `call` may differ).
+
+    Example:
+        >>> import keras_compress as kc
+        >>> from keras_compress.pruning import ChannelRule, register_channel_rule
+        >>> class MyDense(kc.keras.layers.Dense):
+        ...     pass
+        >>> register_channel_rule(MyDense, ChannelRule("producer", {"kernel": -1, "bias": -1},
+        ...                                            ("kernel", "bias"), size_key="units"))
+    """
+    if not isinstance(layer_class, type) or not issubclass(layer_class, L.Layer):
+        raise TypeError(f"layer_class must be a Keras layer class, got {layer_class!r}")
+    if not isinstance(rule, ChannelRule):
+        raise TypeError(f"rule must be a ChannelRule, got {type(rule).__name__}")
+    CHANNEL_RULES[layer_class] = rule
+
+
+def rule_for(layer):
+    """The rule of this exact layer class, or None."""
+    return CHANNEL_RULES.get(type(layer))
