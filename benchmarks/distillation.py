@@ -37,7 +37,9 @@ def _distiller(teacher, seed, settings, cache=False):
     return distiller
 
 
-def accuracies(teacher, settings, data, test, epochs, seeds):
+def accuracies(teacher, settings, data, test, epochs, seeds, unlabeled=None):
+    """Mean and std accuracy of the student trained from scratch on `data` and distilled on it;
+    with `unlabeled` inputs, the distiller first learns them from the teacher alone."""
     x, y = data
     results = {"scratch": [], "distilled": []}
     for seed in seeds:
@@ -46,26 +48,10 @@ def accuracies(teacher, settings, data, test, epochs, seeds):
         results["scratch"].append(scratch.evaluate(*test, verbose=0)[1])
         keras.utils.set_random_seed(seed)
         distiller = _distiller(teacher, seed, settings)
+        if unlabeled is not None:
+            distiller.fit(unlabeled, epochs=max(1, epochs // 5), batch_size=32, verbose=0)
         distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
         results["distilled"].append(distiller.evaluate(*test, verbose=0, return_dict=True)["accuracy"])
-    return {name: (float(np.mean(v)), float(np.std(v))) for name, v in results.items()}
-
-
-def with_unlabeled(teacher, settings, labeled, unlabeled, test, epochs, seeds):
-    """Accuracy of the student trained on `labeled` alone, and distilled from the teacher on
-    `unlabeled` inputs (no labels) and then on `labeled`."""
-    x, y = labeled
-    results = {"scratch, labeled only": [], "distilled, + unlabeled": []}
-    for seed in seeds:
-        scratch = compile_classifier(student(seed=seed))
-        scratch.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-        results["scratch, labeled only"].append(scratch.evaluate(*test, verbose=0)[1])
-        keras.utils.set_random_seed(seed)
-        distiller = _distiller(teacher, seed, settings)
-        distiller.fit(unlabeled, epochs=max(1, epochs // 5), batch_size=32, verbose=0)
-        distiller.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-        accuracy = distiller.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
-        results["distilled, + unlabeled"].append(accuracy)
     return {name: (float(np.mean(v)), float(np.std(v))) for name, v in results.items()}
 
 
@@ -124,12 +110,11 @@ def main():
         print(f"gain        {results['distilled'][0] - results['scratch'][0]:+.4f}")
     rest = np.setdiff1d(np.arange(len(x)), subset)
     epochs = 25 if args.quick else 100
-    results = with_unlabeled(teacher, settings, (x[subset], y[subset]), x[rest], test, epochs, seeds)
+    results = accuracies(teacher, settings, (x[subset], y[subset]), test, epochs, seeds, unlabeled=x[rest])
     print(f"\n## 300 labeled + {len(rest):,} unlabeled samples: {epochs} labeled epochs, seeds {seeds}")
-    for name, (mean, std) in results.items():
-        print(f"{name:<24}{mean:.4f} ± {std:.4f}")
-    gain = results["distilled, + unlabeled"][0] - results["scratch, labeled only"][0]
-    print(f"{'gain':<24}{gain:+.4f}")
+    print(f"{'scratch, labeled only':<24}{results['scratch'][0]:.4f} ± {results['scratch'][1]:.4f}")
+    print(f"{'distilled, + unlabeled':<24}{results['distilled'][0]:.4f} ± {results['distilled'][1]:.4f}")
+    print(f"{'gain':<24}{results['distilled'][0] - results['scratch'][0]:+.4f}")
     print("\n## Epoch time (full split, batch 32)")
     for key, value in epoch_times(teacher, settings, x, y, epochs=4 if args.quick else 6,
                                   rounds=1 if args.quick else 3).items():

@@ -177,46 +177,46 @@ def _rows(samples, count):
     return [np.resize(array, (count, *array.shape[1:])) for array in samples]
 
 
-def _speed_against_float(artifact_runner, float_runner, samples):
-    """Median latency of the quantized artifact and of its float32 twin at each of
-    `SPEED_BATCH_SIZES` (the batches `keras_compress.benchmark` reports by default)."""
-    speed = {"latency_ms": {}, "float32_latency_ms": {}, "speedup_vs_float32": {}}
+def _median_ms(runners, samples):
+    """`{name: {batch: median ms}}` of each runner at each of `SPEED_BATCH_SIZES` (the batches
+    `keras_compress.benchmark` reports by default); the runners alternate per batch size."""
+    times = {name: {} for name in runners}
     for batch in SPEED_BATCH_SIZES:
         inputs = _rows(samples, batch)
-        quantized = float(np.median(latencies(artifact_runner, inputs)))
-        reference = float(np.median(latencies(float_runner, inputs)))
-        speed["latency_ms"][batch] = round(quantized * 1e3, 4)
-        speed["float32_latency_ms"][batch] = round(reference * 1e3, 4)
-        speed["speedup_vs_float32"][batch] = round(reference / quantized, 3)
+        for name, runner in runners.items():
+            times[name][batch] = round(float(np.median(latencies(runner, inputs))) * 1e3, 4)
+    return times
+
+
+def _figures(first, second, batches):
+    return "; ".join(f"batch {b}: {first[b]:.3g} ms vs {second[b]:.3g} ms" for b in batches)
+
+
+def _speed_against_float(artifact_runner, float_runner, samples):
+    """Latency of the quantized artifact and of its float32 twin, and the speed-up, per batch size."""
+    speed = _median_ms({"latency_ms": artifact_runner, "float32_latency_ms": float_runner}, samples)
+    speed["speedup_vs_float32"] = {batch: round(speed["float32_latency_ms"][batch] / ms, 3)
+                                   for batch, ms in speed["latency_ms"].items()}
     return speed
 
 
 def _plain_onnxruntime_speed(path, samples):
-    """Median latency of a QAT ONNX file in ONNX Runtime with default session options (its
-    int8 kernels) and with `session.disable_quant_qdq=1` (Q/DQ as float math), per batch size."""
-    default, float_math = OnnxRunner(path, int8_kernels=True), OnnxRunner(path, int8_kernels=False)
-    speed = {"default_ms": {}, "disable_quant_qdq_ms": {}}
-    for batch in SPEED_BATCH_SIZES:
-        inputs = _rows(samples, batch)
-        speed["default_ms"][batch] = round(float(np.median(latencies(default, inputs))) * 1e3, 4)
-        speed["disable_quant_qdq_ms"][batch] = round(float(np.median(latencies(float_math, inputs))) * 1e3, 4)
-    return speed
+    """Latency of a QAT ONNX file in ONNX Runtime with default session options (its int8
+    kernels) and with `session.disable_quant_qdq=1` (Q/DQ as float math), per batch size."""
+    return _median_ms({"default_ms": OnnxRunner(path, int8_kernels=True),
+                       "disable_quant_qdq_ms": OnnxRunner(path, int8_kernels=False)}, samples)
 
 
 def _plain_onnxruntime_warning(speed, model):
-    slow = {batch: speed["default_ms"][batch] / speed["disable_quant_qdq_ms"][batch]
-            for batch in SPEED_BATCH_SIZES}
-    slow = {batch: ratio for batch, ratio in slow.items() if ratio > _PLAIN_RUNTIME_SLOWER}
+    ratios = {batch: ms / speed["disable_quant_qdq_ms"][batch] for batch, ms in speed["default_ms"].items()}
+    slow = [batch for batch, ratio in ratios.items() if ratio > _PLAIN_RUNTIME_SLOWER]
     if not slow:
         return
-    figures = "; ".join(f"batch {b}: {speed['default_ms'][b]:.3g} ms "
-                        f"vs {speed['disable_quant_qdq_ms'][b]:.3g} ms"
-                        for b in slow)
-    warnings.warn(f"The QAT ONNX export of {model.name!r} "
-                  f"runs {max(slow.values()):.0f}x slower in ONNX Runtime "
-                  f"with default session options than with the session option session.disable_quant_qdq=1 on "
-                  f"this CPU ({figures}). keras_compress.load sets it; "
-                  "where you serve the file yourself, set "
+    warnings.warn(f"The QAT ONNX export of {model.name!r} runs {max(ratios.values()):.0f}x slower in ONNX "
+                  "Runtime with default session options than with the session option "
+                  "session.disable_quant_qdq=1 on this CPU "
+                  f"({_figures(speed['default_ms'], speed['disable_quant_qdq_ms'], slow)}). "
+                  "keras_compress.load sets it; where you serve the file yourself, set "
                   "options.add_session_config_entry('session.disable_quant_qdq', '1'). The file's metadata "
                   "records these figures.", stacklevel=3)
 
@@ -225,12 +225,9 @@ def _slower_warning(speed, precision, fmt, model):
     slower = [batch for batch, ratio in speed["speedup_vs_float32"].items() if ratio < 1 / _SLOWER]
     if not slower:
         return
-    figures = "; ".join(f"batch {b}: {speed['latency_ms'][b]:.3g} ms "
-                        f"vs {speed['float32_latency_ms'][b]:.3g} ms"
-                        for b in slower)
     warnings.warn(f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on this "
-                  f"machine ({figures}): it saves size, not time, here{_SLOW_REASONS.get(precision, '')}.",
-                  stacklevel=3)
+                  f"machine ({_figures(speed['latency_ms'], speed['float32_latency_ms'], slower)}): it saves "
+                  f"size, not time, here{_SLOW_REASONS.get(precision, '')}.", stacklevel=3)
 
 
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
