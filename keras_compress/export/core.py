@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from keras_compress._environment import has_vnni
 from keras_compress._keras import check_graph_model
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError, ExportVerificationError
@@ -39,10 +40,9 @@ _SLOWER = 1.05
 _PLAIN_RUNTIME_SLOWER = 1.5
 # Batch sizes a quantized artifact is timed at against its float32 twin.
 SPEED_BATCH_SIZES = (1, 32)
-_SLOW_REASONS = {"int8": " (int8 kernels are slow on CPUs without VNNI)",
-                 "int8_dynamic": " (activations are quantized at every call; int8 kernels are slow on "
-                                 "CPUs without VNNI)",
-                 "float16": " (CPUs without native float16 arithmetic convert the weights back to float32)"}
+_SLOW_REASONS = {"int8": "int8 kernels are slow on CPUs without VNNI",
+                 "int8_dynamic": "activations are quantized at every call",
+                 "float16": "CPUs without native float16 arithmetic convert the weights back to float32"}
 _DEFAULT_BATCH_SIZES = (1, 8, 32)
 # Temporary folders of exports in progress: ".kc-<process id>-<random>.partial".
 _PARTIAL = re.compile(r"^\.kc-(\d+)-\w+\.partial$")
@@ -221,13 +221,20 @@ def _plain_onnxruntime_warning(speed, model):
                   "records these figures.", stacklevel=3)
 
 
+def _slow_reason(precision):
+    reason = _SLOW_REASONS.get(precision)
+    if reason is None or (precision == "int8" and has_vnni()):  # the CPU has int8 dot products
+        return ""
+    return f" ({reason})"
+
+
 def _slower_warning(speed, precision, fmt, model):
     slower = [batch for batch, ratio in speed["speedup_vs_float32"].items() if ratio < 1 / _SLOWER]
     if not slower:
         return
     warnings.warn(f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on this "
                   f"machine ({_figures(speed['latency_ms'], speed['float32_latency_ms'], slower)}): it saves "
-                  f"size, not time, here{_SLOW_REASONS.get(precision, '')}.", stacklevel=3)
+                  f"size, not time, here{_slow_reason(precision)}.", stacklevel=3)
 
 
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
