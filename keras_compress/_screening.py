@@ -32,8 +32,9 @@ _FUNCTION_MODULES = ("tf_keras.src.activations", "tf_keras.src.losses", "tf_kera
                      "tensorflow.python.ops.nn_impl", "tensorflow.python.ops.array_ops",
                      "tensorflow.python.ops.gen_array_ops", "tensorflow.python.ops.clip_ops",
                      "tensorflow.python.ops.special_math_ops")
-# TensorFlow functions an op layer (`x * 2`, `tf.reshape(x, ...)` in a functional model) may call.
-_OP_PREFIXES = ("math.", "nn.", "linalg.", "__operators__.", "image.", "signal.", "random.")
+# TensorFlow functions an op layer (`x * 2`, `tf.reshape(x, ...)` in a functional model) may call:
+# pure functions of their inputs (an op layer called on constants runs while the model loads).
+_OP_PREFIXES = ("math.", "nn.", "linalg.", "__operators__.", "signal.")
 _OPS = frozenset({
     "abs", "add", "argsort", "boolean_mask", "broadcast_to", "cast", "clip_by_norm", "clip_by_value",
     "concat",
@@ -53,8 +54,11 @@ def _configs(path, kind):
         import h5py
 
         with h5py.File(path, "r") as file:
-            config = file.attrs.get("model_config")
-        return [] if config is None else [json.loads(config if isinstance(config, str) else config.decode())]
+            texts = [file.attrs.get(key) for key in ("model_config", "training_config")]
+        if texts[0] is None:
+            return []
+        return [json.loads(text if isinstance(text, str) else text.decode())
+                for text in texts if text is not None]
     return [json.loads(text) for text in saved_model_keras_metadata(path)]
 
 
@@ -76,14 +80,14 @@ def _safe_bases():
     return (keras.layers.Layer, keras.initializers.Initializer, keras.regularizers.Regularizer,
             keras.constraints.Constraint, keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer,
             keras.optimizers.schedules.LearningRateSchedule, keras.losses.Loss, keras.metrics.Metric,
-            keras.mixed_precision.Policy, tf.TypeSpec, *data_classes())
+            keras.mixed_precision.Policy, keras.layers.InputSpec, tf.TypeSpec, *data_classes())
 
 
 def _resolve(node, name, is_function, custom_objects):
-    """What tf_keras would deserialize `node` to, found without importing anything; None when
-    it would need an import or names nothing."""
-    registered = registered_object(name if is_function else node.get("registered_name") or name,
-                                   custom_objects)
+    """What tf_keras's current deserializer makes of `node` (`serialization_lib`), found
+    without importing anything; None when it would need an import or names nothing."""
+    key = name if is_function else node.get("registered_name", node["class_name"])
+    registered = registered_object(key, custom_objects) if key else None
     module = node.get("module")
     if registered is not None or module is None:
         return registered
@@ -99,6 +103,13 @@ def _resolve(node, name, is_function, custom_objects):
     if loaded is None:
         return None
     return vars(loaded).get(name) or vars(loaded).get(node.get("registered_name") or "")
+
+
+def _resolve_legacy(class_name, custom_objects):
+    """What tf_keras's legacy deserializer (HDF5 files, SavedModel metadata) makes of a node:
+    it reads `class_name` alone, from the registry and Keras' own modules."""
+    return (registered_object(class_name, custom_objects) or public_symbol(f"keras.layers.{class_name}")
+            or public_symbol(f"keras.models.{class_name}"))
 
 
 def _op_layer_reason(node):
@@ -122,8 +133,36 @@ def _class_reason(found, node, where, top_level):
     return None
 
 
+def _legacy_reason(class_name, custom_objects, node, top_level):
+    found = _resolve_legacy(class_name, custom_objects)
+    if isinstance(found, type):
+        return _class_reason(found, node, class_name, top_level)
+    # A name the legacy loader cannot find fails there, running nothing.
+    return _op_layer_reason(node) if class_name in OP_LAYER_NAMES else None
+
+
+def _current_reason(node, name, is_function, custom_objects, top_level):
+    module = node.get("module")
+    where = f"{module}.{name}" if module else name
+    found = _resolve(node, name, is_function, custom_objects)
+    if isinstance(found, type):
+        return _class_reason(found, node, where, top_level)
+    if found is None:
+        # Without a module, tf_keras finds nothing it would import: it fails, running nothing.
+        return None if module is None else f"{where!r}, which is not a registered or built-in Keras object"
+    if top_level:
+        return f"{where!r} at the top, which is not a Keras model"
+    if callable(found) and (getattr(found, "__module__", "") or "").startswith(_FUNCTION_MODULES):
+        return None
+    if registered_object(name, custom_objects) is found:
+        return None  # registered by the caller's own code
+    return f"the function {where!r}, which is not a Keras activation, loss, metric or TensorFlow math op"
+
+
 def _check_node(node, custom_objects, top_level):
-    """Why `node` may not be deserialized under safe mode, or None."""
+    """Why `node` may not be deserialized under safe mode, or None. Keras reads a node in
+    two ways (its current and its legacy deserializer, which a file can pick); both must be
+    safe."""
     class_name = node["class_name"]
     if class_name in _DATA_CLASSES:
         return None
@@ -133,31 +172,15 @@ def _check_node(node, custom_objects, top_level):
     name = node.get("config") if is_function else \
         node.get("spec_name") if class_name == "__typespec__" else class_name
     module = node.get("module")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.match(name) or not _NAME.match(class_name):
         return f"the object name {name!r}"
     if module is not None and (not isinstance(module, str) or not _MODULE.match(module)
                                or module.split(".")[0] not in _MODULE_ROOTS + ("builtins",)):
         return f"{name!r} from module {module!r}, which is neither Keras, keras_compress nor tfmot"
     if class_name in CODE_LAYER_NAMES - OP_LAYER_NAMES:
         return f"a {class_name} layer (it holds Python code)"
-    where = f"{module}.{name}" if module else name
-    found = _resolve(node, name, is_function, custom_objects)
-    if isinstance(found, type):
-        return _class_reason(found, node, where, top_level)
-    if found is None and module is None:
-        # A legacy config: tf_keras looks the name up in its own modules, importing nothing.
-        if top_level and class_name not in ("Sequential", "Functional", "Model"):
-            return f"{where!r} at the top, which is not a Keras model"
-        return _op_layer_reason(node) if class_name in OP_LAYER_NAMES else None
-    if found is None:
-        return f"{where!r}, which is not a registered or built-in Keras object"
-    if top_level:
-        return f"{where!r} at the top, which is not a Keras model"
-    registered = registered_object(name, custom_objects) is found
-    if registered or (callable(found)
-                      and (getattr(found, "__module__", "") or "").startswith(_FUNCTION_MODULES)):
-        return None
-    return f"the function {where!r}, which is not a Keras activation, loss, metric or TensorFlow math op"
+    return (_current_reason(node, name, is_function, custom_objects, top_level)
+            or (None if is_function else _legacy_reason(class_name, custom_objects, node, top_level)))
 
 
 def unsafe_reason(path, kind, custom_objects=None):
@@ -166,9 +189,9 @@ def unsafe_reason(path, kind, custom_objects=None):
     configs = _configs(path, kind)
     if not configs:
         return "it holds no Keras model configuration"
+    if not isinstance(configs[0], dict) or "class_name" not in configs[0]:
+        return "its model configuration is not a Keras object"
     for index, config in enumerate(configs):
-        if not isinstance(config, dict) or "class_name" not in config:
-            return "its model configuration is not a Keras object"
         for node in _nodes(config):
             reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
             if reason:

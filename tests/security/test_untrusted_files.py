@@ -17,7 +17,7 @@ import keras_compress as kc
 results = {}
 for name, path in json.loads(sys.argv[1]).items():
     try:
-        model = LOAD(path)
+        model = LOAD(path, compile=name == "training_config_h5")
         results[name] = "loaded " + type(model).__name__
     except Exception as error:
         results[name] = type(error).__name__ + ": " + str(error)
@@ -62,7 +62,8 @@ def test_the_gadgets_run_code_when_loaded_without_screening(gadgets, safe_result
     results = _load_in_subprocess({name: path for name, (path, _) in gadgets.items()},
                                   "kc.keras.models.load_model")
     ran = sorted(name for name, (_, marker) in gadgets.items() if os.path.exists(marker))
-    assert ran == ["lambda_h5_named_keras", "lambda_saved_model", "op_layer_h5", "op_layer_keras"]
+    assert ran == ["lambda_h5_named_keras", "lambda_saved_model", "op_layer_h5", "op_layer_keras",
+                   "registered_name_h5", "registered_name_saved_model", "training_config_h5"]
     assert results["function_keras"] == "loaded function"
 
 
@@ -72,3 +73,22 @@ def test_the_reasons_say_what_was_refused(safe_results):
     assert "from module 'subprocess'" in safe_results["function_keras"]
     assert "Lambda layer" in safe_results["lambda_h5_named_keras"]
     assert "Lambda layer" in safe_results["lambda_saved_model"]
+    for name in ("registered_name_h5", "registered_name_saved_model", "training_config_h5"):
+        assert "op layer calling TensorFlow's 'io.write_file'" in safe_results[name]
+
+
+def test_an_op_layer_that_changes_global_state_is_refused(tmp_path):
+    import keras_compress as kc
+    from gadgets import _h5_op_model
+    from tensorflow.python.eager import context
+
+    def set_seed(config):
+        config["config"]["layers"].append({
+            "class_name": "TFOpLambda", "name": "seed", "inbound_nodes": [["_CONSTANT_VALUE", -1, 1234, {}]],
+            "config": {"name": "seed", "trainable": True, "dtype": "float32", "function": "random.set_seed"}})
+
+    path = _h5_op_model(str(tmp_path), "seed.h5", set_seed)
+    before = context.global_seed()
+    with pytest.raises(kc.ModelFileError, match="op layer calling TensorFlow's 'random.set_seed'"):
+        kc.load_model(path)
+    assert context.global_seed() == before
