@@ -1,60 +1,18 @@
-"""The one module that imports Keras.
+"""The tf_keras flavour: its Keras, and every private tf_keras attribute the package reads.
 
-keras_compress speaks tf_keras, the Keras 2 API that tensorflow-model-optimization
-understands. Everything else in the package gets Keras from here, so a later
-Keras flavour needs changes in this module only.
+`_keras3` holds the same helper names for Keras 3; `_flavour.keras_for(model)` picks one.
 """
 
 import os
 
 import tf_keras as keras
 
-from keras_compress.errors import UnsupportedModelError
-
-__all__ = ["keras", "check_model", "check_graph_model", "copy_model", "forget_step_function",
-           "graph_nodes", "inbound_layers",
+__all__ = ["keras", "copy_model", "forget_step_function",
+           "graph_nodes", "inbound_layers", "input_names", "output_names", "output_tensors", "tensor_key", "rank",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
            "steps_per_execution", "train_function",
            "public_symbol",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
-
-_HOW_TO_BUILD = ("Build the model with `import tf_keras as keras` (the Keras 2 API), "
-                 "e.g. keras.Sequential([...]).")
-
-
-def _describe(obj):
-    cls = type(obj)
-    module = cls.__module__ or ""
-    if module.split(".")[0] == "keras":
-        return f"a Keras 3 model ({module}.{cls.__name__})"
-    return f"{module}.{cls.__name__}"
-
-
-def check_model(model, argument="model"):
-    """Returns `model` if it is a tf_keras model, else raises UnsupportedModelError."""
-    if isinstance(model, keras.Model):
-        return model
-    raise UnsupportedModelError(
-        f"`{argument}` must be a tf_keras model, got {_describe(model)}. {_HOW_TO_BUILD}"
-    )
-
-
-def check_graph_model(model, argument="model", action="prune"):
-    """Like `check_model`, and also requires a built Sequential or functional model."""
-    check_model(model, argument)
-    if not is_graph_model(model):
-        if isinstance(model, keras.Sequential):
-            raise ValueError(
-                f"`{argument}` is a Sequential model that is not built yet: give its first "
-                "layer an input shape (keras.Input(shape=...)) or call model.build(input_shape)."
-            )
-        raise UnsupportedModelError(
-            f"Cannot {action} subclassed model {model.name!r} ({type(model).__name__}): its layers "
-            "are called from Python code that cannot be rewired. Rebuild it as a Sequential or "
-            "functional model, or apply the wrapping to its layers inside the subclass."
-        )
-    return model
-
 
 def copy_model(model):
     """A new model with the same layers and weights, sharing nothing (no optimizer)."""
@@ -69,10 +27,37 @@ def is_graph_model(model):
 
 
 def graph_nodes(model):
-    """The calls of a graph model's layers, inputs first: nodes with `layer`, `keras_inputs`
-    and `outputs`."""
-    return [node for depth in sorted(model._nodes_by_depth, reverse=True)
+    """The calls of a graph model's layers, inputs first: `[(layer, input tensors, output tensors)]`."""
+    import tensorflow as tf
+
+    return [(node.layer, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs))
+            for depth in sorted(model._nodes_by_depth, reverse=True)
             for node in model._nodes_by_depth[depth]]
+
+
+def output_tensors(model):
+    """The symbolic output tensors of a graph model."""
+    import tensorflow as tf
+
+    return tf.nest.flatten(model.outputs)
+
+
+def input_names(model):
+    return list(model.input_names)
+
+
+def output_names(model):
+    return list(model.output_names)
+
+
+def tensor_key(tensor):
+    """A hashable key for a symbolic tensor of a graph model."""
+    return tensor.ref()
+
+
+def rank(tensor):
+    """The rank of a symbolic tensor, or None when unknown."""
+    return tensor.shape.rank
 
 
 def layer_input_tensors(layer):

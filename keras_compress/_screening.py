@@ -19,7 +19,7 @@ from keras_compress._keras import (CODE_LAYER_NAMES, OP_LAYER_NAMES, keras, publ
                                    saved_model_keras_metadata)
 from keras_compress._tfmot import data_classes
 
-__all__ = ["unsafe_reason"]
+__all__ = ["unsafe_reason", "keras3_unsafe_reason"]
 
 # Objects that hold plain data; deserializing them calls nothing named by the file.
 _DATA_CLASSES = frozenset({"__tensor__", "__numpy__", "__bytes__"})
@@ -196,4 +196,78 @@ def unsafe_reason(path, kind, custom_objects=None):
             reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
             if reason:
                 return f"it names {reason}"
+    return None
+
+
+# Keras 3 functions a config may name: activations, losses, metrics and the pure ops.
+_KERAS3_FUNCTION_APIS = ("keras.activations.", "keras.losses.", "keras.metrics.", "keras.ops.")
+
+
+def _keras3_resolve(node, name, is_function, custom_objects):
+    """What Keras 3's deserializer makes of `node`, found without importing anything."""
+    from keras_compress import _keras3
+
+    key = name if is_function else node.get("registered_name") or node["class_name"]
+    registered = _keras3.registered_object(key, custom_objects)
+    module = node.get("module")
+    if registered is not None or module is None:
+        return registered
+    if module == "keras" or module.startswith("keras."):
+        found = _keras3.public_symbol(f"{module}.{name}")
+        if found is not None:
+            return found
+    if is_function and module == "builtins":
+        kinds = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers",
+                 "regularizers")
+        return next(filter(None, (_keras3.public_symbol(f"keras.{kind}.{name}") for kind in kinds)), None)
+    loaded = sys.modules.get(module) if module.split(".")[0] == "keras" else None
+    return vars(loaded).get(name) if loaded is not None else None
+
+
+def _keras3_node_reason(node, custom_objects, top_level):
+    from keras_compress import _keras3
+
+    class_name = node["class_name"]
+    if class_name in _DATA_CLASSES or class_name == "__keras_tensor__":
+        return None
+    if class_name == "__lambda__":
+        return "a Python lambda"
+    is_function = class_name == "function"
+    name = node.get("config") if is_function else class_name
+    module = node.get("module")
+    if not isinstance(name, str) or not _NAME.match(name) or not _NAME.match(class_name):
+        return f"the object name {name!r}"
+    if module is not None and (not isinstance(module, str) or not _MODULE.match(module)
+                               or module.split(".")[0] not in ("keras", "keras_compress", "builtins")):
+        return f"{name!r} from module {module!r}, which is neither Keras nor keras_compress"
+    where = f"{module}.{name}" if module else name
+    found = _keras3_resolve(node, name, is_function, custom_objects)
+    if found is None:
+        return None if module is None else f"{where!r}, which is not a registered or built-in Keras object"
+    if isinstance(found, type):
+        if any(base.__name__ == "Lambda" for base in found.__mro__):
+            return f"a {found.__name__} layer (it holds Python code)"
+        if top_level and not issubclass(found, _keras3.keras.Model):
+            return f"{where!r} at the top, which is not a Keras model"
+        if not issubclass(found, _keras3.data_classes()):
+            return f"{where!r}, which is not a Keras layer, model or other Keras object"
+        return None
+    if top_level:
+        return f"{where!r} at the top, which is not a Keras model"
+    if (_keras3.public_name(found) or "").startswith(_KERAS3_FUNCTION_APIS):
+        return None
+    if _keras3.registered_object(name, custom_objects) is found:
+        return None  # registered by the caller's own code
+    return f"the function {where!r}, which is not a Keras activation, loss, metric or op"
+
+
+def keras3_unsafe_reason(path, custom_objects=None):
+    """Why the Keras 3 `.keras` file at `path` may not be loaded under safe mode, or None."""
+    config = _configs(path, "keras")[0]
+    if not isinstance(config, dict) or "class_name" not in config:
+        return "its model configuration is not a Keras object"
+    for node in _nodes(config):
+        reason = _keras3_node_reason(node, custom_objects, top_level=node is config)
+        if reason:
+            return f"it names {reason}"
     return None

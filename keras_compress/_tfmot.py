@@ -6,8 +6,30 @@ these names only. It also holds the subclasses that fix how tfmot's quantization
 layers save and load.
 """
 
+import os
+
 import tensorflow as tf
-import tensorflow_model_optimization as tfmot
+
+
+def _import_tfmot():
+    """Imports tfmot without its side effect on the process: on import it sets
+    TF_USE_LEGACY_KERAS=1, which would turn the user's `tf.keras` into tf_keras."""
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    getattr(tf.keras, "version", None)  # resolves `tf.keras` as the user's environment says, once
+    try:
+        import tensorflow_model_optimization
+    finally:
+        if before is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = before
+    return tensorflow_model_optimization
+
+
+tfmot = _import_tfmot()
+
+# The imports below read tfmot, which must be imported through the guard above first.
+# ruff: noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
     prune_preserve_quantize_registry as _prune_preserve)
@@ -19,8 +41,8 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 
 from keras_compress._keras import keras
 
-__all__ = ["TfmotPruneWrapper", "QuantizeLayer", "QuantizeWrapperV2", "data_classes", "is_quantization_layer",
-           "make_loadable", "prunability", "quantizable", "weight_quantizers"]
+__all__ = ["tfmot", "TfmotPruneWrapper", "QuantizeLayer", "QuantizeWrapperV2", "data_classes",
+           "is_quantization_layer", "make_loadable", "prunability", "quantizable", "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 

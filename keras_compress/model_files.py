@@ -6,7 +6,7 @@ import zipfile
 
 from keras_compress._custom_objects import register_custom_objects
 from keras_compress._keras import keras
-from keras_compress._screening import unsafe_reason
+from keras_compress._screening import keras3_unsafe_reason, unsafe_reason
 from keras_compress.errors import ModelFileError
 from keras_compress.formats import FORMATS
 
@@ -47,8 +47,39 @@ def _corrupt(path, error):
                           f"({type(error).__name__}: {_first_line(error)})")
 
 
+def _refuse_unsafe(path, screen):
+    try:
+        reason = screen()
+    except Exception as error:
+        raise _corrupt(path, error) from None
+    if reason:
+        raise ModelFileError(f"{path} was refused under safe mode: {reason}. Files from elsewhere can run "
+                             "code this way; pass safe_mode=False only if you trust where it comes from.")
+
+
+def _load_keras3(path, safe_mode, compile, custom_objects):
+    """A Keras 3 `.keras` file, screened as tf_keras files are, then loaded by Keras 3 in its own
+    safe mode (the objects keras_compress defines are registered with Keras 3 on import)."""
+    from keras_compress import _keras3
+    from keras_compress.distillation import keras3_distiller  # noqa: F401  (registers it)
+    from keras_compress.pruning import keras3_wrapper  # noqa: F401  (registers it)
+
+    if safe_mode:
+        _refuse_unsafe(path, lambda: keras3_unsafe_reason(path, custom_objects))
+    try:
+        model = _keras3.keras.saving.load_model(path, compile=compile, custom_objects=custom_objects,
+                                                safe_mode=safe_mode)
+    except Exception as error:
+        raise _corrupt(path, error) from None
+    if not isinstance(model, _keras3.keras.Model):
+        raise ModelFileError(f"{path} does not hold a Keras model (loading it gave {type(model).__name__}).")
+    return model
+
+
 def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
     """Loads a Keras model from a `.keras` file, a legacy `.h5` file or a SavedModel folder.
+
+    `.keras` files saved by Keras 3 give Keras 3 models; the others give tf_keras models.
 
     Safe mode (the default) runs nothing from the file: before anything is deserialized,
     every class and function its configuration names must be a Keras, keras_compress or
@@ -69,20 +100,11 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None):
         raise FileNotFoundError(f"No model file at {path}")
     kind = _kind(path)
     if kind == "keras" and _keras_version(path).startswith("3"):
-        raise ModelFileError(f"{path} was saved by Keras {_keras_version(path)}; "
-                             "keras_compress loads tf_keras "
-                             "(Keras 2) models: build and save the model with tf_keras.")
+        return _load_keras3(path, safe_mode, compile, custom_objects)
     register_custom_objects()
 
     if safe_mode:
-        try:
-            reason = unsafe_reason(path, kind, custom_objects)
-        except Exception as error:
-            raise _corrupt(path, error) from None
-        if reason:
-            raise ModelFileError(f"{path} was refused under safe mode: {reason}. "
-                                 "Files from elsewhere can run "
-                                 "code this way; pass safe_mode=False only if you trust where it comes from.")
+        _refuse_unsafe(path, lambda: unsafe_reason(path, kind, custom_objects))
     try:
         kwargs = {"safe_mode": safe_mode} if kind == "keras" else {}
         model = keras.models.load_model(path, compile=compile, custom_objects=custom_objects, **kwargs)

@@ -1,12 +1,43 @@
-"""Distillation losses: the soft (teacher) term and its classic sum with the hard term."""
+"""Distillation losses: the soft (teacher) term and its classic sum with the hard term.
 
-import tensorflow as tf
+One formula serves both Keras flavours: it is written on a small set of array operations,
+TensorFlow's for tf_keras models and `keras.ops` for Keras 3 ones (so it runs on the
+TensorFlow and the JAX backend alike).
+"""
 
-from keras_compress._keras import keras
+import types
 
-__all__ = ["distillation_loss", "soft_target_loss", "as_logits"]
+__all__ = ["distillation_loss", "soft_target_loss", "as_logits", "tensorflow_ops", "keras_ops"]
 
 _EPSILON = 1e-7
+
+
+def tensorflow_ops():
+    """The operations the losses need, from TensorFlow (inside tf_keras training steps)."""
+    import tensorflow as tf
+
+    return types.SimpleNamespace(
+        convert=lambda x: tf.cast(tf.convert_to_tensor(x), tf.float32), log_softmax=tf.nn.log_softmax,
+        softmax=tf.nn.softmax, sum=tf.reduce_sum, mean=tf.reduce_mean, log=tf.math.log, clip=tf.clip_by_value,
+        rank=lambda x: x.shape.rank, one_hot=lambda labels, n: tf.one_hot(tf.cast(labels, tf.int32), n))
+
+
+def keras_ops():
+    """The operations the losses need, from Keras 3 (`keras.ops`, any backend)."""
+    from keras import ops
+
+    return types.SimpleNamespace(
+        convert=lambda x: ops.cast(ops.convert_to_tensor(x), "float32"), log_softmax=ops.log_softmax,
+        softmax=ops.softmax, sum=ops.sum, mean=ops.mean, log=ops.log, clip=ops.clip,
+        rank=lambda x: len(x.shape), one_hot=lambda labels, n: ops.one_hot(ops.cast(labels, "int32"), n))
+
+
+def _ops_for(*values):
+    """TensorFlow's operations for TensorFlow tensors and variables, Keras 3's for anything else."""
+    for value in values:
+        if (type(value).__module__ or "").startswith("tensorflow"):
+            return tensorflow_ops()
+    return keras_ops()
 
 
 def check_temperature_and_alpha(temperature, alpha, allow_none_alpha=False):
@@ -18,22 +49,35 @@ def check_temperature_and_alpha(temperature, alpha, allow_none_alpha=False):
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
 
 
-def as_logits(outputs, from_logits):
+def as_logits(outputs, from_logits, ops=None):
     """Logits for `outputs`: themselves, or log-probabilities (softmax(log p) == p)."""
-    outputs = tf.convert_to_tensor(outputs)
-    return outputs if from_logits else tf.math.log(tf.clip_by_value(outputs, _EPSILON, 1.0))
+    ops = ops or _ops_for(outputs)
+    outputs = ops.convert(outputs)
+    return outputs if from_logits else ops.log(ops.clip(outputs, _EPSILON, 1.0))
 
 
-def soft_target_loss(student_logits, teacher_logits, temperature):
+def soft_target_loss(student_logits, teacher_logits, temperature, ops=None):
     """Per-example KL(softmax(teacher / T) || softmax(student / T)) * T**2.
 
     Scaling by `T**2` keeps the gradients of the soft term the same size whatever
     the temperature (they shrink as 1/T**2 otherwise), so `alpha` weighs the two
-    terms the same way at every T.
+    terms the same way at every T. Computed from log-softmaxes, exactly (no clipping).
     """
-    teacher = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
-    student = tf.nn.softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
-    return keras.losses.kl_divergence(teacher, student) * temperature ** 2
+    ops = ops or _ops_for(student_logits, teacher_logits)
+    teacher_log = ops.log_softmax(ops.convert(teacher_logits) / temperature, axis=-1)
+    student_log = ops.log_softmax(ops.convert(student_logits) / temperature, axis=-1)
+    teacher = ops.softmax(ops.convert(teacher_logits) / temperature, axis=-1)
+    kl = ops.sum(teacher * (teacher_log - student_log), axis=-1)
+    return kl * temperature ** 2
+
+
+def hard_loss(labels, student_logits, ops):
+    """Per-example cross-entropy of logits with class indices or one-hot rows."""
+    student_logits = ops.convert(student_logits)
+    labels = ops.convert(labels)
+    if ops.rank(labels) != ops.rank(student_logits):  # class indices
+        labels = ops.one_hot(labels, student_logits.shape[-1])
+    return -ops.sum(labels * ops.log_softmax(student_logits, axis=-1), axis=-1)
 
 
 def distillation_loss(student_logits, teacher_logits, labels, temperature=3.0, alpha=None):
@@ -43,7 +87,8 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature=3.0, a
     `alpha * hard + (1 - alpha) * soft`, as in `Distiller`. `soft` is
     `soft_target_loss` (KL on outputs softened by `temperature`, times `T**2`);
     `hard` is the cross-entropy of the student's logits with `labels`, which are
-    class indices (sparse) or one-hot rows.
+    class indices (sparse) or one-hot rows. Takes NumPy arrays, TensorFlow tensors
+    or the tensors of the Keras 3 backend.
 
     Example:
         >>> import numpy as np
@@ -52,12 +97,8 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature=3.0, a
         0.1698...
     """
     check_temperature_and_alpha(temperature, alpha, allow_none_alpha=True)
-    student_logits = tf.convert_to_tensor(student_logits, tf.float32)
-    labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank == student_logits.shape.rank:
-        hard = keras.losses.categorical_crossentropy(labels, student_logits, from_logits=True)
-    else:
-        hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
-    soft = soft_target_loss(student_logits, teacher_logits, temperature)
+    ops = _ops_for(student_logits, teacher_logits, labels)
+    hard = hard_loss(labels, student_logits, ops)
+    soft = soft_target_loss(student_logits, teacher_logits, temperature, ops)
     total = hard + soft if alpha is None else alpha * hard + (1.0 - alpha) * soft
-    return tf.reduce_mean(total)
+    return ops.mean(total)

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from keras_compress._environment import has_vnni
-from keras_compress._keras import check_graph_model
+from keras_compress._flavour import KERAS3, check_graph_model, flavour_of
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError, ExportVerificationError
 from keras_compress.formats import (CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, by_name,
@@ -163,6 +163,23 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
                           "quantization-aware model, to a .tflite path.")
 
 
+def _check_keras3(fmt, model):
+    """Refuses, before any work, what a Keras 3 model cannot become."""
+    from keras_compress import _keras3
+
+    if fmt == "h5":
+        raise ExportError(f"Model {model.name!r} is a Keras 3 model: HDF5 (.h5) is the legacy tf_keras "
+                          "format. Save it as .keras (or export it to ONNX, TFLite or a SavedModel).")
+    quantized = _keras3.quantized_layers(model)
+    if quantized and fmt in ("tflite", "tensorrt"):
+        raise ExportError(
+            f"Model {model.name!r} was quantized with Keras' model.quantize() "
+            f"(layers {', '.join(quantized)}): "
+            f"its int8 kernels cannot be converted to {'TFLite' if fmt == 'tflite' else 'TensorRT'} (the "
+            "converter takes no integer matmul inputs). Export the float model with quantize=\"dynamic\" "
+            "or \"static\" instead, or export this one to ONNX or a SavedModel.")
+
+
 def _check_samples(samples, inputs):
     if not len(samples[0]):
         raise ExportError("sample_data has no rows: verification needs at least one input row.")
@@ -240,7 +257,7 @@ def _slower_warning(speed, precision, fmt, model):
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
            quantize=None, calibration_data=None, calibrate_method="minmax", io="float",
            compare_speed=True, precision=None, batch_sizes=(1, 8, 32)):
-    """Exports a tf_keras model and checks the result against it.
+    """Exports a Keras 3 or tf_keras model and checks the result against it.
 
     The format comes from the suffix: `.onnx` (ONNX Runtime), `.tflite` (LiteRT),
     `.keras`, `.h5` (legacy HDF5), `.engine`/`.plan` (TensorRT, NVIDIA GPU only), or no suffix for a
@@ -270,7 +287,9 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     top-1 agreement at least 90% when 50 or more rows are compared.
 
     Args:
-        model: a Sequential or functional tf_keras model (strip pruning wrappers first).
+        model: a Sequential or functional model, Keras 3 (TensorFlow or JAX backend) or tf_keras
+            (strip pruning wrappers first). A JAX-backend model goes to ONNX through a
+            TensorFlow-backend rebuild of its `.keras` file, to TFLite and SavedModel through jax2tf.
         path: where to write the artifact.
         format: "onnx", "tflite", "saved_model", "keras", "h5" or "tensorrt"; None picks it from `path`.
         sample_data: inputs for verification (an array, a list, or a dict by input name).
@@ -291,8 +310,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         An `Artifact`.
 
     Example:
-        >>> import numpy as np, tempfile, os, keras_compress as kc
-        >>> keras = kc.keras
+        >>> import numpy as np, tempfile, os, keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="scores")], name="tiny")
         >>> artifact = kc.export(model, os.path.join(tempfile.mkdtemp(), "tiny.onnx"))
         >>> artifact.format, artifact.parity["scores"]["max_abs_diff"] < 1e-5
@@ -313,6 +331,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if opset is not None and (not isinstance(opset, int) or not 9 <= opset <= 21):
         raise ExportError(f"opset must be an int in [9, 21], got {opset!r}")
     _check_quantization(fmt.name, model, quantize, calibration_data, calibrate_method, io, precision)
+    if flavour_of(model) == KERAS3:
+        _check_keras3(fmt.name, model)
     if fmt.name == "tensorrt":
         require_tensorrt()
         if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 
 from keras_compress._environment import has_vnni
+from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.export.int8_weights import onnx_int8_weights
 from keras_compress.export.qdq import quantize_qat_weights
 from keras_compress.export.signature import input_specs, serving_function
@@ -17,14 +18,20 @@ __all__ = ["export_onnx", "rewrite_settings", "DEFAULT_OPSET"]
 DEFAULT_OPSET = 17
 
 
-def _convert(model, opset):
+def convert_to_onnx(model, opset):
+    """The float ONNX proto of `model`, outputs in the model's order. JAX-backend Keras 3 models
+    are converted through a TensorFlow-backend rebuild (`tensorflow_rebuild`)."""
     import tf2onnx
 
+    if flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
+        from keras_compress.export.tensorflow_rebuild import onnx_from_tensorflow_rebuild
+
+        return onnx_from_tensorflow_rebuild(model, opset)
     proto, _ = tf2onnx.convert.from_function(serving_function(model), input_signature=input_specs(model),
                                              opset=opset)
     # Signature outputs come back sorted by name; restore the model's order.
     by_name = {output.name: output for output in proto.graph.output}
-    ordered = [by_name[name] for name in model.output_names]
+    ordered = [by_name[name] for name in keras_for(model).output_names(model)]
     del proto.graph.output[:]
     proto.graph.output.extend(ordered)
     return proto
@@ -133,7 +140,7 @@ def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration
     import onnx
 
     opset = opset or DEFAULT_OPSET
-    proto = _convert(model, opset)
+    proto = convert_to_onnx(model, opset)
     settings = {"opset": opset}
     if is_quantize_aware(model):
         # Weights trained on the full int8 grid: the runner avoids saturating kernels.

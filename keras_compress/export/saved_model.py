@@ -13,10 +13,9 @@ __all__ = ["export_saved_model", "export_keras", "export_h5"]
 
 def export_saved_model(model, path, metadata):
     """Writes a SavedModel folder whose `serving_default` takes and returns named tensors."""
-    module = tf.Module()
-    module.model = model  # tracks the variables
     function = serving_function(model)
-    tf.saved_model.save(module, path, signatures={"serving_default": function.get_concrete_function()})
+    tf.saved_model.save(function.trackable, path,
+                        signatures={"serving_default": function.get_concrete_function()})
     os.makedirs(os.path.dirname(metadata_path(path)), exist_ok=True)
     with open(metadata_path(path), "w") as file:
         file.write(encode(metadata))

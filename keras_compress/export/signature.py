@@ -3,34 +3,68 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._keras import keras, layer_input_tensors
+from keras_compress._flavour import KERAS3, flavour_of, keras_for, numpy_dtype
+from keras_compress.pruning.layer_rules import builtin_name
 
 __all__ = ["input_specs", "serving_function", "sample_inputs"]
 
 
 def input_specs(model, batch_size=None):
     """One `tf.TensorSpec` per model input, named as the input; the batch is dynamic unless given."""
-    return [tf.TensorSpec((batch_size, *t.shape[1:]), t.dtype, name=name)
-            for t, name in zip(model.inputs, model.input_names)]
+    return [tf.TensorSpec((batch_size, *t.shape[1:]), numpy_dtype(t.dtype), name=name)
+            for t, name in zip(model.inputs, keras_for(model).input_names(model))]
+
+
+def _call(model):
+    return lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+
+
+def _keras3_call(model, specs):
+    """`(a function calling the Keras 3 model in TensorFlow, the tf.Module holding its variables)`.
+    On JAX, Keras' own ExportArchive converts the model with jax2tf."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        trackable = tf.Module()
+        trackable.variables_read = [variable.value for variable in model.variables]  # the tf.Variables
+        return _call(model), trackable
+    from keras.export import ExportArchive
+
+    archive = ExportArchive()
+    archive.track(model)
+    call = archive.add_endpoint("call", _call(model), input_signature=specs)
+    return call, archive._tf_trackable
 
 
 def serving_function(model, batch_size=None):
-    """A `tf.function` over `input_specs(model, batch_size)` returning `{output name: tensor}`."""
-    names = list(model.output_names)
+    """A `tf.function` over `input_specs(model, batch_size)` returning `{output name: tensor}`.
+    Its `trackable` attribute holds the variables it reads (for SavedModel and TFLite)."""
+    flavour = keras_for(model)
+    names = flavour.output_names(model)
+    specs = input_specs(model, batch_size)
+    if flavour_of(model) == KERAS3:
+        call, trackable = _keras3_call(model, specs)
+    else:
+        call = _call(model)
+        trackable = tf.Module()
+        trackable.model = model  # tracks the variables
 
     def serve(*inputs):
-        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        outputs = call(*inputs)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return {name: tf.identity(output, name=name) for name, output in zip(names, outputs)}
 
-    return tf.function(serve, input_signature=input_specs(model, batch_size))
+    function = tf.function(serve, input_signature=specs)
+    function.trackable = trackable
+    return function
 
 
 def _vocabulary(model, input_tensor):
     """The vocabulary size of an Embedding that reads `input_tensor` as indices, or None."""
+    flavour = keras_for(model)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding) \
-                and any(t is input_tensor for t in layer_input_tensors(layer)):
+        if builtin_name(layer) == "Embedding" \
+                and any(t is input_tensor for t in flavour.layer_input_tensors(layer)):
             return layer.input_dim
     return None
 
@@ -42,9 +76,9 @@ def sample_inputs(model, rows=8, seed=0):
     arrays = []
     for tensor in model.inputs:
         shape = [rows] + [d or 8 for d in tensor.shape[1:]]
-        dtype = tensor.dtype.as_numpy_dtype
+        dtype = numpy_dtype(tensor.dtype)
         vocabulary = _vocabulary(model, tensor)
-        if tensor.dtype.is_floating and vocabulary is None:
+        if np.issubdtype(dtype, np.floating) and vocabulary is None:
             arrays.append(rng.standard_normal(shape).astype(dtype))
         else:
             arrays.append(rng.integers(0, vocabulary or 10, shape).astype(dtype))

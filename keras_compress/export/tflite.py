@@ -3,6 +3,7 @@ integer from calibration data or a quantization-aware model, float16)."""
 
 import re
 
+from keras_compress._flavour import keras_for
 from keras_compress.errors import ExportError
 from keras_compress.export.int8_weights import tflite_int8_weights
 from keras_compress.export.signature import serving_function
@@ -48,13 +49,15 @@ def _convert(model, batch_size, quantize, calibration, io):
     import tensorflow as tf
 
     function = serving_function(model, batch_size)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
+                                                                function.trackable)
     if quantize or is_quantize_aware(model):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "static":
-        converter.representative_dataset = _representative_dataset(calibration, model.input_names)
+        names = keras_for(model).input_names(model)
+        converter.representative_dataset = _representative_dataset(calibration, names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if io != "float":
         converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)

@@ -19,25 +19,22 @@ exact zeros, and then be removed from every layer that touches them.
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
-from keras_compress._keras import graph_nodes, keras
-from keras_compress.pruning.layer_rules import rule_for
+from keras_compress._flavour import keras_for
+from keras_compress.pruning.layer_rules import builtin_name, rule_for
 
-L = keras.layers
-
-_ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU)
-_PASS_THROUGH = (
-    L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout,
-    L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D,
-    L.ZeroPadding2D, L.Cropping2D, L.UpSampling2D,
-)
-_JOINS = (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum, L.Multiply)
+_ACTIVATIONS = {"Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU"}
+_PASS_THROUGH = {
+    "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "ZeroPadding2D", "Cropping2D", "UpSampling2D",
+}
+_JOINS = {"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"}
 
 
 def unwrap(layer):
     """The layer inside a pruning wrapper, or the layer itself."""
-    return getattr(layer, "layer", layer) if isinstance(layer, L.Wrapper) else layer
+    return layer.layer if hasattr(layer, "pruning_vars") and hasattr(layer, "layer") else layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +54,14 @@ class Group:
 
 def _is_zero_preserving(fn):
     try:
-        value = fn(tf.zeros((1, 2)))
+        value = fn(np.zeros((1, 2), "float32"))
         return bool(np.all(np.asarray(value) == 0.0))
     except Exception:  # an activation we cannot evaluate is not trusted
         return False
 
 
-def _exact_class(layer, classes):
-    return type(layer) in classes
+def _exact_class(layer, names):
+    return builtin_name(layer) in names
 
 
 class ChannelGraph:
@@ -89,19 +86,20 @@ class ChannelGraph:
         self.inputs = {}
         frozen_layers = set(frozen_layers)
         descriptors = {}
-        nodes = graph_nodes(model)
+        flavour = self._flavour = keras_for(model)
+        key = flavour.tensor_key
+        nodes = flavour.graph_nodes(model)
         calls = {}
-        for node in nodes:
-            calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
-        for node in nodes:
-            ins = [descriptors[t.ref()] for t in tf.nest.flatten(node.keras_inputs)]
-            outs = tf.nest.flatten(node.outputs)
-            shared = calls[id(node.layer)] > 1
-            out = self._visit(node.layer, ins, node, shared, frozen_layers)
+        for layer, _, _ in nodes:
+            calls[id(layer)] = calls.get(id(layer), 0) + 1
+        for layer, inputs, outs in nodes:
+            ins = [descriptors[key(t)] for t in inputs]
+            shared = calls[id(layer)] > 1
+            out = self._visit(layer, ins, inputs, outs, shared, frozen_layers)
             for tensor in outs:
-                descriptors[tensor.ref()] = out if len(outs) == 1 else self._unknown(ins, tensor)
-        for tensor in tf.nest.flatten(model.outputs):
-            self._freeze(descriptors[tensor.ref()])
+                descriptors[key(tensor)] = out if len(outs) == 1 else self._unknown(ins, tensor)
+        for tensor in flavour.output_tensors(model):
+            self._freeze(descriptors[key(tensor)])
         self.groups = {}
         for name, space in self.outputs.items():
             root = self._find(space)
@@ -144,20 +142,19 @@ class ChannelGraph:
     def _unknown(self, ins, tensor):
         for descriptor in ins:
             self._freeze(descriptor)
-        channels = tensor.shape[-1] if tensor.shape.rank else 1
+        channels = tensor.shape[-1] if self._flavour.rank(tensor) else 1
         return ([Segment(self._new_space(channels or 1, frozen=True), channels or 1)], 1)
 
     # -- layer rules -------------------------------------------------------------
-    def _visit(self, outer, ins, node, shared, frozen_layers):
+    def _visit(self, outer, ins, inputs, outs, shared, frozen_layers):
         layer = unwrap(outer)
-        outs = tf.nest.flatten(node.outputs)
-        if isinstance(layer, L.InputLayer):
+        if builtin_name(layer) == "InputLayer":
             return self._unknown([], outs[0])
         if shared or len(outs) != 1 or not ins:
             return self._unknown(ins, outs[0])
         first = ins[0]
         flat = first[1] > 1
-        rank = outs[0].shape.rank
+        rank = self._flavour.rank(outs[0])
         rule = rule_for(layer)
         if rule is not None and rule.role == "producer" and len(ins) == 1 and rule.accepts(layer, rank) \
                 and not (flat and rank != 2):
@@ -170,7 +167,7 @@ class ChannelGraph:
             self.outputs[layer.name] = space
             return ([Segment(space, channels)], 1)
         if flat:
-            if _exact_class(layer, (L.Dropout,)):
+            if _exact_class(layer, {"Dropout"}):
                 return first
             return self._unknown(ins, outs[0])
         if rule is not None and rule.role == "member" and rule.accepts(layer, rank):
@@ -192,12 +189,12 @@ class ChannelGraph:
                 for descriptor in ins[1:]:
                     self._union(first[0][0].space, descriptor[0][0].space)
                 return first
-        if _exact_class(layer, (L.Concatenate,)) and layer.axis in (-1, rank - 1):
+        if _exact_class(layer, {"Concatenate"}) and layer.axis in (-1, rank - 1):
             return ([segment for d in ins for segment in d[0]], 1)
-        if _exact_class(layer, (L.Flatten,)) and self._channels_last(layer):
-            shape = tf.nest.flatten(node.keras_inputs)[0].shape
-            positions = int(np.prod(shape[1:-1])) if shape.rank > 2 else 1
-            if shape.rank <= 2 or None not in shape[1:]:
+        if _exact_class(layer, {"Flatten"}) and self._channels_last(layer):
+            shape = tuple(inputs[0].shape)
+            positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+            if len(shape) <= 2 or None not in shape[1:]:
                 return (first[0], positions)
         return self._unknown(ins, outs[0])
 

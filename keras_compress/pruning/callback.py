@@ -1,11 +1,12 @@
-"""`PruningCallback`: the one callback a pruned model's `fit` needs."""
+"""`PruningCallback`: the one callback a pruned model's `fit` needs, in tf_keras or Keras 3."""
 
-import tensorflow as tf
+import keras
 
-from keras_compress._keras import keras, set_train_function, steps_per_execution, train_function
+from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.pruning._channels import ChannelGraph, unwrap
 from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
-from keras_compress.pruning.ranking import channel_mask_values, filter_masks, global_weight_masks
+from keras_compress.pruning.ranking import (channel_mask_values, filter_masks, global_weight_masks,
+                                            layer_weight_masks, read_value)
 from keras_compress.pruning.report import sparsity as sparsity_report
 from keras_compress.pruning.wrapper import RankedSchedule
 
@@ -13,23 +14,24 @@ __all__ = ["PruningCallback"]
 
 
 class PruningCallback(keras.callbacks.Callback):
-    """Drives pruning during `fit`.
+    """Drives pruning during `fit`, for tf_keras and Keras 3 models alike.
 
     It resolves schedules given in epochs (or without a frequency) from the real
     number of steps per epoch, advances the pruning step, ranks weights or filters
-    across layers for `scope="global"` and `granularity="filter"`, and re-applies
+    (across layers for `scope="global"` and `granularity="filter"`), and re-applies
     the masks right after every training step, so that any checkpoint written by
     `ModelCheckpoint` or `BackupAndRestore`, whatever their place in the callback
     list, is as sparse as its masks say. The step lives in the model's weights, so
     training resumed from a checkpoint continues the schedule where it stopped.
+    Custom training loops call `on_train_begin`, `on_train_batch_begin` and
+    `on_train_batch_end` themselves.
 
     Args:
         log_dir: if given, per-layer sparsity is written there for TensorBoard at
             the end of every epoch.
 
     Example:
-        >>> import numpy as np, keras_compress as kc
-        >>> keras = kc.keras
+        >>> import numpy as np, keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
         >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
         >>> pruned.compile("sgd", "mse")
@@ -39,6 +41,18 @@ class PruningCallback(keras.callbacks.Callback):
         0.5
     """
 
+    # tf_keras's CallbackList asks these of every callback.
+    _supports_tf_logs = False
+
+    def _implements_train_batch_hooks(self):
+        return True
+
+    def _implements_test_batch_hooks(self):
+        return False
+
+    def _implements_predict_batch_hooks(self):
+        return False
+
     def __init__(self, log_dir=None):
         super().__init__()
         if log_dir is not None and (not isinstance(log_dir, str) or not log_dir):
@@ -46,105 +60,145 @@ class PruningCallback(keras.callbacks.Callback):
         self.log_dir = log_dir
         self._writer = None
         self._original_train_function = None
+        self._resync = None
 
     def on_train_begin(self, logs=None):
-        self._pruned = find_pruned_model(self.model)
+        model = self._model
+        self._pruned = find_pruned_model(model)
         if self._pruned is None:
             raise ValueError("PruningCallback found no pruning wrappers in the model: train the "
                              "model returned by keras_compress.pruning.prune().")
+        self._flavour = keras_for(model, action="prune")
+        self._keras3 = flavour_of(self._pruned) == KERAS3
         self._wrappers = wrappers = pruning_wrappers(self._pruned)
-        params = getattr(self, "params", None)  # unset when a custom training loop calls the hooks
+        params = self.params  # None when a custom training loop calls the hooks
         steps = params.get("steps") if params else None
         changed = False
         for wrapper in wrappers:
             schedule = wrapper.pruning_schedule
             timing = schedule.schedule if isinstance(schedule, RankedSchedule) else schedule
             changed |= timing.resolve(steps)
-        first = wrappers[0].pruning_schedule
-        self._ranked = first if isinstance(first, RankedSchedule) else None
-        if self._ranked is not None:
-            self._steps_per_call = steps_per_execution(self.model)
-            if self._ranked.granularity == "filter":
-                self._graph = ChannelGraph(self._pruned)
-                self._layers = {unwrap(layer).name: layer for layer in self._pruned.layers}
+        first = wrappers[0]
+        if self._keras3:  # the callback ranks every mask
+            self._schedule, self._granularity, self._scope = first.pruning_schedule, first.granularity, first.scope
+            self._ranked = True
+        else:  # tfmot ranks single weights within a layer itself
+            schedule = first.pruning_schedule
+            self._ranked = isinstance(schedule, RankedSchedule)
+            if self._ranked:
+                self._schedule, self._granularity, self._scope = (schedule.schedule, schedule.granularity,
+                                                                  schedule.scope)
+        if self._ranked and self._granularity == "filter":
+            self._graph = ChannelGraph(self._pruned)
+            self._layers = {unwrap(layer).name: layer for layer in self._pruned.layers}
         for wrapper in wrappers:
             if int(wrapper.pruning_step.numpy()) < 0:
                 wrapper.pruning_step.assign(0)
             wrapper.driven_by_pruning_callback = True
-        self._next_step = int(wrappers[0].pruning_step.numpy()) + 1
+        self._next_step = self._current_step() + 1
+        self._steps_per_call = self._flavour.steps_per_execution(model)
         # In `fit`, the train function is hooked; a custom training loop calls the batch hooks.
         self._in_fit = params is not None
         if not self._in_fit:
             self._steps_per_call = 1
             self._remask = self._remask_function()
             return
-        if changed:
-            self.model.make_train_function(force=True)
+        if changed and not self._keras3:  # tfmot reads the schedule inside the traced step
+            model.make_train_function(force=True)
         self._install_step_hooks()
         if self.log_dir is not None and self._writer is None:
+            import tensorflow as tf
+
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
+    def _current_step(self):
+        return int(self._wrappers[0].pruning_step.numpy())
+
     def _remask_function(self):
+        """Sets pruned weights to zero on the variables (a compiled function on TensorFlow)."""
         pairs = [(weight, mask) for wrapper in self._wrappers for weight, mask, _ in wrapper.pruning_vars]
 
-        @tf.function
         def remask():
             for weight, mask in pairs:
                 weight.assign(weight * mask)
 
-        return remask
+        if self._keras3 and self._flavour.backend() != "tensorflow":
+            return remask
+        import tensorflow as tf
+
+        return tf.function(remask)
 
     def _install_step_hooks(self):
-        original = train_function(self.model)
+        model = self._model
+        original = self._flavour.train_function(model)
         # An interrupted fit leaves our hook installed; never stack two.
         original = getattr(original, "_pruning_original", original)
-        remask = self._remask_function()
+        if self._keras3:
+            from keras_compress.pruning import keras3_steps
 
-        def hooked(iterator):
-            if self._ranked is not None:
-                self._update_ranked_masks()
-            logs = original(iterator)
-            remask()
-            return logs
+            hooked, self._resync = keras3_steps.hook(self, model, original)
+        else:
+            remask = self._remask_function()
+
+            def hooked(iterator):
+                if self._ranked:
+                    self._update_ranked_masks()
+                logs = original(iterator)
+                remask()
+                return logs
 
         hooked._pruning_original = original
         self._original_train_function = original
-        set_train_function(self.model, hooked)
+        self._flavour.set_train_function(model, hooked)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if not self._in_fit and self._ranked is not None:
+        if not self._in_fit and self._ranked:
             self._update_ranked_masks()
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self._in_fit:
-            self._remask()
+        if self._in_fit:
+            return
+        self._remask()
+        if self._keras3:  # tfmot's wrapper counts tf_keras steps in its own call
+            step = self._current_step() + 1
+            for wrapper in self._wrappers:
+                wrapper.pruning_step.assign(step)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras shortens the last call of an epoch to the steps left: count from the truth again.
-        self._next_step = int(self._wrappers[0].pruning_step.numpy()) + 1
+        self._next_step = self._current_step() + 1
+        if self._resync is not None:
+            self._resync()
 
     def on_train_end(self, logs=None):
         if self._original_train_function is not None:
-            set_train_function(self.model, self._original_train_function)
+            self._flavour.set_train_function(self._model, self._original_train_function)
             self._original_train_function = None
+            self._resync = None
 
-    def _update_ranked_masks(self):
-        # One call of the train function runs `steps_per_execution` steps; counting them
-        # here saves reading the step variable back from the device at every call.
+    def due_sparsity(self):
+        """The sparsity to rank for before the next call of the train function, or None when no
+        step of that call is a pruning step."""
         first = self._next_step
         self._next_step += self._steps_per_call
-        schedule = self._ranked.schedule
-        due = [step for step in range(first, self._next_step) if schedule.prunes_at(step)]
-        if not due:
+        due = [step for step in range(first, self._next_step) if self._schedule.prunes_at(step)]
+        return float(self._schedule.sparsity_at(due[-1])) if due else None
+
+    def new_masks(self, sparsity, read=read_value):
+        """`[(mask variable, value)]` for every wrapped weight at `sparsity`, weights read by `read`."""
+        if self._granularity == "filter":
+            keep = filter_masks(self._graph, self._layers, sparsity, self._scope, read)
+            return [pair for wrapper in self._wrappers
+                    for pair in channel_mask_values(self._graph, unwrap(wrapper).name, wrapper, keep)]
+        if self._scope == "global":
+            return global_weight_masks(self._wrappers, sparsity, read)
+        return [pair for wrapper in self._wrappers for pair in layer_weight_masks(wrapper, sparsity, read)]
+
+    def _update_ranked_masks(self):
+        sparsity = self.due_sparsity()
+        if sparsity is None:
             return
-        target = float(schedule(due[-1])[1])
-        if self._ranked.granularity == "weight":
-            values = global_weight_masks(self._wrappers, target)
-        else:
-            keep = filter_masks(self._graph, self._layers, target, self._ranked.scope)
-            values = [pair for wrapper in self._wrappers
-                      for pair in channel_mask_values(self._graph, unwrap(wrapper).name, wrapper, keep)]
-        for mask, value in values:
+        for mask, value in self.new_masks(sparsity):
             mask.assign(value)
         apply_masks(self._pruned)
 
@@ -154,8 +208,10 @@ class PruningCallback(keras.callbacks.Callback):
             self._remask()  # custom loops may call on_train_batch_begin only, as tfmot's guide does
         if self._writer is None:
             return
+        import tensorflow as tf
+
         report = sparsity_report(self._pruned)
-        step = int(self.model.optimizer.iterations.numpy())
+        step = int(self._model.optimizer.iterations.numpy())
         with self._writer.as_default():
             for row in report.layers:
                 tf.summary.scalar(f"sparsity/{row['layer']}", row["sparsity"], step=step)

@@ -11,12 +11,11 @@ Register a rule for your own layer class with `register_channel_rule`.
 """
 
 import dataclasses
+import sys
 
-from keras_compress._keras import keras
+from keras_compress._flavour import KERAS3, TF_KERAS, flavour_of
 
-__all__ = ["ChannelRule", "register_channel_rule", "rule_for", "CHANNEL_RULES"]
-
-L = keras.layers
+__all__ = ["ChannelRule", "register_channel_rule", "rule_for", "builtin_name", "CHANNEL_RULES"]
 
 
 def _channels_last(layer, rank):
@@ -79,18 +78,35 @@ def _batch_norm_accepts(layer, rank):
     return list(axis) in ([-1], [rank - 1])
 
 
-CHANNEL_RULES = {
-    L.Conv2D: ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"), size_key="filters",
+def _depthwise(kernel_name):
+    return ChannelRule("member", {kernel_name: 2, "bias": -1}, (kernel_name, "bias"), accepts=_depthwise_accepts)
+
+
+_SHARED = {
+    "Conv2D": ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"), size_key="filters",
                           accepts=_conv_accepts),
-    L.Dense: ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"), size_key="units",
+    "Dense": ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"), size_key="units",
                          accepts=lambda layer, rank: True),
-    L.DepthwiseConv2D: ChannelRule("member", {"depthwise_kernel": 2, "bias": -1},
-                                   ("depthwise_kernel", "bias"),
-                                   accepts=_depthwise_accepts),
-    L.BatchNormalization: ChannelRule(
+    "BatchNormalization": ChannelRule(
         "member", {"gamma": -1, "beta": -1, "moving_mean": -1, "moving_variance": -1}, ("gamma", "beta"),
         accepts=_batch_norm_accepts),
 }
+# The built-in rules, by flavour and class name (Keras 3 names the depthwise kernel `kernel`).
+BUILTIN_RULES = {
+    TF_KERAS: {**_SHARED, "DepthwiseConv2D": _depthwise("depthwise_kernel")},
+    KERAS3: {**_SHARED, "DepthwiseConv2D": _depthwise("kernel")},
+}
+# Rules registered for other layer classes.
+CHANNEL_RULES = {}
+_PACKAGES = {TF_KERAS: "tf_keras", KERAS3: "keras"}
+
+
+def builtin_name(layer):
+    """The class name of `layer` if it is exactly a built-in Keras layer class, else None."""
+    cls = type(layer)
+    package = sys.modules.get(_PACKAGES.get(flavour_of(layer), ""))
+    layers = getattr(package, "layers", None)
+    return cls.__name__ if layers is not None and getattr(layers, cls.__name__, None) is cls else None
 
 
 def register_channel_rule(layer_class, rule):
@@ -98,14 +114,16 @@ def register_channel_rule(layer_class, rule):
     subclasses, whose `call` may differ).
 
     Example:
-        >>> import keras_compress as kc
+        >>> import keras
         >>> from keras_compress.pruning import ChannelRule, register_channel_rule
-        >>> class MyDense(kc.keras.layers.Dense):
+        >>> class MyDense(keras.layers.Dense):
         ...     pass
         >>> register_channel_rule(MyDense, ChannelRule("producer", {"kernel": -1, "bias": -1},
         ...                                            ("kernel", "bias"), size_key="units"))
     """
-    if not isinstance(layer_class, type) or not issubclass(layer_class, L.Layer):
+    if not isinstance(layer_class, type) or not any(
+            cls.__name__ == "Layer" and cls.__module__.split(".")[0] in ("keras", "tf_keras")
+            for cls in layer_class.__mro__):
         raise TypeError(f"layer_class must be a Keras layer class, got {layer_class!r}")
     if not isinstance(rule, ChannelRule):
         raise TypeError(f"rule must be a ChannelRule, got {type(rule).__name__}")
@@ -114,4 +132,7 @@ def register_channel_rule(layer_class, rule):
 
 def rule_for(layer):
     """The rule of this exact layer class, or None."""
-    return CHANNEL_RULES.get(type(layer))
+    rule = CHANNEL_RULES.get(type(layer))
+    if rule is None and builtin_name(layer):
+        rule = BUILTIN_RULES[flavour_of(layer)].get(type(layer).__name__)
+    return rule

@@ -3,12 +3,14 @@
 import re
 import warnings
 
-import tensorflow_model_optimization as tfmot
 
-from keras_compress._keras import check_graph_model, check_model, copy_model, keras
-from keras_compress._tfmot import TfmotPruneWrapper, prunability
+from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
+from keras_compress._tfmot import TfmotPruneWrapper, prunability, tfmot
 from keras_compress.pruning._channels import ChannelGraph
+from keras_compress.pruning.layer_rules import builtin_name
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
+from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
+from keras_compress.pruning.keras3_wrapper import prunable_weights
 from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
 
 __all__ = ["prune", "strip"]
@@ -48,7 +50,7 @@ def _check_m_by_n(layers, m_by_n):
     m, n = m_by_n
     for layer in layers:
         kernel_rank = len(layer.kernel.shape) if hasattr(layer, "kernel") else None
-        if type(layer) not in (keras.layers.Dense, keras.layers.Conv2D) or kernel_rank not in (2, 4):
+        if builtin_name(layer) not in ("Dense", "Conv2D") or kernel_rank not in (2, 4):
             raise ValueError(f'granularity "{m}:{n}" works on Dense and Conv2D layers only; '
                              f"layer {layer.name!r} is a {type(layer).__name__}. "
                              f"Pass exclude=[{layer.name!r}].")
@@ -96,7 +98,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
     after filter pruning to remove the zeroed filters for real.
 
     Args:
-        model: a built Sequential or functional tf_keras model.
+        model: a built Sequential or functional model, Keras 3 (TensorFlow or JAX backend)
+            or tf_keras.
         schedule: `PolynomialDecay` or `ConstantSparsity`.
         granularity: "weight" (single weights by magnitude), "filter" (whole Conv2D
             filters, Dense units and DepthwiseConv2D channels by their L2 norm;
@@ -112,17 +115,17 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
             "layer"), `sparsity_m_by_n=(m, n)` is granularity "m:n".
 
     Returns:
-        A new model of the same kind, with prunable layers wrapped.
+        A new model of the same kind and Keras flavour, with prunable layers wrapped.
 
     Example:
-        >>> import keras_compress as kc
-        >>> keras = kc.keras
+        >>> import keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
         >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
         >>> [layer.name for layer in pruned.layers]
         ['prune_low_magnitude_fc']
     """
-    check_graph_model(model)
+    flavour = check_graph_model(model)
+    keras3 = flavour_of(model) == KERAS3
     if (schedule is None) == (pruning_schedule is None):
         raise TypeError("Pass one pruning schedule: prune(model, schedule) "
                         "or prune(model, pruning_schedule=...).")
@@ -142,7 +145,7 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
     excluded = _excluded_names(model, exclude)
-    copy = copy_model(model)
+    copy = flavour.copy_model(model)
     if model.weights and not copy.trainable_weights:
         warnings.warn(f"Model {model.name!r} is frozen (trainable=False): its pruned copy is made trainable, "
                       "since pruning needs fine-tuning to recover accuracy. Freeze layers of the copy "
@@ -150,8 +153,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         copy.trainable = True
     layers = {layer.name: layer for layer in copy.layers}
 
-    statuses = {name: prunability(layer) for name, layer in layers.items()
-                if not isinstance(layer, keras.layers.InputLayer)}
+    statuses = {name: (_keras3_prunability(layer) if keras3 else prunability(layer))
+                for name, layer in layers.items() if builtin_name(layer) != "InputLayer"}
     if kind == "filter":
         graph = ChannelGraph(copy, frozen_layers=excluded)
         targets = {name for group in graph.groups.values() for name in group.producers}
@@ -175,23 +178,42 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense),
                       stacklevel=2)
 
-    if kind == "weight" and scope == "layer" or kind == "m:n":
-        wrapper_schedule = schedule
+    if keras3:
+        def wrap(layer):
+            if layer.name not in targets:
+                return layer
+            return Keras3Wrapper(layer, pruning_schedule=schedule, granularity=kind, scope=scope,
+                                 block_size=block_size, sparsity_m_by_n=m_by_n)
     else:
-        wrapper_schedule = RankedSchedule(schedule, kind, scope)
+        if kind == "weight" and scope == "layer" or kind == "m:n":
+            wrapper_schedule = schedule
+        else:
+            wrapper_schedule = RankedSchedule(schedule, kind, scope)
 
-    def wrap(layer):
-        if layer.name not in targets:
-            return layer
-        return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule, block_size=block_size,
-                                 sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
+        def wrap(layer):
+            if layer.name not in targets:
+                return layer
+            return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule, block_size=block_size,
+                                     sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
 
-    return keras.models.clone_model(copy, clone_function=wrap)
+    return flavour.keras.models.clone_model(copy, clone_function=wrap)
+
+
+def _keras3_prunability(layer):
+    """As tfmot's `prunability` for tf_keras: "weights", "none" (nothing to prune) or None (a
+    layer with weights that pruning does not know: custom layers stay dense)."""
+    if prunable_weights(layer):
+        return "weights"
+    return "none" if builtin_name(layer) or not layer.weights else None
 
 
 def pruning_wrappers(model):
-    """The pruning wrappers of a model, in layer order."""
-    return [layer for layer in model.layers if isinstance(layer, TfmotPruneWrapper)]
+    """The pruning wrappers of a model (tf_keras or Keras 3), in layer order."""
+    return [layer for layer in model.layers if isinstance(layer, _wrapper_types())]
+
+
+def _wrapper_types():
+    return (TfmotPruneWrapper, Keras3Wrapper)
 
 
 def find_pruned_model(model):
@@ -200,7 +222,7 @@ def find_pruned_model(model):
     if pruning_wrappers(model):
         return model
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if hasattr(layer, "layers"):  # a nested model
             found = find_pruned_model(layer)
             if found is not None:
                 return found
@@ -220,16 +242,20 @@ def strip(model):
     The result shares nothing with `model`. A model without wrappers is copied as is.
 
     Example:
-        >>> import keras_compress as kc
-        >>> keras = kc.keras
+        >>> import keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
         >>> pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
         >>> [layer.name for layer in kc.pruning.strip(pruned).layers]
         ['fc']
     """
-    check_model(model)
+    flavour = keras_for(model, action="strip")
     if not pruning_wrappers(model):
         check_graph_model(model, action="strip")
-        return copy_model(model)
+        return flavour.copy_model(model)
     apply_masks(model)
-    return copy_model(tfmot.sparsity.keras.strip_pruning(model))
+    if flavour_of(model) != KERAS3:
+        return flavour.copy_model(tfmot.sparsity.keras.strip_pruning(model))
+    wrappers = _wrapper_types()
+    unwrapped = flavour.keras.models.clone_model(
+        model, clone_function=lambda layer: layer.layer if isinstance(layer, wrappers) else layer)
+    return flavour.copy_model(unwrapped)

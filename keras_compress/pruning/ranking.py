@@ -1,25 +1,87 @@
-"""Masks ranked across layers: global weight magnitude, and filters by norm."""
+"""Pruning masks, computed in numpy from weight values: magnitude within a layer (single
+weights, blocks, m:n patterns), one magnitude ranking across layers, and filters by norm.
+
+Every function reads weights through `read(variable) -> array` (by default the variable's
+value), so the same code ranks tf_keras and Keras 3 weights, and the weights of a JAX
+training state that the variables do not hold during `fit`.
+"""
 
 import numpy as np
 
 from keras_compress.pruning._channels import unwrap
 from keras_compress.pruning.layer_rules import rule_for
 
-__all__ = ["global_weight_masks", "filter_masks", "channel_mask_values"]
+__all__ = ["global_weight_masks", "layer_weight_masks", "filter_masks", "channel_mask_values", "read_value"]
 
 
-def global_weight_masks(wrappers, sparsity):
+def read_value(variable):
+    """A variable's value as a numpy array."""
+    return np.asarray(variable.numpy())
+
+
+def _dtype(variable):
+    return np.dtype(getattr(variable.dtype, "as_numpy_dtype", variable.dtype))
+
+
+def global_weight_masks(wrappers, sparsity, read=read_value):
     """One magnitude threshold over every wrapped weight: `[(mask variable, new mask)]`."""
-    pairs = [(weight.numpy(), mask) for wrapper in wrappers for weight, mask, _ in wrapper.pruning_vars]
+    pairs = [(read(weight), mask) for wrapper in wrappers for weight, mask, _ in wrapper.pruning_vars]
     magnitudes = np.concatenate([np.abs(w).ravel() for w, _ in pairs])
     count = int(round(sparsity * magnitudes.size))
     if count == 0:
-        return [(mask, np.ones(w.shape, mask.dtype.as_numpy_dtype)) for w, mask in pairs]
+        return [(mask, np.ones(w.shape, _dtype(mask))) for w, mask in pairs]
     threshold = np.partition(magnitudes, count - 1)[count - 1]
-    return [(mask, (np.abs(w) > threshold).astype(mask.dtype.as_numpy_dtype)) for w, mask in pairs]
+    return [(mask, (np.abs(w) > threshold).astype(_dtype(mask))) for w, mask in pairs]
 
 
-def _filter_scores(graph, layers):
+def _smallest(scores, sparsity):
+    """A keep-mask of `scores`' shape without its `sparsity` share of smallest entries."""
+    flat = scores.ravel()
+    keep = np.ones(flat.size, bool)
+    keep[np.argsort(flat, kind="stable")[:int(round(sparsity * flat.size))]] = False
+    return keep.reshape(scores.shape)
+
+
+def _block_mask(value, sparsity, block):
+    """Magnitude pruning of `block`-shaped tiles of the last two axes, ranked by mean magnitude."""
+    rows, cols = value.shape[-2:]
+    height, width = block
+    pad = [(0, 0)] * (value.ndim - 2) + [(0, -rows % height), (0, -cols % width)]
+    tiles = np.pad(np.abs(value), pad)
+    shape = tiles.shape[:-2] + (tiles.shape[-2] // height, height, tiles.shape[-1] // width, width)
+    scores = tiles.reshape(shape).mean(axis=(-3, -1))
+    keep = _smallest(scores, sparsity)
+    keep = np.repeat(np.repeat(keep, height, axis=-2), width, axis=-1)
+    return keep[..., :rows, :cols]
+
+
+def _m_by_n_mask(value, m, n):
+    """Zeros the `m` smallest of every `n` consecutive input weights (axis -2)."""
+    moved = np.moveaxis(np.abs(value), -2, -1)
+    groups = moved.reshape(moved.shape[:-1] + (moved.shape[-1] // n, n))
+    order = np.argsort(groups, axis=-1, kind="stable")
+    keep = np.ones(groups.shape, bool)
+    np.put_along_axis(keep, order[..., :m], False, axis=-1)
+    return np.moveaxis(keep.reshape(moved.shape), -1, -2)
+
+
+def layer_weight_masks(wrapper, sparsity, read=read_value):
+    """Masks of one wrapper's weights by their own magnitudes: `[(mask variable, new mask)]`
+    (its block size or m:n pattern included)."""
+    values = []
+    for weight, mask, _ in wrapper.pruning_vars:
+        value = read(weight)
+        if wrapper.sparsity_m_by_n:
+            keep = _m_by_n_mask(value, *wrapper.sparsity_m_by_n)
+        elif tuple(wrapper.block_size) != (1, 1) and value.ndim >= 2:
+            keep = _block_mask(value, sparsity, wrapper.block_size)
+        else:
+            keep = _smallest(np.abs(value), sparsity)
+        values.append((mask, keep.astype(_dtype(mask))))
+    return values
+
+
+def _filter_scores(graph, layers, read):
     """Per group: the sum over its producers of each output channel's kernel L2 norm,
     and the kernel parameters one channel holds."""
     scores = {}
@@ -28,14 +90,14 @@ def _filter_scores(graph, layers):
         for name in group.producers:
             layer = unwrap(layers[name])
             kernel, axis = rule_for(layer).weights(layer)[0]
-            kernels.append(np.moveaxis(kernel.numpy(), axis, -1))
+            kernels.append(np.moveaxis(read(kernel), axis, -1))
         norms = sum(np.sqrt(np.sum(k.reshape(-1, k.shape[-1]) ** 2, axis=0)) for k in kernels)
         per_channel = sum(int(np.prod(k.shape[:-1])) for k in kernels)
         scores[space] = (norms, per_channel)
     return scores
 
 
-def filter_masks(graph, layers, sparsity, scope):
+def filter_masks(graph, layers, sparsity, scope, read=read_value):
     """Boolean keep-masks `{space: mask}` for every removable channel group.
 
     With scope "layer" each group loses `sparsity` of its channels; with "global"
@@ -43,7 +105,7 @@ def filter_masks(graph, layers, sparsity, scope):
     until `sparsity` of all grouped kernel parameters is gone. A group always keeps
     at least one channel.
     """
-    scores = _filter_scores(graph, layers)
+    scores = _filter_scores(graph, layers, read)
     masks = {space: np.ones(group.size, bool) for space, group in graph.groups.items()}
     if scope == "layer":
         for space, (norms, _) in scores.items():
@@ -77,12 +139,12 @@ def channel_mask_values(graph, name, wrapper, keep):
         channels = graph.output_channels(name, keep)
     else:
         channels, _ = graph.layer_channels(name, keep)
-    axes = {id(variable): axis % variable.shape.rank for variable, axis in rule_for(layer).weights(layer)}
+    axes = {id(variable): axis % len(variable.shape) for variable, axis in rule_for(layer).weights(layer)}
     values = []
     for weight, mask, _ in wrapper.pruning_vars:
         axis = axes[id(weight)]
-        shape = [1] * weight.shape.rank
+        shape = [1] * len(weight.shape)
         shape[axis] = -1
-        value = np.broadcast_to(channels.reshape(shape), weight.shape)
-        values.append((mask, value.astype(mask.dtype.as_numpy_dtype)))
+        value = np.broadcast_to(channels.reshape(shape), tuple(weight.shape))
+        values.append((mask, value.astype(_dtype(mask))))
     return values

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_compress._keras import check_model
+from keras_compress._flavour import check_model
 from keras_compress.pruning._channels import unwrap
 
 __all__ = ["sparsity", "SparsityReport"]
@@ -74,8 +74,7 @@ def sparsity(model):
     depthwise and pointwise kernels, recurrent kernels and embeddings.
 
     Example:
-        >>> import numpy as np, keras_compress as kc
-        >>> keras = kc.keras
+        >>> import numpy as np, keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, use_bias=False)])
         >>> model.set_weights([np.array([[0, 1], [0, 1], [1, 1], [1, 1]])])
         >>> kc.pruning.sparsity(model).total_sparsity

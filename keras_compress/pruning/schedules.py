@@ -18,9 +18,9 @@ import math
 import numbers
 
 import tensorflow as tf
-import tensorflow_model_optimization as tfmot
 
 from keras_compress._keras import keras
+from keras_compress._tfmot import tfmot
 
 __all__ = ["PolynomialDecay", "ConstantSparsity"]
 
@@ -196,6 +196,11 @@ class PolynomialDecay(_EpochAware, tfmot.sparsity.keras.PolynomialDecay):
     def target_sparsity(self):
         return self.final_sparsity
 
+    def sparsity_at(self, step):
+        """The sparsity at `step` (a Python int), as `__call__` computes it in the graph."""
+        progress = min(1.0, max(0.0, (step - self.begin_step) / (self.end_step - self.begin_step)))
+        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1 - progress) ** self.power
+
     def _own_config(self):
         return {"initial_sparsity": self.initial_sparsity, "final_sparsity": self.final_sparsity,
                 "power": self.power, **self._timing_config()}
@@ -224,6 +229,10 @@ class ConstantSparsity(_EpochAware, tfmot.sparsity.keras.ConstantSparsity):
         _check_sparsity("target_sparsity", target_sparsity)
         self.target_sparsity = float(target_sparsity)
         self._init_timing(begin_step, end_step, begin_epoch, end_epoch, frequency)
+
+    def sparsity_at(self, step):
+        """The sparsity at `step` (a Python int)."""
+        return self.target_sparsity
 
     def _own_config(self):
         return {"target_sparsity": self.target_sparsity, **self._timing_config()}

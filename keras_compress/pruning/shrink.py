@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_compress._keras import check_graph_model, keras
+from keras_compress._flavour import check_graph_model
 from keras_compress.errors import ShrinkError
 from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.prune import pruning_wrappers, strip
@@ -77,15 +77,17 @@ def _sample_inputs(model, rng):
     samples = []
     for tensor in model.inputs:
         shape = [2] + [d or 8 for d in tensor.shape[1:]]
-        if tensor.dtype.is_floating:
-            samples.append(rng.standard_normal(shape).astype(tensor.dtype.as_numpy_dtype))
+        dtype = np.dtype(getattr(tensor.dtype, "as_numpy_dtype", tensor.dtype))
+        if np.issubdtype(dtype, np.floating):
+            samples.append(rng.standard_normal(shape).astype(dtype))
         else:
-            samples.append(np.zeros(shape, tensor.dtype.as_numpy_dtype))
+            samples.append(np.zeros(shape, dtype))
     return samples
 
 
 def _check_same_outputs(reference, small):
     inputs = _sample_inputs(reference, np.random.default_rng(0))
+    inputs = inputs if len(inputs) > 1 else inputs[0]
     expected = reference.predict_on_batch(inputs)
     actual = small.predict_on_batch(inputs)
     for want, got in zip(_as_list(expected), _as_list(actual)):
@@ -118,8 +120,7 @@ def shrink(model, *, verify=True):
         A new, ordinary Keras model whose outputs equal `model`'s to float tolerance.
 
     Example:
-        >>> import keras_compress as kc
-        >>> keras = kc.keras
+        >>> import keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
         ...                           keras.layers.Dense(2)])
         >>> w, b = model.layers[0].get_weights()
@@ -128,7 +129,7 @@ def shrink(model, *, verify=True):
         >>> kc.pruning.shrink(model).layers[0].units
         2
     """
-    check_graph_model(model, action="shrink")
+    flavour = check_graph_model(model, action="shrink")
     plain = strip(model) if pruning_wrappers(model) else model
     graph = ChannelGraph(plain)
     layers = {layer.name: layer for layer in plain.layers}
@@ -144,7 +145,7 @@ def shrink(model, *, verify=True):
             raise ShrinkError(f"Cannot rebuild layer {layer.name!r} ({type(layer).__name__}) "
                               f"from its config: {error}") from error
 
-    small = keras.models.clone_model(plain, clone_function=rebuild)
+    small = flavour.keras.models.clone_model(plain, clone_function=rebuild)
     for layer in small.layers:
         original = layers[layer.name]
         try:

@@ -6,10 +6,9 @@ plain `keras.models.load_model`, without tfmot's `prune_scope`.
 """
 
 import tensorflow as tf
-import tensorflow_model_optimization as tfmot
 
 from keras_compress._keras import is_saving, keras
-from keras_compress._tfmot import TfmotPruneWrapper
+from keras_compress._tfmot import tfmot, TfmotPruneWrapper
 from keras_compress.pruning.layer_rules import rule_for
 
 __all__ = ["PruneLowMagnitude", "RankedSchedule"]

@@ -3,10 +3,10 @@
 import warnings
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
-from keras_compress._keras import check_graph_model, inbound_layers, keras
-from keras_compress._tfmot import is_quantization_layer, make_loadable, quantizable, weight_quantizers
+from keras_compress._flavour import TF_KERAS, check_graph_model
+from keras_compress._keras import inbound_layers, keras
+from keras_compress._tfmot import tfmot, is_quantization_layer, make_loadable, quantizable, weight_quantizers
 from keras_compress.errors import KerasCompressError
 from keras_compress.pruning.prune import pruning_wrappers
 
@@ -89,7 +89,7 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
         >>> kc.quantization.is_quantize_aware(qat)
         True
     """
-    check_graph_model(model, action="quantize")
+    check_graph_model(model, action="quantize", flavours=(TF_KERAS,))
     if preserve_sparsity not in ("auto", True, False):
         raise ValueError(f'preserve_sparsity must be "auto", True or False, got {preserve_sparsity!r}')
     if pruning_wrappers(model):

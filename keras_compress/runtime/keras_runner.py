@@ -3,9 +3,10 @@
 import logging
 import weakref
 
+import numpy as np
 import tensorflow as tf
 
-from keras_compress._keras import check_model
+from keras_compress._flavour import KERAS3, flavour_of, keras_for, numpy_dtype
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 
@@ -29,6 +30,8 @@ tf.get_logger().addFilter(_OneTracePerModel())
 
 
 def _compiled(model):
+    if flavour_of(model) == KERAS3:  # a compiled predict step on any backend (jit on JAX)
+        return model.predict_on_batch
     if model not in _COMPILED:
         specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
         _COMPILED[model] = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
@@ -37,16 +40,15 @@ def _compiled(model):
 
 
 def _infos(tensors, names):
-    return [TensorInfo(name, tuple(t.shape), t.dtype.as_numpy_dtype.__name__)
+    return [TensorInfo(name, tuple(t.shape), numpy_dtype(t.dtype).name)
             for t, name in zip(tensors, names)]
 
 
 class KerasRunner(Runner):
-    """A tf_keras model behind the `Runner` interface (inference mode, compiled once).
+    """A Keras 3 or tf_keras model behind the `Runner` interface (inference mode, compiled once).
 
     Example:
-        >>> import numpy as np, keras_compress as kc
-        >>> keras = kc.keras
+        >>> import numpy as np, keras, keras_compress as kc
         >>> model = keras.Sequential([keras.Input((3,), name="x"), keras.layers.Dense(2, name="y")])
         >>> runner = kc.runtime.KerasRunner(model)
         >>> runner.inputs[0].name, runner.predict(np.ones((4, 3))).shape
@@ -56,8 +58,9 @@ class KerasRunner(Runner):
     format = "keras"
 
     def __init__(self, model):
-        check_model(model)
-        super().__init__(_infos(model.inputs, model.input_names), _infos(model.outputs, model.output_names))
+        flavour = keras_for(model)
+        super().__init__(_infos(model.inputs, flavour.input_names(model)),
+                         _infos(model.outputs, flavour.output_names(model)))
         self.model = model
         self._call = _compiled(model)
 
@@ -69,5 +72,6 @@ class KerasRunner(Runner):
         return cls(load_model(path, **options))
 
     def _run(self, arrays):
-        outputs = self._call(*arrays)
-        return [o.numpy() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+        outputs = self._call(*arrays) if self._call is not self.model.predict_on_batch else \
+            self._call(arrays if len(arrays) > 1 else arrays[0])
+        return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]

@@ -12,10 +12,12 @@ KEY = "keras_compress"
 
 
 def artifact_metadata(model, fmt, settings):
+    from keras_compress._flavour import keras_for
     from keras_compress._version import __version__
 
+    flavour = keras_for(model)
     return {"producer": f"keras_compress {__version__}", "format": fmt, "source_model": model.name,
-            "inputs": list(model.input_names), "outputs": list(model.output_names),
+            "inputs": flavour.input_names(model), "outputs": flavour.output_names(model),
             "settings": dict(settings)}
 
 

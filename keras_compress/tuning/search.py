@@ -6,7 +6,8 @@ import os
 import keras_tuner
 
 from keras_compress._files import write_atomically
-from keras_compress._keras import check_model, keras
+from keras_compress._flavour import TF_KERAS, check_model
+from keras_compress._keras import keras
 from keras_compress.tuning.result import SearchResult
 from keras_compress.tuning.space import check_space
 from keras_compress.tuning.trial import Training, measure
@@ -120,9 +121,9 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
     if artifact_format not in ("tflite", "onnx"):
         raise ValueError(f'artifact_format must be "tflite" or "onnx", got {artifact_format!r}')
     if isinstance(model_or_build_fn, keras.Model) or not callable(model_or_build_fn):
-        check_model(model_or_build_fn, "model_or_build_fn")
+        check_model(model_or_build_fn, "model_or_build_fn", flavours=(TF_KERAS,), action="search")
     if teacher is not None:
-        check_model(teacher, "teacher")
+        check_model(teacher, "teacher", flavours=(TF_KERAS,), action="search")
     train_data = _check_data(train_data, "train_data")
     validation_data = _check_data(validation_data, "validation_data")
     space = check_space(space, teacher)

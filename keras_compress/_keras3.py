@@ -1,0 +1,129 @@
+"""The Keras 3 flavour: its Keras, and every private Keras 3 attribute the package reads.
+
+The helper names match `_keras` (tf_keras); `_flavour.keras_for(model)` picks one.
+Keras 3 runs on the TensorFlow or the JAX backend; `backend()` says which.
+"""
+
+import keras
+
+__all__ = ["keras", "backend", "copy_model", "forget_step_function", "graph_nodes", "is_graph_model",
+           "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
+           "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
+           "registered_object", "data_classes", "quantized_layers"]
+
+
+def backend():
+    """"tensorflow" or "jax" (the backends keras_compress supports)."""
+    return keras.backend.backend()
+
+
+def copy_model(model):
+    """A new model with the same layers and weights, sharing nothing (no optimizer)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _graph(model):
+    """The functional graph of a Sequential or functional model, or None."""
+    if isinstance(model, keras.Sequential):
+        return getattr(model, "_functional", None)
+    return model if hasattr(model, "_nodes_by_depth") else None
+
+
+def is_graph_model(model):
+    """Whether `model` is a built Sequential or a functional model."""
+    return _graph(model) is not None
+
+
+def graph_nodes(model):
+    """The calls of a graph model's layers, inputs first: `[(layer, input tensors, output tensors)]`."""
+    graph = _graph(model)
+    return [(node.operation, list(node.input_tensors), list(node.outputs))
+            for depth in sorted(graph._nodes_by_depth, reverse=True)
+            for node in graph._nodes_by_depth[depth]]
+
+
+def output_tensors(model):
+    """The symbolic output tensors of a graph model."""
+    return list(keras.tree.flatten(_graph(model).outputs))
+
+
+def input_names(model):
+    """The names of a graph model's inputs, in order."""
+    return [tensor.name for tensor in keras.tree.flatten(_graph(model).inputs)]
+
+
+def output_names(model):
+    """The names of a graph model's outputs (the layers that make them), in order."""
+    return [tensor._keras_history[0].name for tensor in output_tensors(model)]
+
+
+def tensor_key(tensor):
+    """A hashable key for a symbolic tensor of a graph model."""
+    return id(tensor)
+
+
+def rank(tensor):
+    return len(tensor.shape)
+
+
+def layer_input_tensors(layer):
+    """Every symbolic tensor `layer` is called on, over all its calls."""
+    return [tensor for node in layer._inbound_nodes for tensor in node.input_tensors]
+
+
+def steps_per_execution(model):
+    """How many training steps one call of the model's train function runs."""
+    return int(getattr(model, "steps_per_execution", 1) or 1)
+
+
+def train_function(model):
+    """The function `fit` calls for every `steps_per_execution` steps: `f(iterator)` on
+    TensorFlow, `f(state, iterator) -> (logs, state)` on JAX (None before `fit` makes it)."""
+    return model.train_function
+
+
+def set_train_function(model, function):
+    model.train_function = function
+
+
+def forget_step_function(model, kind):
+    """Makes the next `fit` ("train") or `evaluate` ("test") trace a new step function."""
+    setattr(model, f"{kind}_function", None)
+
+
+def public_symbol(api_name):
+    """The object Keras 3 exports under `api_name` ("keras.layers.Dense"), or None; how Keras 3
+    resolves its own objects from a config."""
+    from keras.src import api_export
+
+    return api_export.get_symbol_from_name(api_name)
+
+
+def public_name(obj):
+    """The public Keras 3 name of `obj` ("keras.activations.relu"), or None."""
+    from keras.src import api_export
+
+    return api_export.get_name_from_symbol(obj)
+
+
+def registered_object(name, custom_objects=None):
+    """The class or function registered under `name` (custom objects, the global registry), or None."""
+    return keras.saving.get_registered_object(name, custom_objects=custom_objects)
+
+
+def data_classes():
+    """The base classes of what Keras 3 saves and loads as data (layers, losses, dtype policies...)."""
+    from keras.src.saving.keras_saveable import KerasSaveable
+
+    return (KerasSaveable, keras.DTypePolicy, keras.InputSpec, keras.initializers.Initializer,
+            keras.regularizers.Regularizer, keras.constraints.Constraint, keras.optimizers.Optimizer,
+            keras.optimizers.schedules.LearningRateSchedule, keras.losses.Loss, keras.metrics.Metric,
+            keras.quantizers.Quantizer, keras.quantizers.QuantizationConfig)
+
+
+def quantized_layers(model):
+    """The layers of `model` that `model.quantize()` quantized (post-training), by name."""
+    return [layer.name for layer in model._flatten_layers(include_self=False)
+            if getattr(layer, "quantization_mode", None)]

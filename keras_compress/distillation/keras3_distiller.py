@@ -1,0 +1,161 @@
+"""The Keras 3 `Distiller`, on `keras.ops`: the same loss, options and guarantees as the
+tf_keras one, on the TensorFlow and the JAX backend. `keras_compress.Distiller(student=...,
+teacher=...)` returns it for Keras 3 models.
+
+It differs from Keras' own `keras.distillation.Distiller` (3.12+), whose default
+`loss="kl_divergence"` compares raw logits: no softmax, no temperature, no T² scaling.
+This one softens both outputs by T and scales the KL term by T², as in Hinton et al.
+"""
+
+import keras
+from keras import ops
+
+from keras_compress._flavour import KERAS3
+from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects, per_example
+from keras_compress.distillation.losses import as_logits, keras_ops, soft_target_loss
+
+__all__ = ["Distiller"]
+
+
+def _mean_over_features(values):
+    return ops.mean(values, axis=list(range(1, len(values.shape)))) if len(values.shape) > 1 else values
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
+class Distiller(DistillerSettings, keras.Model):
+    """Trains a Keras 3 `student` to match a frozen `teacher` as well as the true labels.
+
+    See `keras_compress.Distiller` for the loss and the arguments. The teacher's variables
+    are never trained (they count as non-trainable for this model) and the caller's teacher
+    is left as it was.
+    """
+
+    flavour = KERAS3
+
+    def __init__(self, *models, student=None, teacher=None, student_from_logits=True, teacher_from_logits=True,
+                 features=None, cache_teacher=False, alpha=None, temperature=None, **kwargs):
+        self._check_models(models, student, teacher)
+        super().__init__(**kwargs)
+        self._init_settings(student, teacher, student_from_logits, teacher_from_logits, features,
+                            cache_teacher, alpha, temperature)
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.feature_loss_tracker = keras.metrics.Mean(name="feature_loss") if self.features else None
+        self.built = True  # every weight exists already: the student's, teacher's and projections'
+
+    # -- the teacher never trains: its variables count as non-trainable ------------------
+    def _is_teacher(self):
+        ids = {id(variable) for variable in self.teacher.variables}
+        return lambda variable: id(variable) in ids
+
+    @property
+    def trainable_variables(self):
+        teacher = self._is_teacher()
+        return [v for v in super().trainable_variables if not teacher(v)]
+
+    @property
+    def non_trainable_variables(self):
+        teacher = self._is_teacher()
+        return super().non_trainable_variables + [v for v in super().trainable_variables if teacher(v)]
+
+    @property
+    def trainable_weights(self):
+        teacher = self._is_teacher()
+        return [v for v in super().trainable_weights if not teacher(v)]
+
+    @property
+    def non_trainable_weights(self):
+        teacher = self._is_teacher()
+        return super().non_trainable_weights + [v for v in super().trainable_weights if teacher(v)]
+
+    # -- Keras API ------------------------------------------------------------------------
+    def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
+                alpha=None, temperature=None, feature_weight=1.0, **kwargs):
+        """Configures training; the arguments are those of `keras_compress.Distiller.compile`."""
+        self._compile_settings(optimizer, metrics, student_loss_fn, distillation_loss_fn, alpha, temperature,
+                               feature_weight, kwargs)
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.student_loss_fn = per_example(student_loss_fn or keras.losses.SparseCategoricalCrossentropy(
+            from_logits=self.student_from_logits), keras)
+        self.distillation_loss_fn = (None if distillation_loss_fn is None
+                                     else per_example(distillation_loss_fn, keras))
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def _soft_loss(self, student_out, teacher_out):
+        student_logits = as_logits(student_out, self.student_from_logits, keras_ops())
+        teacher_logits = as_logits(teacher_out, self.teacher_from_logits, keras_ops())
+        if self.distillation_loss_fn is None:
+            return soft_target_loss(student_logits, teacher_logits, self.temperature, keras_ops())
+        loss = self.distillation_loss_fn(ops.softmax(teacher_logits / self.temperature),
+                                         ops.softmax(student_logits / self.temperature))
+        return _mean_over_features(loss) * self.temperature ** 2
+
+    def _split_targets(self, y):
+        """`(labels, cached teacher outputs or None)`: `fit` with `cache_teacher` passes both."""
+        if self.cache_teacher and isinstance(y, (list, tuple)):
+            return y[0], list(y[1:])
+        return y, None
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, cached = self._split_targets(y)
+        if cached is not None:
+            teacher_out, teacher_feats = cached[0], cached[1:]
+        elif self._teacher_features is not None:
+            outputs = self._teacher_features(x, training=False)
+            teacher_out, teacher_feats = outputs[0], list(outputs[1:])
+        else:
+            teacher_out, teacher_feats = self.teacher(x, training=False), []
+        soft = self._soft_loss(y_pred, teacher_out)
+        per_example = soft
+        hard = None
+        if labels is not None:
+            hard = self.student_loss_fn(labels, y_pred)
+            per_example = self.alpha * hard + (1.0 - self.alpha) * soft
+        if self.features:
+            student_feats = list(self._student_features(x, training=training)[1:])
+            feature = sum(_mean_over_features(ops.square((project(s) if project else s) - t))
+                          for project, s, t in zip(self.projections, student_feats, teacher_feats))
+            per_example = per_example + self.feature_weight * feature
+            self.feature_loss_tracker.update_state(feature, sample_weight=sample_weight)
+        weighted = per_example if sample_weight is None else per_example * ops.cast(sample_weight, "float32")
+        loss = ops.sum(weighted) / ops.cast(ops.shape(per_example)[0], "float32")
+        if self.losses:
+            loss = loss + ops.sum([ops.sum(penalty) for penalty in self.losses])
+        if hard is not None:
+            self.student_loss_tracker.update_state(hard, sample_weight=sample_weight)
+        self.distillation_loss_tracker.update_state(soft, sample_weight=sample_weight)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels, _ = self._split_targets(y)
+        if labels is not None:
+            return super().compute_metrics(x, labels, y_pred, sample_weight)
+        # No labels: no student loss, no metrics against labels.
+        return {metric.name: metric.result() for metric in self.metrics
+                if metric.name in ("loss", "distillation_loss", "feature_loss")}
+
+    def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
+        check_flavour_objects(kwargs.get("callbacks") or [], "callbacks", self.flavour)
+        if self.cache_teacher:
+            y, sample_weight = self._cached_targets(x, y, sample_weight, class_weight, kwargs.get("batch_size"))
+            class_weight = None
+        return super().fit(x, y, *args, sample_weight=sample_weight, class_weight=class_weight, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        check_flavour_objects(kwargs.get("callbacks") or [], "callbacks", self.flavour)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def get_config(self):
+        return self._settings_config(keras.saving.serialize_keras_object)
+
+    def get_compile_config(self):
+        return None  # compile again after loading (alpha and temperature are in the config)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("student", "teacher"):
+            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)
