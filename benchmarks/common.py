@@ -2,11 +2,8 @@
 
 import time
 
-import keras_compress as kc
 
-keras = kc.keras
-
-
+import tf_keras as keras
 def compile_classifier(model):
     """Adam 1e-3, sparse cross-entropy on logits, accuracy."""
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -23,7 +23,7 @@ import keras_compress as kc  # noqa: E402
 from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn, digits_student  # noqa: E402
 
-keras = kc.keras
+import tf_keras as keras
 UNITS = 48  # the student's hidden width: 7x fewer parameters than the teacher
 
 

@@ -24,7 +24,7 @@ import keras_compress as kc  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
 from keras_compress.export.signature import sample_inputs  # noqa: E402
 
-keras = kc.keras
+import tf_keras as keras
 L = keras.layers
 
 

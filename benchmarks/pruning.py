@@ -22,9 +22,7 @@ import keras_compress as kc  # noqa: E402
 from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
 
-keras = kc.keras
-
-
+import tf_keras as keras
 def fit_overhead(x, y, epochs):
     """Median epoch time of fit with pruning over the same fit without (first epoch dropped)."""
     def epoch_time(model, callbacks):

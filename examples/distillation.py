@@ -6,7 +6,7 @@ import numpy as np
 
 import keras_compress as kc
 
-keras = kc.keras
+import tf_keras as keras
 L = keras.layers
 
 

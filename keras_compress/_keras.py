@@ -8,7 +8,8 @@ import os
 import tf_keras as keras
 
 __all__ = ["keras", "copy_model", "forget_step_function",
-           "graph_nodes", "inbound_layers", "input_names", "output_names", "output_tensors", "tensor_key", "rank",
+           "graph_nodes", "inbound_layers", "input_names", "output_names", "output_tensors", "tensor_key",
+           "rank",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
            "steps_per_execution", "train_function",
            "public_symbol",

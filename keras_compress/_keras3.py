@@ -9,7 +9,8 @@ import keras
 __all__ = ["keras", "backend", "copy_model", "forget_step_function", "graph_nodes", "is_graph_model",
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
-           "registered_object", "data_classes", "quantized_layers"]
+           "registered_object", "data_classes", "quantized_layers", "call_takes_training",
+           "tensorflow_call"]
 
 
 def backend():
@@ -127,3 +128,26 @@ def quantized_layers(model):
     """The layers of `model` that `model.quantize()` quantized (post-training), by name."""
     return [layer.name for layer in model._flatten_layers(include_self=False)
             if getattr(layer, "quantization_mode", None)]
+
+
+def call_takes_training(layer):
+    """Whether the layer's `call` has a `training` argument."""
+    return layer._call_has_training_arg
+
+
+def tensorflow_call(model, specs, call):
+    """`(a TensorFlow-callable version of call(*inputs), the tf.Module holding the variables it
+    reads)` for a Keras 3 model: the call itself and the model's tf.Variables on the TensorFlow
+    backend; on JAX, the call converted by Keras' ExportArchive (jax2tf)."""
+    import tensorflow as tf
+
+    if backend() == "tensorflow":
+        trackable = tf.Module()
+        trackable.variables_read = [variable.value for variable in model.variables]  # the tf.Variables
+        return call, trackable
+    from keras.export import ExportArchive
+
+    archive = ExportArchive()
+    archive.track(model)
+    function = archive.add_endpoint("call", call, input_signature=specs)
+    return function, archive._tf_trackable

@@ -7,7 +7,7 @@ import tempfile
 import time
 
 from keras_compress import datasets, pruning, quantization
-from keras_compress._keras import keras
+from keras_compress import _keras
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.benchmark import benchmark
 from keras_compress.distillation import Distiller
@@ -19,8 +19,9 @@ __all__ = ["run_demo", "digits_cnn", "digits_student", "DemoResult"]
 _SETTINGS = {False: (10, 12, 6, 2, 50), True: (3, 4, 2, 1, 10)}
 
 
-def digits_cnn(input_shape=(8, 8, 1), seed=0):
-    """A small CNN for the 8x8 digits, with BatchNormalization (logits out)."""
+def digits_cnn(input_shape=(8, 8, 1), seed=0, keras=_keras.keras):
+    """A small CNN for the 8x8 digits, with BatchNormalization (logits out), built with `keras`
+    (tf_keras by default, or Keras 3)."""
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     return keras.Sequential([
@@ -36,7 +37,7 @@ def digits_cnn(input_shape=(8, 8, 1), seed=0):
     ], name="digits_cnn")
 
 
-def digits_student(input_shape=(8, 8, 1), seed=1, units=32):
+def digits_student(input_shape=(8, 8, 1), seed=1, units=32, keras=_keras.keras):
     """A student about 10x smaller than `digits_cnn` (logits out); `units=48` makes it 7x."""
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -51,6 +52,7 @@ def digits_student(input_shape=(8, 8, 1), seed=1, units=32):
 
 
 def _compile(model):
+    keras = _keras.keras
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -102,7 +104,7 @@ def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
         say(2, f"Distilling a {teacher.count_params() // digits_student().count_params()}x smaller student "
                f"for {distill_epochs} epochs")
         distiller = Distiller(student=digits_student(), teacher=teacher)
-        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1,
+        distiller.compile(optimizer=_keras.keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1,
                           temperature=4.0)
         distiller.fit(x, y, epochs=distill_epochs, batch_size=32, verbose=fit_verbose)
         student = distiller.student

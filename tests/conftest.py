@@ -7,10 +7,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import tf_keras as keras  # noqa: E402
+
 import keras_compress as kc  # noqa: E402
+from keras_compress._flavour import keras_for  # noqa: E402
 from models import quantizable_cnn, small_cnn  # noqa: E402
 
-keras = kc.keras
+# Behaviour tests that take the `keras_flavour` fixture run once per Keras: tf_keras and
+# Keras 3 here, Keras 3 alone in the second pytest process that `make test` runs with
+# KERAS_BACKEND=jax (where tests without the fixture are deselected).
+JAX = os.environ.get("KERAS_BACKEND") == "jax"
+FLAVOURS = ("keras3",) if JAX else ("tf_keras", "keras3")
+
+
+@pytest.fixture(scope="session", params=FLAVOURS)
+def keras_flavour(request):
+    """The Keras module a test builds its models with: tf_keras or Keras 3."""
+    if request.param == "keras3":
+        import keras as keras3
+
+        return keras3
+    return keras
+
+
+def pytest_collection_modifyitems(config, items):
+    if not JAX:
+        return
+    selected = [item for item in items
+                if getattr(item, "callspec", None) and item.callspec.params.get("keras_flavour") == "keras3"]
+    config.hook.pytest_deselected(items=[item for item in items if item not in selected])
+    items[:] = selected
 
 
 @pytest.fixture(scope="session")
@@ -19,20 +45,32 @@ def digits():
     return kc.datasets.digits()
 
 
-def compile_classifier(model):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+def compile_classifier(model, **kwargs):
+    """Compiles `model` for the digits with its own Keras."""
+    keras_of_model = keras_for(model).keras
+    model.compile(optimizer=keras_of_model.optimizers.Adam(1e-3),
+                  loss=keras_of_model.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], **kwargs)
+    return model
+
+
+def _trained_cnn(digits, keras_module):
+    (x, y), _ = digits
+    model = compile_classifier(small_cnn(keras=keras_module))
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     return model
 
 
 @pytest.fixture(scope="session")
-def trained_cnn(digits):
-    """A small CNN trained for two epochs. Tests must not modify it (prune copies it)."""
-    (x, y), _ = digits
-    model = compile_classifier(small_cnn())
-    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
-    return model
+def trained_cnn(digits, keras_flavour):
+    """A small CNN trained for two epochs, in each Keras. Tests must not modify it (prune copies it)."""
+    return _trained_cnn(digits, keras_flavour)
+
+
+@pytest.fixture(scope="session")
+def tf_keras_cnn(digits):
+    """The tf_keras `trained_cnn`, for tests of what only tf_keras models do."""
+    return _trained_cnn(digits, keras)
 
 
 def fit_pruned(pruned, data, epochs=2, callbacks=(), **kwargs):

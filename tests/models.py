@@ -2,14 +2,15 @@
 
 import os
 
+import tf_keras
+
 import keras_compress as kc
 from keras_compress.demo import digits_cnn
 
-keras = kc.keras
-L = keras.layers
+# Builders take `keras`, the Keras to build with: tf_keras (the default) or Keras 3.
 
 
-def small_cnn(seed=0):
+def small_cnn(seed=0, keras=tf_keras):
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     return keras.Sequential([
@@ -23,7 +24,7 @@ def small_cnn(seed=0):
     ], name="small_cnn")
 
 
-def quantizable_cnn(seed=0):
+def quantizable_cnn(seed=0, keras=tf_keras):
     """A small CNN tfmot quantizes whole: BatchNormalization right after its Conv2D."""
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -40,8 +41,9 @@ def quantizable_cnn(seed=0):
     ], name="quantizable_cnn")
 
 
-def residual_net(seed=0):
+def residual_net(seed=0, keras=tf_keras):
     """Add joins, DepthwiseConv2D, BatchNormalization, Concatenate and pooling."""
+    L = keras.layers
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1), name="image")
     stem = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
@@ -60,16 +62,19 @@ def residual_net(seed=0):
     return keras.Model(inputs, outputs, name="residual_net")
 
 
-def text_model(cell):
+def text_model(cell, keras=tf_keras):
+    """Embedding, then a recurrent layer by class name ("GRU", "LSTM")."""
+    L = keras.layers
     keras.utils.set_random_seed(0)
     tokens = keras.Input((12,), dtype="int32", name="tokens")
     x = L.Embedding(50, 8)(tokens)
-    x = cell(16)(x)
-    return keras.Model(tokens, L.Dense(3, name="logits")(x), name=f"text_{cell.__name__.lower()}")
+    x = getattr(L, cell)(16)(x)
+    return keras.Model(tokens, L.Dense(3, name="logits")(x), name=f"text_{cell.lower()}")
 
 
-def multi_io():
+def multi_io(keras=tf_keras):
     """Inputs and outputs whose names sort differently from their order."""
+    L = keras.layers
     keras.utils.set_random_seed(0)
     zeta, alpha = keras.Input((4,), name="zeta"), keras.Input((3,), name="alpha")
     joined = L.Concatenate()([zeta, alpha])
@@ -78,8 +83,9 @@ def multi_io():
 
 
 # The models every export format is tested on.
-EXPORT_MODELS = {"cnn": digits_cnn, "residual": residual_net, "gru": lambda: text_model(L.GRU),
-          "lstm": lambda: text_model(L.LSTM), "multi": multi_io}
+EXPORT_MODELS = {"cnn": digits_cnn, "residual": residual_net,
+                 "gru": lambda keras=tf_keras: text_model("GRU", keras),
+                 "lstm": lambda keras=tf_keras: text_model("LSTM", keras), "multi": multi_io}
 
 
 def reloaded(model, folder, suffix=".keras"):

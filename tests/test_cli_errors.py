@@ -14,10 +14,10 @@ from keras_compress import cli
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, trained_cnn):
+def files(tmp_path_factory, tf_keras_cnn):
     folder = tmp_path_factory.mktemp("cli")
     model = str(folder / "cnn.keras")
-    trained_cnn.save(model)
+    tf_keras_cnn.save(model)
     good = folder / "good.npz"
     np.savez(good, x=np.zeros((4, 8, 8, 1), "float32"), y=np.zeros(4, "int64"))
     bad = {"folder": folder / "data_folder", "empty": folder / "empty.npz", "truncated": folder / "cut.npz",
@@ -77,12 +77,12 @@ def test_a_full_disk_is_an_error_not_a_traceback(files, tmp_path, capsys, monkey
     assert os.listdir(tmp_path) == []
 
 
-def test_check_tensorrt_refuses_what_is_not_onnx(files, tmp_path, capsys, trained_cnn):
+def test_check_tensorrt_refuses_what_is_not_onnx(files, tmp_path, capsys, tf_keras_cnn):
     import keras_compress as kc
 
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
-    tflite = kc.export(trained_cnn, str(tmp_path / "m.tflite")).path
+    tflite = kc.export(tf_keras_cnn, str(tmp_path / "m.tflite")).path
     for path in (str(empty), tflite, str(tmp_path)):
         captured = _fails_naming(capsys, ["check-tensorrt", path], path, "is not an ONNX model")
         assert "ready" not in captured.out

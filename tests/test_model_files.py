@@ -8,9 +8,7 @@ import pytest
 import keras_compress as kc
 from models import reloaded
 
-keras = kc.keras
-
-
+import tf_keras as keras
 def _lambda_model():
     inputs = keras.Input((3,))
     return keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs))
@@ -26,11 +24,11 @@ def test_code_in_a_model_file_is_refused_unless_asked_for_by_name(tmp_path, suff
     np.testing.assert_allclose(model.predict(np.ones((1, 3)), verbose=0), 2.0)
 
 
-def test_missing_truncated_and_foreign_files_give_clear_errors(tmp_path, trained_cnn):
+def test_missing_truncated_and_foreign_files_give_clear_errors(tmp_path, tf_keras_cnn):
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         kc.load_model(str(tmp_path / "missing.keras"))
     good = str(tmp_path / "good.keras")
-    trained_cnn.save(good)
+    tf_keras_cnn.save(good)
     truncated = tmp_path / "truncated.keras"
     truncated.write_bytes(open(good, "rb").read()[:2000])
     with pytest.raises(kc.ModelFileError, match="truncated.keras.*truncated, corrupt"):
@@ -50,8 +48,8 @@ def test_missing_truncated_and_foreign_files_give_clear_errors(tmp_path, trained
         kc.load(str(corrupt))
 
 
-def test_pruned_models_load_without_tfmot_scopes(tmp_path, trained_cnn):
-    pruned = kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))
+def test_pruned_models_load_without_tfmot_scopes(tmp_path, tf_keras_cnn):
+    pruned = kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.5))
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
     # fresh processes, no tfmot scope
@@ -66,12 +64,12 @@ def test_pruned_models_load_without_tfmot_scopes(tmp_path, trained_cnn):
     assert loaded.layers[0].pruning_schedule.get_config() == pruned.layers[0].pruning_schedule.get_config()
 
 
-def test_every_model_kind_the_package_makes_loads_in_safe_mode(tmp_path, trained_cnn, float_and_qat):
+def test_every_model_kind_the_package_makes_loads_in_safe_mode(tmp_path, tf_keras_cnn, float_and_qat):
     """Safe mode refuses code, not the package's own models: pruned, QAT, op layers (x * 2), every format."""
     inputs = keras.Input((3,), name="x")
     with_ops = keras.Model(inputs, keras.layers.Dense(2, activation="swish")(inputs) * 2.0 + 1.0)
-    models = {"cnn": trained_cnn, "qat": float_and_qat[1], "ops": with_ops,
-              "pruned": kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5))}
+    models = {"cnn": tf_keras_cnn, "qat": float_and_qat[1], "ops": with_ops,
+              "pruned": kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.5))}
     for name, model in models.items():
         for suffix in (".keras", ".h5", ""):
             if suffix == ".h5" and name in ("qat", "pruned"):

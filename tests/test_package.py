@@ -1,5 +1,8 @@
 import importlib
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ def test_public_names_are_pinned():
     assert kc.__all__ == ["Artifact", "BackendUnavailableError", "Distiller", "ExportError",
                           "ExportVerificationError", "KerasCompressError", "ModelFileError", "Report",
                           "ShrinkError", "UnsupportedModelError", "__version__", "benchmark",
-                          "check_tensorrt", "datasets", "distillation", "export", "keras", "load",
+                          "check_tensorrt", "datasets", "distillation", "export", "load",
                           "load_model", "pruning", "quantization", "runtime", "tuning"]
     assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
     assert importlib.import_module("keras_compress.benchmark").__all__ == ["Report", "benchmark", "latencies"]
@@ -27,20 +30,34 @@ def test_public_names_are_pinned():
                                   "strip"]
 
 
-def test_keras_is_tf_keras():
-    import tf_keras
+def test_using_keras_compress_leaves_the_users_keras_alone():
+    """Neither the import nor pruning a tf_keras model (tfmot underneath) sets TF_USE_LEGACY_KERAS
+    or turns `tf.keras` into tf_keras."""
+    script = textwrap.dedent("""
+        import os, tensorflow as tf, tf_keras
+        import keras_compress as kc
+        model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3)])
+        kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
+        print("RESULT", os.environ.get("TF_USE_LEGACY_KERAS"), tf.keras.version())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("RESULT")[-1].split() == ["None", "3.15.1"]
+    assert not hasattr(kc, "keras")
 
-    assert kc.keras is tf_keras
 
-
-def test_only_the_keras_module_imports_tf_keras():
+def test_only_the_flavour_modules_reach_keras_internals():
     import pathlib
+    import re
 
     package = pathlib.Path(kc.__file__).parent
-    importers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
-                       if "import tf_keras" in p.read_text() or "from tf_keras" in p.read_text()
-                       or "tensorflow.keras" in p.read_text())
-    assert importers == ["_keras.py"]
+    tf_keras_importers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                                if re.search(r"^\s*(import tf_keras|from tf_keras)|tensorflow\.keras",
+                                             p.read_text(), re.M))
+    assert tf_keras_importers == ["_keras.py"]
+    private_keras3 = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                            if re.search(r"(?<!tf_)keras\.src\.", p.read_text()))
+    assert private_keras3 == ["_keras3.py"]
 
 
 @pytest.mark.parametrize("size, channels, shape", [(None, 1, (8, 8, 1)), (32, 3, (32, 32, 3))])
@@ -89,14 +106,14 @@ def test_keras3_models_are_refused_with_advice():
 
 
 @pytest.fixture
-def model_path(tmp_path, trained_cnn):
+def model_path(tmp_path, tf_keras_cnn):
     """The trained CNN saved as .keras, for the commands to read."""
     path = str(tmp_path / "cnn.keras")
-    trained_cnn.save(path)
+    tf_keras_cnn.save(path)
     return path
 
 
-def test_export_and_inspect_commands(tmp_path, trained_cnn, model_path, capsys, digits):
+def test_export_and_inspect_commands(tmp_path, tf_keras_cnn, model_path, capsys, digits):
     samples = str(tmp_path / "samples.npz")
     np.savez(samples, x=digits[1][0][:16])
     out = str(tmp_path / "cnn.onnx")
@@ -108,7 +125,7 @@ def test_export_and_inspect_commands(tmp_path, trained_cnn, model_path, capsys, 
     assert cli.main(["inspect", out]) == 0
     printed = capsys.readouterr().out
     assert ("operators:" in printed and "Conv: 2" in printed
-            and f"{trained_cnn.input_names[0]}: shape [None, 8, 8, 1]" in printed)
+            and f"{tf_keras_cnn.input_names[0]}: shape [None, 8, 8, 1]" in printed)
     assert cli.main(["inspect", model_path]) == 0
     printed = capsys.readouterr().out
     assert "conv_b (Conv2D): 1,168 params, 0.0% sparse" in printed and "parameters:" in printed

@@ -85,7 +85,7 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
 
     Example:
         >>> import numpy as np, keras_compress as kc
-        >>> keras = kc.keras
+        >>> import tf_keras as keras
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="tiny")
         >>> x, y = np.ones((8, 4), "float32"), np.zeros(8, "int64")
         >>> report = kc.benchmark({"tiny": model}, (x, y), runs=3, memory=False, verbose=0)

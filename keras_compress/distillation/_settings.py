@@ -41,8 +41,8 @@ def per_example(loss_fn, keras):
 def _output_shape(model):
     """The model's output shape, or None for a subclassed model (Keras records none for it)."""
     try:
-        return tuple(model.output.shape)
-    except (AttributeError, RuntimeError, ValueError):
+        return tuple(model.outputs[0].shape)
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
         return None
 
 
@@ -103,9 +103,9 @@ class DistillerSettings:
             if not keras_for(model).is_graph_model(model):
                 raise ValueError(f"Feature distillation needs a Sequential or functional {argument}.")
         self._teacher_features = keras.Model(
-            self.teacher.inputs, [self.teacher.output] + [layer.output for layer in teacher_layers])
+            self.teacher.inputs, [self.teacher.outputs[0]] + [layer.output for layer in teacher_layers])
         self._student_features = keras.Model(
-            self.student.inputs, [self.student.output] + [layer.output for layer in student_layers])
+            self.student.inputs, [self.student.outputs[0]] + [layer.output for layer in student_layers])
         for t_layer, s_layer in zip(teacher_layers, student_layers):
             t_shape, s_shape = tuple(t_layer.output.shape), tuple(s_layer.output.shape)
             if len(t_shape) != len(s_shape) or t_shape[1:-1] != s_shape[1:-1]:
@@ -138,6 +138,16 @@ class DistillerSettings:
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.feature_weight = float(feature_weight)
+
+    def _new_step_if_labels_change(self, kind, x, y):
+        """Data with and without labels trace different steps, and the labeled one builds the
+        metrics' variables, which a tf.function may create on its first trace only."""
+        import tensorflow as tf
+
+        labeled = y is not None or (isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple))
+        if getattr(self, f"_{kind}_labeled", labeled) != labeled:
+            keras_for(self.student).forget_step_function(self, kind)
+        setattr(self, f"_{kind}_labeled", labeled)
 
     def _cached_targets(self, x, y, sample_weight, class_weight, batch_size):
         """`(targets, sample_weight)` for `fit` with `cache_teacher`: the labels followed by the

@@ -7,7 +7,7 @@ tf_keras class, or `keras3_distiller.Distiller` for Keras 3 models.
 import tensorflow as tf
 
 from keras_compress._flavour import KERAS3, TF_KERAS, flavour_of
-from keras_compress._keras import forget_step_function, keras
+from keras_compress._keras import keras
 from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects, per_example
 from keras_compress.distillation.losses import as_logits, soft_target_loss
 
@@ -191,14 +191,6 @@ class Distiller(DistillerSettings, keras.Model):
             return {m.name: m.result() for m in self._trackers if m.name != "student_loss"}
         self.compiled_metrics.update_state(y, y_pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
-
-    def _new_step_if_labels_change(self, kind, x, y):
-        # Data with and without labels trace different steps, and the labeled one builds the
-        # metrics' variables, which a tf.function may create on its first trace only.
-        labeled = y is not None or (isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple))
-        if getattr(self, f"_{kind}_labeled", labeled) != labeled:
-            forget_step_function(self, kind)
-        setattr(self, f"_{kind}_labeled", labeled)
 
     def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
         check_flavour_objects(kwargs.get("callbacks") or [], "callbacks", self.flavour)

@@ -32,8 +32,9 @@ class Distiller(DistillerSettings, keras.Model):
 
     flavour = KERAS3
 
-    def __init__(self, *models, student=None, teacher=None, student_from_logits=True, teacher_from_logits=True,
-                 features=None, cache_teacher=False, alpha=None, temperature=None, **kwargs):
+    def __init__(self, *models, student=None, teacher=None, student_from_logits=True,
+                 teacher_from_logits=True, features=None, cache_teacher=False, alpha=None, temperature=None,
+                 **kwargs):
         self._check_models(models, student, teacher)
         super().__init__(**kwargs)
         self._init_settings(student, teacher, student_from_logits, teacher_from_logits, features,
@@ -133,18 +134,30 @@ class Distiller(DistillerSettings, keras.Model):
         if labels is not None:
             return super().compute_metrics(x, labels, y_pred, sample_weight)
         # No labels: no student loss, no metrics against labels.
-        return {metric.name: metric.result() for metric in self.metrics
-                if metric.name in ("loss", "distillation_loss", "feature_loss")}
+        return {name: value for name, value in self.get_metrics_result().items()
+                if name in ("loss", "distillation_loss", "feature_loss")}
+
+    def get_metrics_result(self):
+        """Every metric's result, except compiled metrics that never saw labels."""
+        results = {}
+        for metric in self.metrics:
+            if getattr(metric, "built", True):
+                value = metric.result()
+                results.update(value if isinstance(value, dict) else {metric.name: value})
+        return results
 
     def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
         check_flavour_objects(kwargs.get("callbacks") or [], "callbacks", self.flavour)
+        self._new_step_if_labels_change("train", x, y)
         if self.cache_teacher:
-            y, sample_weight = self._cached_targets(x, y, sample_weight, class_weight, kwargs.get("batch_size"))
+            y, sample_weight = self._cached_targets(x, y, sample_weight, class_weight,
+                                                    kwargs.get("batch_size"))
             class_weight = None
         return super().fit(x, y, *args, sample_weight=sample_weight, class_weight=class_weight, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_flavour_objects(kwargs.get("callbacks") or [], "callbacks", self.flavour)
+        self._new_step_if_labels_change("test", x, y)
         return super().evaluate(x, y, *args, **kwargs)
 
     def get_config(self):

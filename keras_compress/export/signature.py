@@ -19,23 +19,6 @@ def _call(model):
     return lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
 
 
-def _keras3_call(model, specs):
-    """`(a function calling the Keras 3 model in TensorFlow, the tf.Module holding its variables)`.
-    On JAX, Keras' own ExportArchive converts the model with jax2tf."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        trackable = tf.Module()
-        trackable.variables_read = [variable.value for variable in model.variables]  # the tf.Variables
-        return _call(model), trackable
-    from keras.export import ExportArchive
-
-    archive = ExportArchive()
-    archive.track(model)
-    call = archive.add_endpoint("call", _call(model), input_signature=specs)
-    return call, archive._tf_trackable
-
-
 def serving_function(model, batch_size=None):
     """A `tf.function` over `input_specs(model, batch_size)` returning `{output name: tensor}`.
     Its `trackable` attribute holds the variables it reads (for SavedModel and TFLite)."""
@@ -43,7 +26,7 @@ def serving_function(model, batch_size=None):
     names = flavour.output_names(model)
     specs = input_specs(model, batch_size)
     if flavour_of(model) == KERAS3:
-        call, trackable = _keras3_call(model, specs)
+        call, trackable = flavour.tensorflow_call(model, specs, _call(model))
     else:
         call = _call(model)
         trackable = tf.Module()

@@ -80,7 +80,8 @@ class PruningCallback(keras.callbacks.Callback):
             changed |= timing.resolve(steps)
         first = wrappers[0]
         if self._keras3:  # the callback ranks every mask
-            self._schedule, self._granularity, self._scope = first.pruning_schedule, first.granularity, first.scope
+            self._schedule = first.pruning_schedule
+            self._granularity, self._scope = first.granularity, first.scope
             self._ranked = True
         else:  # tfmot ranks single weights within a layer itself
             schedule = first.pruning_schedule

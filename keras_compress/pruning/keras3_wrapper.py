@@ -10,6 +10,7 @@ plain `keras.saving.load_model`.
 
 import keras
 
+from keras_compress._keras3 import call_takes_training
 from keras_compress.pruning.layer_rules import rule_for
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
@@ -97,7 +98,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                   for weight, mask, _ in self.pruning_vars}
         trainable = [masked.get(id(v), v.value) for v in self.layer.trainable_variables]
         non_trainable = [masked.get(id(v), v.value) for v in self.layer.non_trainable_variables]
-        if self.layer._call_has_training_arg:
+        if call_takes_training(self.layer):
             kwargs["training"] = training
         outputs, updated = self.layer.stateless_call(trainable, non_trainable, inputs, *args, **kwargs)
         pruned = set(masked)
@@ -125,5 +126,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             raise ValueError(f"Unknown pruning schedule {schedule.get('class_name')!r}: expected one of "
                              f"{sorted(_SCHEDULES)}.")
         config["pruning_schedule"] = _SCHEDULES[schedule["class_name"]].from_config(schedule["config"])
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"],
+                                                                custom_objects=custom_objects)
         return cls(**config)

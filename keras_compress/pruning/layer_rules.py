@@ -79,7 +79,8 @@ def _batch_norm_accepts(layer, rank):
 
 
 def _depthwise(kernel_name):
-    return ChannelRule("member", {kernel_name: 2, "bias": -1}, (kernel_name, "bias"), accepts=_depthwise_accepts)
+    return ChannelRule("member", {kernel_name: 2, "bias": -1}, (kernel_name, "bias"),
+                       accepts=_depthwise_accepts)
 
 
 _SHARED = {

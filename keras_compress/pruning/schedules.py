@@ -199,7 +199,8 @@ class PolynomialDecay(_EpochAware, tfmot.sparsity.keras.PolynomialDecay):
     def sparsity_at(self, step):
         """The sparsity at `step` (a Python int), as `__call__` computes it in the graph."""
         progress = min(1.0, max(0.0, (step - self.begin_step) / (self.end_step - self.begin_step)))
-        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1 - progress) ** self.power
+        span = self.initial_sparsity - self.final_sparsity
+        return self.final_sparsity + span * (1 - progress) ** self.power
 
     def _own_config(self):
         return {"initial_sparsity": self.initial_sparsity, "final_sparsity": self.final_sparsity,

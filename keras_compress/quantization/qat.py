@@ -83,7 +83,7 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
 
     Example:
         >>> import keras_compress as kc
-        >>> keras = kc.keras
+        >>> import tf_keras as keras
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="scores")])
         >>> qat = kc.quantization.quantize_aware(model)
         >>> kc.quantization.is_quantize_aware(qat)

@@ -5,7 +5,6 @@ import tensorflow as tf
 import keras_compress as kc
 from keras_compress.distillation.losses import as_logits
 
-keras = kc.keras
 rng = np.random.default_rng(0)
 STUDENT = rng.standard_normal((6, 5)).astype("float32")
 TEACHER = rng.standard_normal((6, 5)).astype("float32")

@@ -11,7 +11,7 @@ import keras_compress as kc
 from models import EXPORT_MODELS as MODELS
 from keras_compress.export.signature import sample_inputs
 
-keras = kc.keras
+import tf_keras as keras
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "", "keras": ".keras"}
 
 

@@ -90,7 +90,7 @@ def test_a_quantized_artifact_slower_than_float_is_flagged(float_and_qat, tmp_pa
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
 def test_dynamic_quantization_that_quantizes_nothing_says_so(tmp_path, suffix):
-    keras = kc.keras
+    import tf_keras as keras
     tiny = keras.Sequential([keras.Input((4,)), keras.layers.ReLU(), keras.layers.Softmax()], name="tiny")
     with pytest.warns(UserWarning, match="quantized no weight of model 'tiny'.*is float32"):
         artifact = kc.export(tiny, str(tmp_path / f"tiny{suffix}"), quantize="dynamic")
@@ -174,7 +174,7 @@ def test_qat_export_arguments(float_and_qat, tmp_path, kwargs, message):
 
 
 def test_static_tflite_feeds_calibration_rows_to_the_right_inputs(tmp_path):
-    keras = kc.keras
+    import tf_keras as keras
     keras.utils.set_random_seed(0)
     image, vec = keras.Input((8, 8, 1), name="image"), keras.Input((4,), name="vec")
     x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(image))

@@ -11,17 +11,16 @@ import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
 from keras_compress.pruning.prune import pruning_wrappers
 
-keras = kc.keras
 
 
-class _StopAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
+def _stop_after_epoch(keras, stop):
+    """A callback of `keras` that interrupts training after epoch `stop`."""
+    class StopAfterEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == stop:
+                raise KeyboardInterrupt("simulated interruption")
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated interruption")
+    return StopAfterEpoch()
 
 
 def _step(model):
@@ -29,7 +28,9 @@ def _step(model):
 
 
 @pytest.mark.parametrize("granularity", ["weight", "filter"])
-def test_backup_and_restore_resumes_the_schedule_where_it_stopped(trained_cnn, digits, tmp_path, granularity):
+def test_backup_and_restore_resumes_the_schedule_where_it_stopped(trained_cnn, digits, tmp_path, granularity,
+                                                                  keras_flavour):
+    keras = keras_flavour
     (x, y), _ = digits
     steps_per_epoch = int(np.ceil(len(x) / 64))
     schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=4)
@@ -37,7 +38,7 @@ def test_backup_and_restore_resumes_the_schedule_where_it_stopped(trained_cnn, d
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(KeyboardInterrupt):
         pruned.fit(x, y, epochs=4, batch_size=64, verbose=0,
-                   callbacks=[backup, kc.pruning.PruningCallback(), _StopAfterEpoch(1)])
+                   callbacks=[backup, kc.pruning.PruningCallback(), _stop_after_epoch(keras, 1)])
     interrupted = kc.pruning.sparsity(pruned).total_sparsity
     assert 0.0 < interrupted < 0.6
 
@@ -49,14 +50,16 @@ def test_backup_and_restore_resumes_the_schedule_where_it_stopped(trained_cnn, d
     assert kc.pruning.sparsity(fresh).total_sparsity == pytest.approx(0.6, abs=0.02)
 
 
-def test_resume_from_a_model_checkpoint_file_continues_the_schedule(trained_cnn, digits, tmp_path):
+def test_resume_from_a_model_checkpoint_file_continues_the_schedule(trained_cnn, digits, tmp_path,
+                                                                    keras_flavour):
+    keras = keras_flavour
     (x, y), _ = digits
     steps_per_epoch = int(np.ceil(len(x) / 64))
     schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=4)
     pruned = kc.pruning.prune(trained_cnn, schedule)
     fit_pruned(pruned, digits, epochs=2,
                callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt.keras"))])
-    restored = keras.models.load_model(str(tmp_path / "ckpt.keras"))
+    restored = kc.load_model(str(tmp_path / "ckpt.keras"), compile=True)
     assert _step(restored) == 2 * steps_per_epoch
     restored.fit(x, y, epochs=4, initial_epoch=2, batch_size=64, verbose=0,
                  callbacks=[kc.pruning.PruningCallback()])
@@ -64,29 +67,30 @@ def test_resume_from_a_model_checkpoint_file_continues_the_schedule(trained_cnn,
     assert kc.pruning.sparsity(restored).total_sparsity == pytest.approx(0.6, abs=0.01)
 
 
-class _CheckpointSparsity(keras.callbacks.Callback):
-    """Records, for every saved checkpoint, whether weights are zero wherever masks are."""
+def _checkpoint_sparsity(keras, folder):
+    """A callback that checks, for every saved checkpoint, that weights are zero wherever masks are."""
+    class CheckpointSparsity(keras.callbacks.Callback):
+        checked = 0
 
-    def __init__(self, folder):
-        super().__init__()
-        self.folder = folder
-        self.checked = 0
+        def on_train_batch_end(self, batch, logs=None):
+            for path in glob.glob(os.path.join(folder, "*.keras")):
+                model = kc.load_model(path)
+                for wrapper in pruning_wrappers(model):
+                    for weight, mask, _ in wrapper.pruning_vars:
+                        assert np.all(weight.numpy()[mask.numpy() == 0] == 0), path
+                os.remove(path)
+                CheckpointSparsity.checked += 1
 
-    def on_train_batch_end(self, batch, logs=None):
-        for path in glob.glob(os.path.join(self.folder, "*.keras")):
-            model = keras.models.load_model(path, compile=False)
-            for wrapper in pruning_wrappers(model):
-                for weight, mask, _ in wrapper.pruning_vars:
-                    assert np.all(weight.numpy()[mask.numpy() == 0] == 0), path
-            os.remove(path)
-            self.checked += 1
+    return CheckpointSparsity()
 
 
-def test_checkpoints_written_mid_epoch_are_as_sparse_as_their_masks(trained_cnn, digits, tmp_path):
+def test_checkpoints_written_mid_epoch_are_as_sparse_as_their_masks(trained_cnn, digits, tmp_path,
+                                                                    keras_flavour):
+    keras = keras_flavour
     schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_epoch=0, end_epoch=2)
     pruned = kc.pruning.prune(trained_cnn, schedule, granularity="filter")
     checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{batch}.keras"), save_freq=3)
-    checker = _CheckpointSparsity(str(tmp_path))
+    checker = _checkpoint_sparsity(keras, str(tmp_path))
     # The checkpoint comes first in the list: the callback's place must not matter.
     (x, y), _ = digits
     compile_classifier(pruned)
@@ -99,8 +103,7 @@ def test_global_ranking_meets_its_target_with_several_steps_per_execution(traine
     (x, y), _ = digits
     schedule = kc.pruning.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=20, frequency=5)
     pruned = kc.pruning.prune(trained_cnn, schedule, scope="global")
-    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                   steps_per_execution=3)
+    compile_classifier(pruned, steps_per_execution=3)
     pruned.fit(x[:64 * 21], y[:64 * 21], epochs=1, batch_size=64, verbose=0,
                callbacks=[kc.pruning.PruningCallback()])
     assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(0.6, abs=0.005)
@@ -121,9 +124,9 @@ def test_log_dir_writes_per_layer_sparsity_for_tensorboard(trained_cnn, digits, 
     assert {"sparsity/conv_a", "sparsity/logits", "sparsity/total"} <= tags
 
 
-def test_callback_on_a_model_that_was_not_pruned_says_what_to_do(trained_cnn, digits):
+def test_callback_on_a_model_that_was_not_pruned_says_what_to_do(trained_cnn, digits, keras_flavour):
     (x, y), _ = digits
-    model = compile_classifier(keras.models.clone_model(trained_cnn))
+    model = compile_classifier(keras_flavour.models.clone_model(trained_cnn))
     with pytest.raises(ValueError, match="keras_compress.pruning.prune"):
         model.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
 
@@ -185,9 +188,10 @@ def test_hooks_resolve_epoch_schedules_and_unhook_the_train_function_without_a_f
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(scope="global"), dict(granularity="filter")])
-def test_prune_zero_sparsity_is_noop(trained_cnn, digits, kwargs):
+def test_prune_zero_sparsity_is_noop(trained_cnn, digits, kwargs, keras_flavour):
+    keras = keras_flavour
     (x, y), _ = digits
-    dense = compile_classifier(kc.keras.models.clone_model(trained_cnn))
+    dense = compile_classifier(keras.models.clone_model(trained_cnn))
     dense.set_weights(trained_cnn.get_weights())
     pruned = compile_classifier(kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.0), **kwargs))
     for model, callbacks in ((dense, []), (pruned, [kc.pruning.PruningCallback()])):

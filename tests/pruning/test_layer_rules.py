@@ -5,13 +5,13 @@ import pytest
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
-from keras_compress.pruning.layer_rules import CHANNEL_RULES
+from keras_compress.pruning.layer_rules import BUILTIN_RULES, CHANNEL_RULES
 
-keras = kc.keras
+import tf_keras as keras
 L = keras.layers
 
 
-def _model(*layers, shape=(8, 8, 1)):
+def _model(*layers, shape=(8, 8, 1), keras=keras):
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape)
     x = inputs
@@ -20,29 +20,30 @@ def _model(*layers, shape=(8, 8, 1)):
     return compile_classifier(keras.Model(inputs, x))
 
 
-# One small model per registered layer kind, with that layer named "target".
+# One small model per built-in layer kind, with that layer named "target", in either Keras.
 BATTERY = {
-    L.Conv2D: lambda: _model(L.Conv2D(8, 3, activation="relu", name="target"), L.Conv2D(4, 3), L.Flatten(),
-                             L.Dense(10)),
-    L.Dense: lambda: _model(L.Flatten(), L.Dense(12, activation="relu", name="target"), L.Dense(10)),
-    L.DepthwiseConv2D: lambda: _model(L.Conv2D(8, 1), L.DepthwiseConv2D(3, padding="same", name="target"),
-                                      L.Conv2D(4, 1), L.GlobalAveragePooling2D(), L.Dense(10)),
-    L.BatchNormalization: lambda: _model(L.Conv2D(8, 3), L.BatchNormalization(name="target"), L.ReLU(),
-                                         L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(10)),
+    "Conv2D": lambda L: [L.Conv2D(8, 3, activation="relu", name="target"), L.Conv2D(4, 3), L.Flatten(),
+                         L.Dense(10)],
+    "Dense": lambda L: [L.Flatten(), L.Dense(12, activation="relu", name="target"), L.Dense(10)],
+    "DepthwiseConv2D": lambda L: [L.Conv2D(8, 1), L.DepthwiseConv2D(3, padding="same", name="target"),
+                                  L.Conv2D(4, 1), L.GlobalAveragePooling2D(), L.Dense(10)],
+    "BatchNormalization": lambda L: [L.Conv2D(8, 3), L.BatchNormalization(name="target"), L.ReLU(),
+                                     L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(10)],
 }
 
 
 def _channels(layer):
-    return layer.get_weights()[0].shape[2 if isinstance(layer, L.DepthwiseConv2D) else -1]
+    return layer.get_weights()[0].shape[2 if type(layer).__name__ == "DepthwiseConv2D" else -1]
 
 
-def test_every_registered_rule_has_a_battery_model():
-    assert set(BATTERY) >= set(CHANNEL_RULES)
+def test_every_built_in_rule_has_a_battery_model():
+    for rules in BUILTIN_RULES.values():
+        assert set(BATTERY) >= set(rules)
 
 
-@pytest.mark.parametrize("layer_class", list(BATTERY), ids=lambda cls: cls.__name__)
-def test_mask_strip_shrink_keeps_the_outputs(layer_class, digits):
-    model = BATTERY[layer_class]()
+@pytest.mark.parametrize("kind", list(BATTERY))
+def test_mask_strip_shrink_keeps_the_outputs(kind, digits, keras_flavour):
+    model = _model(*BATTERY[kind](keras_flavour.layers), keras=keras_flavour)
     pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5, frequency=1), granularity="filter")
     fit_pruned(pruned, digits, epochs=1)
     plain = kc.pruning.strip(pruned)
@@ -59,7 +60,7 @@ class _ScaledDense(L.Dense):
 def test_a_registered_rule_teaches_shrink_a_custom_layer(digits, monkeypatch):
     monkeypatch.setitem(CHANNEL_RULES, _ScaledDense, None)  # restored after the test
     model = _model(L.Flatten(), _ScaledDense(12, activation="relu", name="target"), L.Dense(10))
-    kc.pruning.register_channel_rule(_ScaledDense, CHANNEL_RULES[L.Dense])
+    kc.pruning.register_channel_rule(_ScaledDense, BUILTIN_RULES["tf_keras"]["Dense"])
     pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5, frequency=1), granularity="filter")
     fit_pruned(pruned, digits, epochs=1)
     small = kc.pruning.shrink(kc.pruning.strip(pruned))

@@ -9,9 +9,7 @@ import keras_compress as kc
 from conftest import compile_classifier
 from models import small_cnn
 
-keras = kc.keras
-
-
+import tf_keras as keras
 def _train(model, data, callbacks, epochs=2):
     (x, y), _ = data
     compile_classifier(model)
@@ -102,8 +100,8 @@ def test_prune_refuses_bad_tfmot_style_arguments(kwargs, error, message):
         kc.pruning.prune(small_cnn(), **kwargs)
 
 
-def test_distiller_models_are_keyword_only(trained_cnn):
+def test_distiller_models_are_keyword_only(tf_keras_cnn):
     student = small_cnn(seed=1)
     with pytest.raises(TypeError, match="by keyword: Distiller\\(student=..., teacher=...\\)"):
-        kc.Distiller(trained_cnn, student)
-    assert kc.Distiller(student=student, teacher=trained_cnn).student is student
+        kc.Distiller(tf_keras_cnn, student)
+    assert kc.Distiller(student=student, teacher=tf_keras_cnn).student is student

@@ -9,7 +9,7 @@ from conftest import compile_classifier, fit_pruned
 from models import quantizable_cnn, reloaded, small_cnn
 from keras_compress.demo import digits_student
 
-keras = kc.keras
+import tf_keras as keras
 quantization = kc.quantization
 
 
@@ -129,13 +129,13 @@ def test_a_distilled_student_can_be_quantization_aware(float_and_qat, digits, tm
 
 def _count_clones(monkeypatch):
     calls = []
-    clone = kc.keras.models.clone_model
-    monkeypatch.setattr(kc.keras.models, "clone_model", lambda *a, **k: (calls.append(1), clone(*a, **k))[1])
+    clone = keras.models.clone_model
+    monkeypatch.setattr(keras.models, "clone_model", lambda *a, **k: (calls.append(1), clone(*a, **k))[1])
     return calls
 
 
 def test_quantizability_comes_from_the_graph_not_one_clone_per_refused_layer(monkeypatch):
-    keras = kc.keras
+    import tf_keras as keras
     inputs = keras.Input((8, 8, 1))
     x = inputs
     for i in range(6):  # BatchNormalization after an activation: tfmot refuses all six
@@ -152,7 +152,7 @@ def test_quantizability_comes_from_the_graph_not_one_clone_per_refused_layer(mon
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["DenseNet121", "NASNetMobile"])
 def test_large_applications_quantize_in_a_few_clones(monkeypatch, name):
-    model = getattr(kc.keras.applications, name)(weights=None, input_shape=(96, 96, 3), classes=10)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(96, 96, 3), classes=10)
     calls = _count_clones(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -5,42 +5,39 @@ import tensorflow as tf
 import keras_compress as kc
 from keras_compress.runtime.tflite_metadata import add_metadata
 
-keras = kc.keras
-
-
-def test_keras_runner_matches_predict_and_describes_tensors(trained_cnn, digits):
+def test_keras_runner_matches_predict_and_describes_tensors(tf_keras_cnn, digits):
     x = digits[1][0][:20]
-    runner = kc.runtime.KerasRunner(trained_cnn)
+    runner = kc.runtime.KerasRunner(tf_keras_cnn)
     assert runner.format == "keras" and runner.inputs[0].shape == (None, 8, 8, 1)
     assert runner.outputs[0].dtype == "float32"
-    np.testing.assert_allclose(runner.predict(x, batch_size=6), trained_cnn.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(runner.predict(x, batch_size=6), tf_keras_cnn.predict(x, verbose=0), atol=1e-5)
 
 
-def test_onnx_runner_takes_threads_and_providers(trained_cnn, digits, tmp_path):
-    artifact = kc.export(trained_cnn, str(tmp_path / "m.onnx"))
+def test_onnx_runner_takes_threads_and_providers(tf_keras_cnn, digits, tmp_path):
+    artifact = kc.export(tf_keras_cnn, str(tmp_path / "m.onnx"))
     runner = kc.load(artifact.path, threads=1, providers=["CPUExecutionProvider"])
     assert runner.session.get_providers() == ["CPUExecutionProvider"]
-    assert runner.metadata["source_model"] == trained_cnn.name
+    assert runner.metadata["source_model"] == tf_keras_cnn.name
     assert runner.predict(digits[1][0][:3]).shape == (3, 10)
 
 
-def test_tflite_runner_quantizes_and_dequantizes_int8_inputs_and_outputs(trained_cnn, digits, tmp_path):
+def test_tflite_runner_quantizes_and_dequantizes_int8_inputs_and_outputs(tf_keras_cnn, digits, tmp_path):
     from keras_compress.export.signature import serving_function
     from keras_compress.runtime.metadata import artifact_metadata
 
     x = digits[1][0][:64]
-    function = serving_function(trained_cnn)
+    function = serving_function(tf_keras_cnn)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
-                                                                trained_cnn)
+                                                                tf_keras_cnn)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([row[None]] for row in x)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     path = tmp_path / "int8.tflite"
-    path.write_bytes(add_metadata(converter.convert(), artifact_metadata(trained_cnn, "tflite", {})))
+    path.write_bytes(add_metadata(converter.convert(), artifact_metadata(tf_keras_cnn, "tflite", {})))
     runner = kc.load(str(path))
     assert runner.inputs[0].dtype == "int8" and runner.outputs[0].dtype == "float32"
-    expected = trained_cnn.predict(x, verbose=0)
+    expected = tf_keras_cnn.predict(x, verbose=0)
     actual = runner.predict(x)  # floats in: quantized by the runner
     assert np.mean(actual.argmax(1) == expected.argmax(1)) > 0.9
     assert np.max(np.abs(actual - expected)) < 0.25 * np.max(np.abs(expected))
@@ -57,8 +54,8 @@ def test_unknown_artifact_types_are_refused(tmp_path):
         kc.load(str(path))
 
 
-def test_the_fast_path_still_checks_shape_and_dtype(trained_cnn, digits):
-    runner = kc.runtime.KerasRunner(trained_cnn)
+def test_the_fast_path_still_checks_shape_and_dtype(tf_keras_cnn, digits):
+    runner = kc.runtime.KerasRunner(tf_keras_cnn)
     x = digits[1][0][:4]
     first = runner.predict(x)  # checked, then remembered
     np.testing.assert_allclose(runner.predict(x.astype("float64")), first, rtol=1e-6)  # cast, not refused
@@ -70,10 +67,10 @@ def test_the_fast_path_still_checks_shape_and_dtype(trained_cnn, digits):
 
 
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx", "", ".keras"])
-def test_runners_give_each_thread_its_own_answer(trained_cnn, digits, tmp_path, suffix):
+def test_runners_give_each_thread_its_own_answer(tf_keras_cnn, digits, tmp_path, suffix):
     import concurrent.futures
 
-    runner = kc.export(trained_cnn, str(tmp_path / f"m{suffix}")).load()
+    runner = kc.export(tf_keras_cnn, str(tmp_path / f"m{suffix}")).load()
     batches = [digits[1][0][i:i + 1 + i % 3] for i in range(8)]  # different rows and batch sizes
     expected = [runner.predict(batch) for batch in batches]
 

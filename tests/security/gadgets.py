@@ -13,7 +13,7 @@ import zipfile
 
 import h5py
 
-from keras_compress import keras
+import tf_keras as keras
 
 
 def _write_file_layer(marker):

@@ -10,7 +10,7 @@ import pytest
 import keras_compress as kc
 from keras_compress import cli
 
-keras = kc.keras
+import tf_keras as keras
 SMALL_SPACE = {"final_sparsity": [0.5, 0.8], "granularity": ["weight"], "qat": [False, True]}
 
 
