@@ -12,16 +12,18 @@ $(PY):
 
 $(INSTALLED): pyproject.toml setup.cfg | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,jax]"
 	touch $(INSTALLED)
 
 # TensorFlow's C++ start-up messages (no CUDA here, CPU flags) are noise in the demo.
 demo: $(INSTALLED)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-compress demo --out demo_out --overwrite
 
+# The whole suite on the TensorFlow backend, then the Keras 3 behaviour tests again on JAX.
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check keras_compress tests examples benchmarks
 	$(PY) -m pytest
+	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/export
 
 benchmark: $(INSTALLED)
 	$(PY) benchmarks/pruning.py

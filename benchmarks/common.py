@@ -2,8 +2,9 @@
 
 import time
 
-
 import tf_keras as keras
+
+
 def compile_classifier(model):
     """Adam 1e-3, sparse cross-entropy on logits, accuracy."""
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),

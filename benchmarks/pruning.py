@@ -23,6 +23,8 @@ from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
 
 import tf_keras as keras
+
+
 def fit_overhead(x, y, epochs):
     """Median epoch time of fit with pruning over the same fit without (first epoch dropped)."""
     def epoch_time(model, callbacks):
@@ -67,8 +69,9 @@ def latency(model, batch, repeats):
     return float(np.median(times))
 
 
-def small_resnet(width=32, seed=0):
-    """A small ResNet for 32x32 digits: two stages of residual blocks with BatchNormalization."""
+def small_resnet(width=32, seed=0, keras=keras):
+    """A small ResNet for 32x32 digits: two stages of residual blocks with BatchNormalization,
+    built with `keras` (tf_keras by default, or Keras 3)."""
     keras.utils.set_random_seed(seed)
     layers = keras.layers
 

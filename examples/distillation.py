@@ -6,7 +6,7 @@ import numpy as np
 
 import keras_compress as kc
 
-import tf_keras as keras
+import keras
 L = keras.layers
 
 

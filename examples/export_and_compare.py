@@ -9,7 +9,9 @@ import onnxruntime
 
 import keras_compress as kc
 
-import tf_keras as keras
+import keras
+
+
 def main():
     keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, _) = kc.datasets.digits()
@@ -26,7 +28,7 @@ def main():
     session = onnxruntime.InferenceSession(onnx_file.path, providers=["CPUExecutionProvider"])
     (plain,) = session.run(None, {"image": x_test})
     np.testing.assert_allclose(plain, expected, rtol=1e-5, atol=1e-5)  # ONNX Runtime, no keras_compress
-    for name in ("model.tflite", "saved_model", "model.keras", "model.h5"):
+    for name in ("model.tflite", "saved_model", "model.keras"):
         artifact = kc.export(model, os.path.join(folder, name), sample_data=x_test[:64])
         difference = np.abs(artifact.load().predict(x_test) - expected).max()
         print(f"{artifact.format:12} max |diff| {difference:.2e} ({artifact.size_bytes} bytes)")

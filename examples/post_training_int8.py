@@ -9,7 +9,9 @@ import numpy as np
 
 import keras_compress as kc
 
-import tf_keras as keras
+import keras
+
+
 def main():
     keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = kc.datasets.digits()

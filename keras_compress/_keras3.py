@@ -51,8 +51,8 @@ def output_tensors(model):
 
 
 def input_names(model):
-    """The names of a graph model's inputs, in order."""
-    return [tensor.name for tensor in keras.tree.flatten(_graph(model).inputs)]
+    """The names of a graph model's inputs (their InputLayers', stable through saving), in order."""
+    return [tensor._keras_history[0].name for tensor in keras.tree.flatten(_graph(model).inputs)]
 
 
 def output_names(model):
@@ -149,5 +149,6 @@ def tensorflow_call(model, specs, call):
 
     archive = ExportArchive()
     archive.track(model)
-    function = archive.add_endpoint("call", call, input_signature=specs)
+    # Inference changes no state (no dropout seeds, no statistics): a static endpoint.
+    function = archive.add_endpoint("call", call, input_signature=specs, is_static=True)
     return function, archive._tf_trackable

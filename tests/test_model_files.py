@@ -9,6 +9,8 @@ import keras_compress as kc
 from models import reloaded
 
 import tf_keras as keras
+
+
 def _lambda_model():
     inputs = keras.Input((3,))
     return keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs))
@@ -80,10 +82,44 @@ def test_every_model_kind_the_package_makes_loads_in_safe_mode(tmp_path, tf_kera
                                        err_msg=f"{name}{suffix}")
 
 
-def test_a_keras_3_file_is_refused_with_advice(tmp_path):
+def _rewrite_config(path, change):
+    """Rewrites the config.json of the .keras archive at `path` with `change(config)`."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    change(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+def test_keras_3_files_are_screened_then_loaded_as_keras_3_models(tmp_path, digits):
     import keras as keras3
 
-    path = str(tmp_path / "k3.keras")
-    keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)]).save(path)
-    with pytest.raises(kc.ModelFileError, match="saved by Keras 3.*tf_keras"):
+    from models import small_cnn
+
+    pruned = kc.pruning.prune(small_cnn(keras=keras3), kc.pruning.ConstantSparsity(0.5))
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)
+    loaded = kc.load_model(path)
+    assert isinstance(loaded, keras3.Model) and kc.pruning.sparsity(loaded).to_dict() == \
+        kc.pruning.sparsity(pruned).to_dict()
+    x = digits[1][0][:8]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6)
+
+    inputs = keras3.Input((3,))
+    lambda_path = str(tmp_path / "lambda.keras")
+    keras3.Model(inputs, keras3.layers.Lambda(lambda t: t * 2.0)(inputs)).save(lambda_path)
+    with pytest.raises(kc.ModelFileError, match="Lambda layer.*safe_mode=False"):
+        kc.load_model(lambda_path)
+
+    def smuggle(config):
+        config["config"]["layers"][1]["module"] = "subprocess"
+    _rewrite_config(path, smuggle)
+    with pytest.raises(kc.ModelFileError, match="from module 'subprocess', which is neither Keras"):
         kc.load_model(path)
+

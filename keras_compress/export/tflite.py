@@ -73,8 +73,8 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
     that type.
 
     The batch dimension is dynamic, except for models whose recurrent layers TFLite
-    only lowers with static shapes (LSTM, GRU): those get batch 1, recorded in the
-    settings, and the LiteRT runner feeds them row by row.
+    only lowers with static shapes (LSTM, GRU; on Keras 3's JAX backend, LSTM): those
+    get batch 1, recorded in the settings, and the LiteRT runner feeds them row by row.
     """
     settings = {"quantize": "qat" if is_quantize_aware(model) else quantize, "io": io}
     settings = {key: value for key, value in settings.items() if value not in (None, "float")}
@@ -82,7 +82,8 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
         try:
             content = _convert(model, None, quantize, calibration_data, io)
         except Exception as error:
-            if "TensorList" not in str(error):
+            # Recurrent layers: TensorFlow's TensorList ops, or JAX's dynamic gathers (jax2tf).
+            if "TensorList" not in str(error) and "dynamic_gather" not in str(error):
                 raise
             content = _convert(model, 1, quantize, calibration_data, io)
             settings["batch_size"] = 1

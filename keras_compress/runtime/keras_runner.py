@@ -29,11 +29,16 @@ class _OneTracePerModel(logging.Filter):
 tf.get_logger().addFilter(_OneTracePerModel())
 
 
+def _on_jax(model):
+    return flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax"
+
+
 def _compiled(model):
-    if flavour_of(model) == KERAS3:  # a compiled predict step on any backend (jit on JAX)
-        return model.predict_on_batch
+    """`f(*inputs)`: a tf.function with a dynamic batch; on JAX, Keras' jitted predict step."""
+    if _on_jax(model):
+        return lambda *xs: model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
     if model not in _COMPILED:
-        specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+        specs = [tf.TensorSpec(t.shape, numpy_dtype(t.dtype)) for t in model.inputs]
         _COMPILED[model] = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
                                        input_signature=specs)
     return _COMPILED[model]
@@ -72,6 +77,5 @@ class KerasRunner(Runner):
         return cls(load_model(path, **options))
 
     def _run(self, arrays):
-        outputs = self._call(*arrays) if self._call is not self.model.predict_on_batch else \
-            self._call(arrays if len(arrays) > 1 else arrays[0])
+        outputs = self._call(*arrays)
         return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]

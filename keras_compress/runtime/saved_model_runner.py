@@ -1,5 +1,6 @@
 """Runs a SavedModel folder through its `serving_default` signature."""
 
+import logging
 import os
 
 import tensorflow as tf
@@ -9,6 +10,17 @@ from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 
 __all__ = ["SavedModelRunner", "metadata_path"]
+
+
+class _ServingNeedsNoGradients(logging.Filter):
+    """SavedModels of JAX-backend models hold jax2tf's custom gradients, which TensorFlow warns
+    it cannot restore; serving never asks for gradients, so that warning is noise here."""
+
+    def filter(self, record):
+        return "with ops with unsaved custom gradients" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_ServingNeedsNoGradients())
 
 
 def metadata_path(folder):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_compress as kc
+from keras_compress._flavour import keras_for
 from models import EXPORT_MODELS as MODELS
 from keras_compress.export.signature import sample_inputs
 
@@ -20,18 +21,25 @@ def models():
     return {name: make() for name, make in MODELS.items()}
 
 
+@pytest.fixture(scope="module")
+def flavour_models(keras_flavour):
+    """The export models built with each Keras."""
+    return {name: make(keras=keras_flavour) for name, make in MODELS.items()}
+
+
 @pytest.mark.parametrize("fmt", list(SUFFIXES))
 @pytest.mark.parametrize("name", ["cnn", "residual", "gru", "lstm", "multi"])
-def test_every_model_exports_to_every_format_with_float32_parity(models, tmp_path, fmt, name):
-    model = models[name]
+def test_every_model_exports_to_every_format_with_float32_parity(flavour_models, tmp_path, fmt, name):
+    model = flavour_models[name]
+    flavour = keras_for(model)
     artifact = kc.export(model, str(tmp_path / f"{name}{SUFFIXES[fmt]}"))
     assert artifact.format == fmt and artifact.source == model.name and artifact.precision == "float32"
     assert artifact.size_bytes > 0 and os.path.exists(artifact.path)
-    assert list(artifact.parity) == list(model.output_names)
+    assert list(artifact.parity) == flavour.output_names(model)
     runner = artifact.load()
     assert runner.format == fmt
-    assert [t.name for t in runner.inputs] == list(model.input_names)
-    assert [t.name for t in runner.outputs] == list(model.output_names)
+    assert [t.name for t in runner.inputs] == flavour.input_names(model)
+    assert [t.name for t in runner.outputs] == flavour.output_names(model)
     x = sample_inputs(model, rows=5, seed=1)
     expected = model.predict(x if len(x) > 1 else x[0], verbose=0)
     actual = runner.predict(x if len(x) > 1 else x[0])

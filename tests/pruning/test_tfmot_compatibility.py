@@ -10,6 +10,8 @@ from conftest import compile_classifier
 from models import small_cnn
 
 import tf_keras as keras
+
+
 def _train(model, data, callbacks, epochs=2):
     (x, y), _ = data
     compile_classifier(model)
