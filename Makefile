@@ -30,6 +30,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/distillation.py
 	$(PY) benchmarks/export.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/keras3.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -19,8 +19,9 @@ def backend():
 
 
 def copy_model(model):
-    """A new model with the same layers and weights, sharing nothing (no optimizer)."""
-    copy = keras.models.clone_model(model)
+    """A new model with the same layers and weights, sharing nothing (no optimizer: Keras 3's
+    `clone_model` would compile the copy like the original)."""
+    copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 

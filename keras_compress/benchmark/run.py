@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 
-from keras_compress._keras import copy_model, keras
+from keras_compress._flavour import flavour_of, keras_for
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
 from keras_compress.runtime.timing import check_timing, latencies
@@ -33,12 +33,16 @@ def _set_tensorflow_threads(threads):
 
 def _without_optimizer(model):
     """The model as it ships: no optimizer state in its file."""
-    return model if model.optimizer is None else copy_model(model)
+    return model if getattr(model, "optimizer", None) is None else keras_for(model).copy_model(model)
+
+
+def _is_keras_model(variant):
+    return flavour_of(variant) is not None and hasattr(variant, "layers") and hasattr(variant, "predict")
 
 
 def _open(name, variant, threads, folder):
     """`(runner, path on disk, format, precision, model-or-path for weight counts)`."""
-    if isinstance(variant, keras.Model):
+    if _is_keras_model(variant):
         path = os.path.join(folder, f"{len(os.listdir(folder))}.keras")
         _without_optimizer(variant).save(path)
         return KerasRunner(variant), path, "keras", "float32", variant
@@ -75,7 +79,8 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
     runtime), and the peak resident memory of a fresh process that loads and runs it.
 
     Args:
-        variants: `{name: tf_keras model, Artifact or artifact path}`; the first is the baseline.
+        variants: `{name: Keras model (Keras 3 or tf_keras), Artifact or artifact path}`; the first
+            is the baseline.
         data: `(x, y)` or `x`; `x` as `predict` takes it (array, list, dict by input name).
         batch_sizes: batches to time.
         warmup, runs: untimed and timed calls per batch size.

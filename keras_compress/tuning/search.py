@@ -6,8 +6,7 @@ import os
 import keras_tuner
 
 from keras_compress._files import write_atomically
-from keras_compress._flavour import TF_KERAS, check_model
-from keras_compress._keras import keras
+from keras_compress._flavour import KERAS3, TF_KERAS, check_model, flavour_of
 from keras_compress.tuning.result import SearchResult
 from keras_compress.tuning.space import check_space
 from keras_compress.tuning.trial import Training, measure
@@ -45,7 +44,7 @@ def _baseline(model_or_build_fn, space, train_data, validation_data, training, f
     if os.path.exists(path):
         with open(path) as file:
             return json.load(file)
-    if isinstance(model_or_build_fn, keras.Model):
+    if flavour_of(model_or_build_fn) is not None:
         model = model_or_build_fn
     else:  # train the default configuration, uncompressed
         model = CandidateModel(model_or_build_fn, space).build(keras_tuner.HyperParameters())
@@ -97,9 +96,11 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
     started with `KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`).
 
     Args:
-        model_or_build_fn: a trained tf_keras classifier, or `build_fn(hp)` returning a new one.
+        model_or_build_fn: a trained classifier (Keras 3 or tf_keras), or `build_fn(hp)` returning a
+            new one. Quantization-aware training takes tf_keras models only, for now: the default
+            space of a Keras 3 model leaves it out.
         train_data, validation_data: `(inputs, labels)` tuples.
-        teacher: a trained tf_keras model; adds temperature and alpha to the space.
+        teacher: a trained model of the same Keras; adds temperature and alpha to the space.
         objective: "size" (gzipped artifact) or "latency".
         max_accuracy_drop: in [0, 1): how far accuracy may fall below the baseline's.
         space: `{"final_sparsity": (low, high) or [values], "granularity": ["weight", "filter"],
@@ -120,13 +121,16 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
         raise ValueError(f"max_trials and epochs must be ints >= 1, got {max_trials!r} and {epochs!r}")
     if artifact_format not in ("tflite", "onnx"):
         raise ValueError(f'artifact_format must be "tflite" or "onnx", got {artifact_format!r}')
-    if isinstance(model_or_build_fn, keras.Model) or not callable(model_or_build_fn):
-        check_model(model_or_build_fn, "model_or_build_fn", flavours=(TF_KERAS,), action="search")
+    flavour = None
+    if flavour_of(model_or_build_fn) is not None or not callable(model_or_build_fn):
+        check_model(model_or_build_fn, "model_or_build_fn", action="search")
+        flavour = flavour_of(model_or_build_fn)
     if teacher is not None:
-        check_model(teacher, "teacher", flavours=(TF_KERAS,), action="search")
+        check_model(teacher, "teacher", flavours=(flavour,) if flavour else (TF_KERAS, KERAS3),
+                    action="search")
     train_data = _check_data(train_data, "train_data")
     validation_data = _check_data(validation_data, "validation_data")
-    space = check_space(space, teacher)
+    space = check_space(space, teacher, qat=flavour != KERAS3)
 
     training = Training(epochs, batch_size, learning_rate, teacher)
     hypermodel = CandidateModel(model_or_build_fn, space)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from keras_compress import pruning, quantization
-from keras_compress._keras import keras
+from keras_compress._flavour import keras_for
 from keras_compress.runtime.timing import latencies
 from keras_compress.benchmark.weights import gzipped_bytes
 from keras_compress.distillation import Distiller
@@ -29,6 +29,7 @@ class Training:
         self.teacher, self.qat_epochs = teacher, qat_epochs
 
     def loss(self, model, labels):
+        keras = keras_for(model).keras
         from_logits = outputs_logits(model)
         if np.ndim(labels) == 2:
             return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
@@ -37,7 +38,7 @@ class Training:
     def fit(self, model, train_data, values, epochs, callbacks=()):
         """Fits `model` (by distillation when there is a teacher and the values say how)."""
         x, y = train_data
-        optimizer = keras.optimizers.Adam(self.learning_rate)
+        optimizer = keras_for(model).keras.optimizers.Adam(self.learning_rate)
         if self.teacher is not None and "temperature" in values:
             trainer = Distiller(student=model, teacher=self.teacher,
                                 student_from_logits=outputs_logits(model),

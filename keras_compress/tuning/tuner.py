@@ -4,7 +4,7 @@ tf_keras models when Keras 3 is installed, so this subclasses `BaseTuner` and ov
 
 import keras_tuner
 
-from keras_compress._keras import copy_model, keras
+from keras_compress._flavour import flavour_of, keras_for
 from keras_compress.tuning.space import declare
 from keras_compress.tuning.trial import measure, train_candidate
 
@@ -23,9 +23,9 @@ class CandidateModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         declare(hp, self.space)
-        if callable(self.source) and not isinstance(self.source, keras.Model):
+        if flavour_of(self.source) is None:
             return self.source(hp)
-        return copy_model(self.source)
+        return keras_for(self.source).copy_model(self.source)
 
     def declare_hyperparameters(self, hp):
         self.build(hp)
