@@ -7,7 +7,7 @@ import warnings
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._tfmot import TfmotPruneWrapper, prunability, tfmot
 from keras_compress.pruning._channels import ChannelGraph
-from keras_compress.pruning.layer_rules import builtin_name
+from keras_compress.pruning.layer_rules import builtin_name, rule_for
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
 from keras_compress.pruning.keras3_wrapper import prunable_weights
@@ -168,6 +168,10 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
             _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
     left_dense = [f"{name} ({type(layers[name]).__name__})"
                   for name, status in statuses.items() if status is None and name not in targets]
+    if kind == "filter":  # layers with weights but no channel rule: filter pruning leaves them whole
+        left_dense += [f"{name} ({type(layers[name]).__name__}: no filters to remove)"
+                       for name, status in statuses.items()
+                       if status == "weights" and rule_for(layers[name]) is None and name not in excluded]
     if not targets:
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "

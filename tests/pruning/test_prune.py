@@ -181,3 +181,34 @@ def test_pruned_accuracy_stays_close_to_dense(trained_cnn, digits):
     fit_pruned(pruned, digits, epochs=3)
     plain = compile_classifier(kc.pruning.strip(pruned))
     assert plain.evaluate(x_test, y_test, verbose=0)[1] > dense_accuracy - 0.05
+
+
+def _transformer_block(keras):
+    """Embedding, self-attention, LayerNormalization and a feed-forward block, as keras.io builds one."""
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    h = L.Embedding(50, 16, name="embed")(tokens)
+    h = L.LayerNormalization(name="norm_a")(L.Add()([h, L.MultiHeadAttention(2, 8, name="attention")(h, h)]))
+    ffn = L.Dense(16, name="ffn_down")(L.Dense(32, activation="relu", name="ffn_up")(h))
+    h = L.LayerNormalization(name="norm_b")(L.Add()([h, ffn]))
+    return keras.Model(tokens, L.Dense(3, name="logits")(L.GlobalAveragePooling1D()(h)))
+
+
+def test_a_transformer_block_prunes_weights_and_feed_forward_units(keras_flavour, tmp_path):
+    model = _transformer_block(keras_flavour)
+    rng = np.random.default_rng(0)
+    data = ((rng.integers(0, 50, (128, 12)), rng.integers(0, 3, 128)), None)
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
+    fit_pruned(pruned, data, epochs=1)
+    rows = {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(pruned).layers}
+    assert all(rows[name] == pytest.approx(0.5, abs=0.01) for name in ("embed", "attention", "ffn_up"))
+    with pytest.warns(UserWarning, match=r"attention \(MultiHeadAttention: no filters to remove\)"):
+        pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    fit_pruned(pruned, data, epochs=1)
+    plain = kc.pruning.strip(pruned)
+    small = kc.pruning.shrink(plain)  # checks its outputs against `plain`
+    assert small.get_layer("ffn_up").units == 16 and small.get_layer("attention").get_weights()[0].shape == \
+        plain.get_layer("attention").get_weights()[0].shape
+    artifact = kc.export(small, str(tmp_path / "block.onnx"))
+    assert artifact.parity["logits"]["max_abs_diff"] < 1e-5
