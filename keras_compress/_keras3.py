@@ -9,7 +9,8 @@ import keras
 __all__ = ["keras", "backend", "copy_model", "forget_step_function", "graph_nodes", "is_graph_model",
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
-           "registered_object", "data_classes", "quantized_layers", "call_takes_training",
+           "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
+           "unwrapped",
            "tensorflow_call"]
 
 
@@ -20,8 +21,17 @@ def backend():
 
 def copy_model(model):
     """A new model with the same layers and weights, sharing nothing (no optimizer: Keras 3's
-    `clone_model` would compile the copy like the original)."""
-    copy = type(model).from_config(model.get_config())
+    `clone_model` would compile the copy like the original). The model is in memory, trusted:
+    its own Lambda layers are rebuilt outside Keras' safe mode, which guards files."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    compiled = getattr(model, "compiled", False)
+    try:
+        model.compiled = False  # clone_model compiles the copy of a compiled model
+        with SafeModeScope(False):
+            copy = keras.models.clone_model(model)
+    finally:
+        model.compiled = compiled
     copy.set_weights(model.get_weights())
     return copy
 
@@ -134,6 +144,27 @@ def quantized_layers(model):
 def call_takes_training(layer):
     """Whether the layer's `call` has a `training` argument."""
     return layer._call_has_training_arg
+
+
+def unwrapped(model, wrapper_types):
+    """`model` rebuilt with the layers inside its wrappers of `wrapper_types` in their place (the
+    wrapped layers themselves, weights shared)."""
+    def call(layer, *args, **kwargs):
+        if "mask" in kwargs and not call_takes_mask(layer):  # a wrapper's call takes the mask
+            kwargs.pop("mask")
+        return layer(*args, **kwargs)
+
+    def unwrap(layer):
+        return layer.layer if isinstance(layer, wrapper_types) else layer
+
+    if isinstance(model, keras.Sequential):  # layers are listed, not called: no mask arguments
+        return keras.models.clone_model(model, clone_function=unwrap)
+    return keras.models.clone_model(model, clone_function=unwrap, call_function=call)
+
+
+def call_takes_mask(layer):
+    """Whether the layer's `call` has a `mask` argument."""
+    return layer._call_has_mask_arg
 
 
 def tensorflow_call(model, specs, call):

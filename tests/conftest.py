@@ -30,11 +30,23 @@ def keras_flavour(request):
     return keras
 
 
+@pytest.fixture(scope="session", params=["keras3"])
+def keras3(request):
+    """Keras 3, for tests of what only Keras 3 models do (they run on JAX too)."""
+    import keras as keras3
+
+    return keras3
+
+
+def _runs_keras3(item):
+    params = getattr(item, "callspec", None) and item.callspec.params
+    return bool(params) and (params.get("keras_flavour") == "keras3" or "keras3" in params)
+
+
 def pytest_collection_modifyitems(config, items):
     if not JAX:
         return
-    selected = [item for item in items
-                if getattr(item, "callspec", None) and item.callspec.params.get("keras_flavour") == "keras3"]
+    selected = [item for item in items if _runs_keras3(item)]
     config.hook.pytest_deselected(items=[item for item in items if item not in selected])
     items[:] = selected
 

@@ -97,12 +97,12 @@ def test_help_lists_only_working_commands(capsys):
     assert sorted(listed) == ["benchmark", "check-tensorrt", "demo", "export", "info", "inspect", "search"]
 
 
-def test_keras3_models_are_refused_with_advice():
+def test_what_keras3_models_cannot_take_yet_is_refused_by_name():
     import keras as keras3
 
     model = keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)])
-    with pytest.raises(kc.UnsupportedModelError, match="Keras 3 model.*import tf_keras as keras"):
-        kc.pruning.strip(model)
+    with pytest.raises(kc.UnsupportedModelError, match="Cannot quantize .* Keras 3 model.* tf_keras models"):
+        kc.quantization.quantize_aware(model)
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._writer = None
         self._original_train_function = None
         self._resync = None
+        self._epoch_end = None
 
     def on_train_begin(self, logs=None):
         model = self._model
@@ -98,8 +99,10 @@ class PruningCallback(keras.callbacks.Callback):
             wrapper.driven_by_pruning_callback = True
         self._next_step = self._current_step() + 1
         self._steps_per_call = self._flavour.steps_per_execution(model)
-        # In `fit`, the train function is hooked; a custom training loop calls the batch hooks.
-        self._in_fit = params is not None
+        self._steps_per_epoch = steps
+        # In `fit`, the train function (made before the callbacks start) is hooked; a custom
+        # training loop calls the batch hooks (Keras' CallbackList may give it params too).
+        self._in_fit = params is not None and self._flavour.train_function(model) is not None
         if not self._in_fit:
             self._steps_per_call = 1
             self._remask = self._remask_function()
@@ -168,6 +171,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Keras shortens the last call of an epoch to the steps left: count from the truth again.
         self._next_step = self._current_step() + 1
+        self._epoch_end = self._next_step + self._steps_per_epoch if self._steps_per_epoch else None
         if self._resync is not None:
             self._resync()
 
@@ -182,6 +186,8 @@ class PruningCallback(keras.callbacks.Callback):
         step of that call is a pruning step."""
         first = self._next_step
         self._next_step += self._steps_per_call
+        if self._epoch_end is not None:  # the epoch's last call runs only the steps left
+            self._next_step = min(self._next_step, self._epoch_end)
         due = [step for step in range(first, self._next_step) if self._schedule.prunes_at(step)]
         return float(self._schedule.sparsity_at(due[-1])) if due else None
 

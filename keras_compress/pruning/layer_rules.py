@@ -28,13 +28,16 @@ class ChannelRule:
 
     Args:
         role: "producer" (its outputs are new channels: it reads input channels along
-            `input_axis` of its first weight and makes `size_key` channels) or "member"
+            `input_axes` and makes `size_key` channels) or "member"
             (it carries its input channels through, one set of weights per channel).
         channel_axes: `{weight attribute: axis}` of every weight that holds one entry per
             channel (for a producer: per output channel).
         masked: the weights a filter mask zeroes, so that a pruned channel carries exact zeros.
         size_key: a producer's config key for its number of output channels.
         input_axis: a producer's input-channel axis in its first weight (the kernel).
+        input_axes: `{weight attribute: axis}` of every weight of a producer that holds one entry
+            per input channel, when that is not only the first weight (SeparableConv2D reads its
+            inputs in its depthwise and its pointwise kernel); overrides `input_axis`.
         accepts: `accepts(layer, rank)`, whether this layer instance fits the rule (e.g.
             channels last, no groups); `rank` is the rank of its output.
     """
@@ -45,6 +48,7 @@ class ChannelRule:
     size_key: str = None
     input_axis: int = -2
     accepts: object = _channels_last
+    input_axes: dict = None
 
     def __post_init__(self):
         if self.role not in ("producer", "member"):
@@ -64,12 +68,23 @@ class ChannelRule:
     def masked_weights(self, layer):
         return [variable for variable, _ in self.weights(layer, self.masked)]
 
+    def input_weights(self, layer):
+        """A producer's `[(variable, input-channel axis)]`."""
+        if self.input_axes is None:
+            return [(self.weights(layer)[0][0], self.input_axis)]
+        return [(getattr(layer, name), axis) for name, axis in self.input_axes.items()
+                if getattr(layer, name, None) is not None]
+
 
 def _conv_accepts(layer, rank):
     return _channels_last(layer, rank) and getattr(layer, "groups", 1) == 1
 
 
 def _depthwise_accepts(layer, rank):
+    return layer.depth_multiplier == 1 and _channels_last(layer, rank)
+
+
+def _separable_accepts(layer, rank):
     return layer.depth_multiplier == 1 and _channels_last(layer, rank)
 
 
@@ -91,6 +106,10 @@ _SHARED = {
     "BatchNormalization": ChannelRule(
         "member", {"gamma": -1, "beta": -1, "moving_mean": -1, "moving_variance": -1}, ("gamma", "beta"),
         accepts=_batch_norm_accepts),
+    # Its pointwise kernel makes the filters; the inputs run through both kernels.
+    "SeparableConv2D": ChannelRule(
+        "producer", {"pointwise_kernel": -1, "bias": -1}, ("pointwise_kernel", "bias"), size_key="filters",
+        input_axes={"depthwise_kernel": 2, "pointwise_kernel": -2}, accepts=_separable_accepts),
 }
 # The built-in rules, by flavour and class name (Keras 3 names the depthwise kernel `kernel`).
 BUILTIN_RULES = {

@@ -3,6 +3,8 @@
 import re
 import warnings
 
+import numpy as np
+
 
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._tfmot import TfmotPruneWrapper, prunability, tfmot
@@ -10,7 +12,7 @@ from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.layer_rules import builtin_name, rule_for
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
-from keras_compress.pruning.keras3_wrapper import prunable_weights
+from keras_compress.pruning.keras3_wrapper import PRUNABLE_KINDS, prunable_weights
 from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
 
 __all__ = ["prune", "strip"]
@@ -181,6 +183,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
     if left_dense:
         warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense),
                       stacklevel=2)
+    if kind == "filter":
+        _warn_when_filters_reach_little(graph, layers, statuses)
 
     if keras3:
         def wrap(layer):
@@ -201,6 +205,27 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
                                      sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
 
     return flavour.keras.models.clone_model(copy, clone_function=wrap)
+
+
+def _kernel_parameters(layer):
+    return sum(int(np.prod(variable.shape)) for variable in layer.weights
+               if variable.name.split("/")[-1].split(":")[0] in PRUNABLE_KINDS)
+
+
+def _warn_when_filters_reach_little(graph, layers, statuses):
+    """Warns when the removable filters hold less than a tenth of the prunable weights: most of the
+    model keeps its channels, and the pruning asked for would mostly not happen."""
+    producers = sorted({name for group in graph.groups.values() for name in group.producers})
+    reachable = sum(_kernel_parameters(layers[name]) for name in producers)
+    total = sum(_kernel_parameters(layers[name]) for name, status in statuses.items() if status == "weights")
+    if total and reachable < 0.1 * total:
+        kept = sorted(name for name, status in statuses.items()
+                      if status == "weights" and name not in producers)
+        warnings.warn(
+            f"Filter pruning can reach only {reachable / total:.1%} of this model's prunable weights: the "
+            f"channels of {', '.join(kept)} must stay (model outputs, layers joined with those, or layers "
+            "filter pruning does not know). Prune single weights (granularity=\"weight\") instead, or "
+            "expect little to be removed.", stacklevel=3)
 
 
 def _keras3_prunability(layer):
@@ -259,7 +284,4 @@ def strip(model):
     apply_masks(model)
     if flavour_of(model) != KERAS3:
         return flavour.copy_model(tfmot.sparsity.keras.strip_pruning(model))
-    wrappers = _wrapper_types()
-    unwrapped = flavour.keras.models.clone_model(
-        model, clone_function=lambda layer: layer.layer if isinstance(layer, wrappers) else layer)
-    return flavour.copy_model(unwrapped)
+    return flavour.copy_model(flavour.unwrapped(model, _wrapper_types()))

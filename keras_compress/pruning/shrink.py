@@ -50,8 +50,8 @@ def _indices(mask, repeat=1):
 
 def _sliced_weights(graph, layer, keep):
     """The layer's weights, in `layer.weights` order, without the removed channels: a producer's
-    kernel loses input channels on its rule's input axis and output channels on its channel
-    axis; every other channel weight loses them on its channel axis."""
+    input weights lose input channels on their rule's input axes, and every channel weight
+    loses output channels on its channel axis."""
     name = layer.name
     if name not in graph.inputs:
         return [w.numpy() for w in layer.weights]
@@ -61,14 +61,14 @@ def _sliced_weights(graph, layer, keep):
     in_index = _indices(in_mask, repeat)
     producer = name in graph.outputs
     out_index = np.flatnonzero(graph.output_channels(name, keep)) if producer else in_index
-    first = rule.weights(layer)[0][0]
+    inputs = {id(variable): axis for variable, axis in rule.input_weights(layer)} if producer else {}
     values = []
     for variable in layer.weights:
         value = variable.numpy()
         if id(variable) in axes:
             value = np.take(value, out_index, axis=axes[id(variable)])
-            if producer and variable is first:
-                value = np.take(value, in_index, axis=rule.input_axis)
+        if id(variable) in inputs:
+            value = np.take(value, in_index, axis=inputs[id(variable)])
         values.append(value)
     return values
 

@@ -239,11 +239,21 @@ def test_pruned_models_must_be_stripped_first(models, tmp_path):
         kc.export(pruned, str(tmp_path / "m.onnx"))
 
 
-def test_keras3_models_are_refused(tmp_path):
-    import keras as keras3
-
-    with pytest.raises(kc.UnsupportedModelError, match="tf_keras"):
-        kc.export(keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(2)]), str(tmp_path / "m.onnx"))
+def test_a_keras3_model_quantized_by_keras_exports_where_it_can_and_is_refused_elsewhere(tmp_path, keras3):
+    """`model.quantize("int8")` (Keras 3's post-training int8): ONNX keeps it exactly; TFLite and
+    legacy .h5 are refused before any work, leaving nothing behind."""
+    keras3.utils.set_random_seed(0)
+    model = keras3.Sequential([keras3.Input((16,), name="x"), keras3.layers.Dense(32, activation="relu"),
+                               keras3.layers.Dense(4, name="scores")])
+    model.quantize("int8")
+    x = np.random.default_rng(0).standard_normal((32, 16)).astype("float32")
+    artifact = kc.export(model, str(tmp_path / "q.onnx"), sample_data=x)
+    assert artifact.parity["scores"]["max_abs_diff"] < 1e-5
+    for name, message in (("q.tflite", "quantized with Keras' model.quantize.*cannot be converted to TFLite"),
+                          ("q.h5", "HDF5 .* is the legacy tf_keras format")):
+        with pytest.raises(kc.ExportError, match=message):
+            kc.export(model, str(tmp_path / name), sample_data=x)
+        assert not os.path.exists(tmp_path / name)
 
 
 def test_h5_export_for_serving_stacks_that_read_h5(models, tmp_path):

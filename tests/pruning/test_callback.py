@@ -199,3 +199,44 @@ def test_prune_zero_sparsity_is_noop(trained_cnn, digits, kwargs, keras_flavour)
         model.fit(x[:256], y[:256], epochs=1, batch_size=64, shuffle=False, verbose=0, callbacks=callbacks)
     for want, got in zip(dense.get_weights(), kc.pruning.strip(pruned).get_weights()):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_last_call_of_an_epoch_ranks_only_for_the_steps_it_runs(trained_cnn, digits):
+    """10 steps per epoch, 3 per call: the epoch's last call runs one step, so after the epoch
+    the global ranking holds the schedule's sparsity at step 10 (0.70), not at step 12 (0.75)."""
+    (x, y), _ = digits
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=20, frequency=2)
+    pruned = compile_classifier(kc.pruning.prune(trained_cnn, schedule, scope="global"),
+                                steps_per_execution=3)
+    pruned.fit(x[:640], y[:640], epochs=1, batch_size=64, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    assert _step(pruned) == 10
+    assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(schedule.sparsity_at(10), abs=0.005)
+
+
+def test_a_custom_loop_with_keras_own_callback_list_prunes(digits):
+    """Keras' CallbackList gives callbacks `params` in custom loops too: the callback still drives
+    the masks through the batch hooks (TensorFlow: a GradientTape loop)."""
+    import keras as keras3
+    import tensorflow as tf
+    import tf_keras
+
+    from models import small_cnn
+
+    (x, y), _ = digits
+    for keras in (tf_keras, keras3):
+        pruned = kc.pruning.prune(small_cnn(keras=keras), kc.pruning.ConstantSparsity(0.5), scope="global")
+        optimizer, loss_fn = keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(True)
+        callbacks = keras.callbacks.CallbackList([kc.pruning.PruningCallback()], model=pruned, epochs=1,
+                                                 steps=4)
+        callbacks.on_train_begin()
+        for step in range(4):
+            callbacks.on_train_batch_begin(step)
+            rows = slice(step * 64, (step + 1) * 64)
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y[rows], pruned(x[rows], training=True))
+            gradients = tape.gradient(loss, pruned.trainable_weights)
+            optimizer.apply_gradients(zip(gradients, pruned.trainable_weights))
+            callbacks.on_train_batch_end(step)
+        callbacks.on_epoch_end(0)
+        callbacks.on_train_end()
+        assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(0.5, abs=0.005), keras.__name__

@@ -29,11 +29,16 @@ BATTERY = {
                                   L.Conv2D(4, 1), L.GlobalAveragePooling2D(), L.Dense(10)],
     "BatchNormalization": lambda L: [L.Conv2D(8, 3), L.BatchNormalization(name="target"), L.ReLU(),
                                      L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(10)],
+    "SeparableConv2D": lambda L: [L.Conv2D(8, 1), L.SeparableConv2D(8, 3, padding="same", name="target"),
+                                  L.SeparableConv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(10)],
 }
 
 
 def _channels(layer):
-    return layer.get_weights()[0].shape[2 if type(layer).__name__ == "DepthwiseConv2D" else -1]
+    kind = type(layer).__name__
+    if kind == "SeparableConv2D":  # the pointwise kernel makes the filters
+        return layer.get_weights()[1].shape[-1]
+    return layer.get_weights()[0].shape[2 if kind == "DepthwiseConv2D" else -1]
 
 
 def test_every_built_in_rule_has_a_battery_model():

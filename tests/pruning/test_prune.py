@@ -212,3 +212,29 @@ def test_a_transformer_block_prunes_weights_and_feed_forward_units(keras_flavour
         plain.get_layer("attention").get_weights()[0].shape
     artifact = kc.export(small, str(tmp_path / "block.onnx"))
     assert artifact.parity["logits"]["max_abs_diff"] < 1e-5
+
+
+def test_the_keras3_wrapper_keeps_what_the_layer_call_adds(keras3, digits):
+    """Activity regularization and masks pass through a pruned layer: before any mask is set, the
+    pruned model computes the same loss as the original."""
+    L = keras3.layers
+    keras3.utils.set_random_seed(0)
+    tokens = keras3.Input((10,), dtype="int32")
+    h = L.LSTM(8, return_sequences=True)(L.Embedding(20, 8, mask_zero=True)(tokens))
+    outputs = L.Dense(3, activity_regularizer=keras3.regularizers.L2(0.5))(h)
+    model = keras3.Model(tokens, outputs)
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
+    x = np.random.default_rng(0).integers(0, 20, (16, 10))
+    x[:, 6:] = 0  # padding the mask must hide
+    y = np.random.default_rng(1).standard_normal((16, 10, 3)).astype("float32")
+    losses = [m.compile(loss="mse") or m.evaluate(x, y, verbose=0) for m in (model, pruned)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_a_keras3_model_holding_a_lambda_prunes_in_memory(keras3, digits):
+    inputs = keras3.Input((8, 8, 1))
+    x = keras3.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    x = keras3.layers.Dense(10, name="logits")(keras3.layers.Flatten()(x))
+    pruned = kc.pruning.prune(keras3.Model(inputs, x), _schedule(0.5))  # the Lambda holds no weights
+    fit_pruned(pruned, digits)
+    assert kc.pruning.sparsity(kc.pruning.strip(pruned)).total_sparsity == pytest.approx(0.5, abs=0.01)
