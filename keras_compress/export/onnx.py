@@ -5,6 +5,8 @@ import collections
 import contextlib
 import logging
 
+import tensorflow as tf
+
 from keras_compress._environment import has_vnni
 from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.export.int8_weights import onnx_int8_weights
@@ -27,13 +29,32 @@ def convert_to_onnx(model, opset):
         from keras_compress.export.tensorflow_rebuild import onnx_from_tensorflow_rebuild
 
         return onnx_from_tensorflow_rebuild(model, opset)
-    proto, _ = tf2onnx.convert.from_function(serving_function(model), input_signature=input_specs(model),
-                                             opset=opset)
+    function, specs = serving_function(model), input_specs(model)
+    concrete = function.get_concrete_function()
+    if any(capture.dtype != tf.resource for capture in concrete.captured_inputs):
+        proto = _from_graph_with_captured_constants(concrete, len(specs), opset)
+    else:
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
     # Signature outputs come back sorted by name; restore the model's order.
     by_name = {output.name: output for output in proto.graph.output}
     ordered = [by_name[name] for name in keras_for(model).output_names(model)]
     del proto.graph.output[:]
     proto.graph.output.extend(ordered)
+    return proto
+
+
+def _from_graph_with_captured_constants(concrete, input_count, opset):
+    """tf2onnx's `from_function` makes every captured tensor a graph input: constants a layer
+    computed outside the graph (Normalization's mean and variance, e.g. in EfficientNet) would
+    become inputs the caller must feed. Freezing them into the graph keeps the inputs the model's."""
+    import tf2onnx
+
+    inputs = [tensor.name for tensor in concrete.inputs[:input_count]]
+    outputs = [tensor.name for tensor in concrete.outputs]
+    graph_def = tf2onnx.tf_loader.from_function(concrete, inputs, outputs)
+    proto, _ = tf2onnx.convert.from_graph_def(
+        graph_def, name=concrete.name, input_names=inputs, output_names=outputs, opset=opset,
+        tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(concrete, inputs, outputs))
     return proto
 
 

@@ -60,7 +60,6 @@ class PruningCallback(keras.callbacks.Callback):
         self.log_dir = log_dir
         self._writer = None
         self._original_train_function = None
-        self._resync = None
         self._epoch_end = None
 
     def on_train_begin(self, logs=None):
@@ -140,7 +139,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self._keras3:
             from keras_compress.pruning import keras3_steps
 
-            hooked, self._resync = keras3_steps.hook(self, model, original)
+            hooked = keras3_steps.install(self, model)
         else:
             remask = self._remask_function()
 
@@ -172,14 +171,16 @@ class PruningCallback(keras.callbacks.Callback):
         # Keras shortens the last call of an epoch to the steps left: count from the truth again.
         self._next_step = self._current_step() + 1
         self._epoch_end = self._next_step + self._steps_per_epoch if self._steps_per_epoch else None
-        if self._resync is not None:
-            self._resync()
 
     def on_train_end(self, logs=None):
         if self._original_train_function is not None:
-            self._flavour.set_train_function(self._model, self._original_train_function)
+            if self._keras3:
+                from keras_compress.pruning import keras3_steps
+
+                keras3_steps.uninstall(self._model)
+            else:
+                self._flavour.set_train_function(self._model, self._original_train_function)
             self._original_train_function = None
-            self._resync = None
 
     def due_sparsity(self):
         """The sparsity to rank for before the next call of the train function, or None when no

@@ -1,61 +1,35 @@
-"""The train-function hook of `PruningCallback` for Keras 3 models, per backend.
+"""How `PruningCallback` drives a Keras 3 model's `fit`, on the TensorFlow and the JAX backend.
 
-Around every call of the model's train function (one call runs `steps_per_execution`
-steps) the hook ranks new masks when a pruning step is due, then, after the steps, writes
-the pruned weights back as zeros and sets each wrapper's step counter to the optimizer's
-step count plus the offset they had when training started. On TensorFlow this works on
-the variables in a compiled function. On JAX, `fit` keeps the weights in a state it passes
-from step to step (the variables are empty meanwhile), so the hook reads and rewrites
-that state in a jitted function instead: no state sync, nothing copied to the host
-except on the steps that rank masks.
+Two pieces. The model's training step is wrapped so that, inside the compiled step itself,
+every pruned weight is written back as zeros right after the optimizer moves it and each
+wrapper's step counter advances by one: exact with `steps_per_execution`, and no extra
+call per step. And the train function (one call runs `steps_per_execution` steps) is
+wrapped so that, before a call whose steps include a pruning step, new masks are ranked.
+On TensorFlow that reads and writes the variables. On JAX, `fit` keeps the weights in a
+state it passes from call to call (the variables are empty meanwhile), so the ranking
+reads and rewrites that state instead: nothing is copied to the host except on the calls
+that rank masks.
 """
 
 import numpy as np
 
 from keras_compress.pruning.prune import apply_masks
 
-__all__ = ["hook"]
+__all__ = ["install", "uninstall"]
 
 
-def _step_offset(callback, model):
-    return callback._current_step() - int(model.optimizer.iterations.numpy())
+def _zero_pruned_and_count(wrappers):
+    """The in-step update on the variables: pruned weights to zero, counters + 1."""
+    pairs = [(weight, mask) for wrapper in wrappers for weight, mask, _ in wrapper.pruning_vars]
+    counters = [wrapper.pruning_step for wrapper in wrappers]
 
-
-def hook(callback, model, original):
-    """`(hooked train function, resync)` for `model` (Keras 3): the function calls `original`
-    for the steps; `resync()` re-reads the step offset (at the start of an epoch, after a
-    checkpoint may have been restored)."""
-    if callback._flavour.backend() == "jax":
-        return _jax_hook(callback, model, original)
-    return _tensorflow_hook(callback, model, original)
-
-
-def _tensorflow_hook(callback, model, original):
-    import tensorflow as tf
-
-    pairs = [(weight, mask) for wrapper in callback._wrappers for weight, mask, _ in wrapper.pruning_vars]
-    counters = [wrapper.pruning_step for wrapper in callback._wrappers]
-    iterations = model.optimizer.iterations
-    offset = tf.Variable(_step_offset(callback, model), dtype=tf.int64, trainable=False)
-
-    @tf.function
-    def after_steps():
+    def update():
         for weight, mask in pairs:
             weight.assign(weight * mask)
         for counter in counters:
-            counter.assign(tf.cast(iterations.value + offset, counter.dtype))
+            counter.assign(counter + 1)
 
-    def hooked(iterator):
-        sparsity = callback.due_sparsity()
-        if sparsity is not None:
-            for mask, value in callback.new_masks(sparsity):
-                mask.assign(value)
-            apply_masks(callback._pruned)
-        logs = original(iterator)
-        after_steps()
-        return logs
-
-    return hooked, lambda: offset.assign(_step_offset(callback, model))
+    return update
 
 
 class _StateIndex:
@@ -63,8 +37,7 @@ class _StateIndex:
 
     def __init__(self, model):
         self._where = {}
-        for part, variables in enumerate((model.trainable_variables, model.non_trainable_variables,
-                                          model.optimizer.variables)):
+        for part, variables in enumerate((model.trainable_variables, model.non_trainable_variables)):
             for index, variable in enumerate(variables):
                 self._where.setdefault(id(variable), (part, index))
 
@@ -72,29 +45,28 @@ class _StateIndex:
         return self._where[id(variable)]
 
 
-def _jax_hook(callback, model, original):
-    import jax
+def _jax_pieces(callback, model):
+    """`(state update after each step, ranking of masks into a state)` for JAX."""
     import jax.numpy as jnp
 
     where = _StateIndex(model)
     pairs = [(where(weight), where(mask)) for wrapper in callback._wrappers
              for weight, mask, _ in wrapper.pruning_vars]
     counters = [where(wrapper.pruning_step) for wrapper in callback._wrappers]
-    iterations = where(model.optimizer.iterations)
-    offset = [_step_offset(callback, model)]
 
-    @jax.jit
-    def after_steps(state, offset):
-        parts = [list(part) for part in state[:3]]
+    def zero_pruned(parts):
         for (weight_part, weight), (mask_part, mask) in pairs:
             parts[weight_part][weight] = parts[weight_part][weight] * parts[mask_part][mask]
-        step = parts[iterations[0]][iterations[1]] + offset
-        for part, index in counters:
-            parts[part][index] = step.astype(parts[part][index].dtype)
-        return tuple(parts) + tuple(state[3:])
 
-    def rank_masks(state, sparsity):
-        parts = [list(part) for part in state[:3]]
+    def after_step(state):
+        parts = [list(part) for part in state[:2]]
+        zero_pruned(parts)
+        for part, index in counters:
+            parts[part][index] = parts[part][index] + 1
+        return tuple(parts) + tuple(state[2:])
+
+    def rank(state, sparsity):
+        parts = [list(part) for part in state[:2]]
 
         def read(variable):
             part, index = where(variable)
@@ -103,18 +75,58 @@ def _jax_hook(callback, model, original):
         for mask, value in callback.new_masks(sparsity, read):
             part, index = where(mask)
             parts[part][index] = jnp.asarray(value)
-        for (weight_part, weight), (mask_part, mask) in pairs:
-            parts[weight_part][weight] = parts[weight_part][weight] * parts[mask_part][mask]
-        return tuple(parts) + tuple(state[3:])
+        zero_pruned(parts)
+        return tuple(parts) + tuple(state[2:])
 
-    def hooked(state, iterator):
-        sparsity = callback.due_sparsity()
-        if sparsity is not None:
-            state = rank_masks(state, sparsity)
-        logs, state = original(state, iterator)
-        return logs, after_steps(state, jnp.asarray(offset[0]))
+    return after_step, rank
 
-    def resync():
-        offset[0] = _step_offset(callback, model)
 
-    return hooked, resync
+def install(callback, model):
+    """Wraps `model`'s training step, recompiles it, and returns the train function to hook in
+    its place: it ranks masks when due, then calls the recompiled one."""
+    step = model.train_step
+    step = getattr(step, "_pruning_original_step", step)  # an interrupted fit left it wrapped
+    if callback._flavour.backend() == "jax":
+        after_step, rank = _jax_pieces(callback, model)
+
+        def train_step(state, data):
+            logs, state = step(state, data)
+            return logs, after_step(state)
+    else:
+        update = _zero_pruned_and_count(callback._wrappers)
+
+        def train_step(data):
+            logs = step(data)
+            update()
+            return logs
+
+    train_step._pruning_original_step = step
+    model.train_step = train_step
+    model.make_train_function(force=True)
+    compiled = callback._flavour.train_function(model)
+
+    if callback._flavour.backend() == "jax":
+        def hooked(state, iterator):
+            sparsity = callback.due_sparsity()
+            if sparsity is not None:
+                state = rank(state, sparsity)
+            return compiled(state, iterator)
+    else:
+        def hooked(iterator):
+            sparsity = callback.due_sparsity()
+            if sparsity is not None:
+                for mask, value in callback.new_masks(sparsity):
+                    mask.assign(value)
+                apply_masks(callback._pruned)
+            return compiled(iterator)
+
+    return hooked
+
+
+def uninstall(model):
+    """Gives `model` back its own training step; its next `fit` compiles it anew."""
+    from keras_compress import _keras3
+
+    if hasattr(model.train_step, "_pruning_original_step"):
+        del model.train_step
+    _keras3.forget_step_function(model, "train")

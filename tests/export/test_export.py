@@ -281,3 +281,15 @@ def test_generated_samples_that_do_not_suit_the_model_say_to_pass_sample_data(tm
                        match="random sample inputs generated .* do not suit it.*pass sample_data"):
         kc.export(model, str(tmp_path / "m.onnx"))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_constants_a_layer_computed_outside_the_graph_stay_constants_in_onnx(keras_flavour, tmp_path):
+    """EfficientNetB0's Normalization captures its mean and variance as tensors: the ONNX file
+    still takes the image alone."""
+    model = keras_flavour.applications.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=10,
+                                                      classifier_activation=None)
+    x = np.random.default_rng(0).random((4, 32, 32, 3), dtype="float32") * 255
+    artifact = kc.export(model, str(tmp_path / "efficientnet.onnx"), sample_data=x)
+    runner = artifact.load()
+    assert len(runner.inputs) == 1 and max(row["max_abs_diff"] for row in artifact.parity.values()) < 1e-3
