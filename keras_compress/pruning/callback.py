@@ -3,6 +3,7 @@
 import keras
 
 from keras_compress._flavour import KERAS3, flavour_of, keras_for
+from keras_compress._retracing import one_trace_per_model
 from keras_compress.pruning._channels import ChannelGraph, unwrap
 from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
 from keras_compress.pruning.ranking import (channel_mask_values, filter_masks, global_weight_masks,
@@ -129,6 +130,7 @@ class PruningCallback(keras.callbacks.Callback):
             return remask
         import tensorflow as tf
 
+        one_trace_per_model("_remask_function.<locals>")  # one per pruned model, each traced once
         return tf.function(remask)
 
     def _install_step_hooks(self):

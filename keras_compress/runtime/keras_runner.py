@@ -1,11 +1,11 @@
 """Runs a Keras model in memory through a compiled function (not eager calls)."""
 
-import logging
 import weakref
 
 import numpy as np
 import tensorflow as tf
 
+from keras_compress._retracing import one_trace_per_model
 from keras_compress._flavour import KERAS3, flavour_of, keras_for, numpy_dtype
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
@@ -18,15 +18,7 @@ __all__ = ["KerasRunner"]
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-class _OneTracePerModel(logging.Filter):
-    """TensorFlow warns about "frequent retracing" when functions sharing one code object
-    trace often; here each model traces once, by design, so that warning is noise."""
-
-    def filter(self, record):
-        return "_compiled.<locals>" not in record.getMessage()
-
-
-tf.get_logger().addFilter(_OneTracePerModel())
+one_trace_per_model("_compiled.<locals>")  # each model's forward pass traces once
 
 
 def _on_jax(model):

@@ -240,3 +240,12 @@ def test_a_custom_loop_with_keras_own_callback_list_prunes(digits):
         callbacks.on_epoch_end(0)
         callbacks.on_train_end()
         assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(0.5, abs=0.005), keras.__name__
+
+
+def test_pruning_many_models_in_one_process_prints_no_retracing_warning(tf_keras_cnn, digits, caplog):
+    (x, y), _ = digits
+    for _ in range(7):  # TensorFlow warns from the sixth trace of functions sharing one code object
+        pruned = compile_classifier(kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.5)))
+        pruned.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    # (tf_keras itself warns about its own train functions, one per model, as for unpruned models)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage() and "_remask" in r.getMessage()]
