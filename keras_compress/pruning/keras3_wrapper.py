@@ -60,6 +60,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.scope = scope
         self.block_size = tuple(block_size)
         self.sparsity_m_by_n = tuple(sparsity_m_by_n) if sparsity_m_by_n else None
+        # Set by PruningCallback when it drives this layer: it alone sets the masks.
+        self.driven_by_pruning_callback = False
         if layer.built:
             self._make_masks()
 
@@ -95,6 +97,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._make_masks()
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        if training and not self.driven_by_pruning_callback:  # a training step being traced
+            raise RuntimeError(
+                f"Layer {self.name!r} is pruned by keras_compress, and no pruning callback drives this "
+                "training: train it with callbacks=[keras_compress.pruning.PruningCallback()], which sets "
+                "the masks (without it the model would train dense).")
         masked = {id(weight): keras.ops.multiply(weight.value, mask_variable.value)
                   for weight, mask_variable, _ in self.pruning_vars}
         trainable = [masked.get(id(v), v.value) for v in self.layer.trainable_variables]

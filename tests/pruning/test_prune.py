@@ -238,3 +238,9 @@ def test_a_keras3_model_holding_a_lambda_prunes_in_memory(keras3, digits):
     pruned = kc.pruning.prune(keras3.Model(inputs, x), _schedule(0.5))  # the Lambda holds no weights
     fit_pruned(pruned, digits)
     assert kc.pruning.sparsity(kc.pruning.strip(pruned)).total_sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_training_a_pruned_model_without_the_callback_is_refused(trained_cnn, digits):
+    pruned = compile_classifier(kc.pruning.prune(trained_cnn, _schedule(0.5)))
+    with pytest.raises(RuntimeError, match="PruningCallback"):
+        pruned.fit(*digits[0], epochs=1, verbose=0)
