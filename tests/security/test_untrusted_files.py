@@ -13,6 +13,7 @@ from gadgets import GADGETS
 
 _LOAD_ALL = """
 import json, sys
+import tf_keras
 import keras_compress as kc
 results = {}
 for name, path in json.loads(sys.argv[1]).items():
@@ -60,7 +61,7 @@ def test_a_hostile_file_runs_nothing_and_names_the_reason(gadgets, safe_results,
 
 def test_the_gadgets_run_code_when_loaded_without_screening(gadgets, safe_results):
     results = _load_in_subprocess({name: path for name, (path, _) in gadgets.items()},
-                                  "keras.models.load_model")
+                                  "tf_keras.models.load_model")
     ran = sorted(name for name, (_, marker) in gadgets.items() if os.path.exists(marker))
     assert ran == ["lambda_h5_named_keras", "lambda_saved_model", "op_layer_h5", "op_layer_keras",
                    "registered_name_h5", "registered_name_saved_model", "training_config_h5"]
