@@ -6,7 +6,8 @@ Keras 3 runs on the TensorFlow or the JAX backend; `backend()` says which.
 
 import keras
 
-__all__ = ["keras", "backend", "copy_model", "forget_step_function", "graph_nodes", "is_graph_model",
+__all__ = ["keras", "backend", "copy_model", "functional", "forget_step_function", "graph_nodes",
+           "is_graph_model",
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
@@ -41,6 +42,11 @@ def _graph(model):
     if isinstance(model, keras.Sequential):
         return getattr(model, "_functional", None)
     return model if hasattr(model, "_nodes_by_depth") else None
+
+
+def functional(model):
+    """A graph model's functional graph: itself, or a Sequential's functional model (same layers)."""
+    return _graph(model)
 
 
 def is_graph_model(model):

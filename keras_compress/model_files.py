@@ -61,9 +61,9 @@ def _load_keras3(path, safe_mode, compile, custom_objects):
     """A Keras 3 `.keras` file, screened as tf_keras files are, then loaded by Keras 3 in its own
     safe mode (the objects keras_compress defines are registered with Keras 3 on import)."""
     from keras_compress import _keras3
-    from keras_compress.distillation import keras3_distiller  # noqa: F401  (registers it)
-    from keras_compress.pruning import keras3_wrapper  # noqa: F401  (registers it)
+    from keras_compress._custom_objects import register_keras3_objects
 
+    register_keras3_objects()
     if safe_mode:
         _refuse_unsafe(path, lambda: keras3_unsafe_reason(path, custom_objects))
     try:

@@ -97,13 +97,23 @@ def random_inputs(model, n=4, seed=0):
     return rng.standard_normal((n, *model.input_shape[1:])).astype("float32")
 
 
-@pytest.fixture(scope="session")
-def float_and_qat(digits):
-    """`(float model, its QAT copy)`: the float CNN trained 3 epochs, then one QAT epoch.
-    Tests must not modify them."""
+def _float_and_qat(digits, keras_module):
     (x, y), _ = digits
-    model = compile_classifier(quantizable_cnn())
+    model = compile_classifier(quantizable_cnn(keras=keras_module))
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     qat = compile_classifier(kc.quantization.quantize_aware(model))
     qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
     return model, qat
+
+
+@pytest.fixture(scope="session")
+def float_and_qat(digits):
+    """`(float model, its QAT copy)`: the tf_keras float CNN trained 3 epochs, then one QAT
+    epoch. Tests must not modify them."""
+    return _float_and_qat(digits, keras)
+
+
+@pytest.fixture(scope="session")
+def qat_pair(digits, keras_flavour):
+    """The same as `float_and_qat`, in each Keras."""
+    return _float_and_qat(digits, keras_flavour)

@@ -97,14 +97,6 @@ def test_help_lists_only_working_commands(capsys):
     assert sorted(listed) == ["benchmark", "check-tensorrt", "demo", "export", "info", "inspect", "search"]
 
 
-def test_what_keras3_models_cannot_take_yet_is_refused_by_name():
-    import keras as keras3
-
-    model = keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)])
-    with pytest.raises(kc.UnsupportedModelError, match="Cannot quantize .* Keras 3 model.* tf_keras models"):
-        kc.quantization.quantize_aware(model)
-
-
 @pytest.fixture
 def model_path(tmp_path, tf_keras_cnn):
     """The trained CNN saved as .keras, for the commands to read."""

@@ -22,13 +22,25 @@ _WEIGHT_AXIS = {
 
 
 def _layer_scales(model):
-    """`{wrapper name: scale array}` for the QAT layers whose kernel is quantized."""
+    """`{QAT layer name: (scale array, its fake-quantized kernel's values sorted)}` for the layers
+    whose kernel is quantized."""
     scales = {}
     for layer in model.layers:
-        for variable, _, scale in quantized_weights(layer):
+        for variable, value, scale in quantized_weights(layer):
             if "kernel" in variable.name:
-                scales[layer.name] = scale.ravel()
+                scales[layer.name] = (scale.ravel(), np.sort(value.ravel()))
     return scales
+
+
+def _layer_of(node, weight, scales_by_layer):
+    """The QAT layer whose kernel `node` multiplies by: named in the node's name, or else (tf2onnx
+    names some nodes after no layer) the one whose fake-quantized kernel holds the same values."""
+    named = next((name for name in node.name.split("/") if name in scales_by_layer), None)
+    if named is not None:
+        return named
+    values = np.sort(weight.ravel())
+    return next((name for name, (_, kernel) in scales_by_layer.items()
+                 if kernel.shape == values.shape and np.allclose(kernel, values, rtol=0, atol=1e-6)), None)
 
 
 def _channel_scales(weight, axis, layer_scale):
@@ -67,14 +79,14 @@ def quantize_qat_weights(proto, model):
     for node in graph.node:
         if node.op_type not in _WEIGHT_AXIS or len(node.input) < 2 or node.input[1] not in initializers:
             continue
-        layer = next((name for name in node.name.split("/") if name in scales_by_layer), None)
+        name = node.input[1]
+        weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
+        layer = _layer_of(node, weight, scales_by_layer)
         if layer is None:
             continue  # a layer left float
-        name = node.input[1]
         if name not in done:
-            weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
             axis = _WEIGHT_AXIS[node.op_type](node)
-            scales, count = _channel_scales(weight, axis, scales_by_layer[layer])
+            scales, count = _channel_scales(weight, axis, scales_by_layer[layer][0])
             requantized += count
             shape = [1] * weight.ndim
             shape[axis] = -1

@@ -3,14 +3,14 @@ integer from calibration data or a quantization-aware model, float16)."""
 
 import re
 
-from keras_compress._flavour import keras_for
+from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.errors import ExportError
 from keras_compress.export.int8_weights import tflite_int8_weights
 from keras_compress.export.signature import serving_function
 from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.tflite_metadata import add_metadata
 
-__all__ = ["export_tflite"]
+__all__ = ["export_tflite", "convert_to_tflite"]
 
 
 def _unsupported_ops(message):
@@ -45,9 +45,15 @@ def _representative_dataset(batches, names):
     return rows
 
 
-def _convert(model, batch_size, quantize, calibration, io):
+def convert_to_tflite(model, batch_size, quantize, calibration, io):
+    """The TFLite flatbuffer of `model`; a quantization-aware JAX-backend model is converted
+    through a TensorFlow-backend rebuild (`tensorflow_rebuild`)."""
     import tensorflow as tf
 
+    if is_quantize_aware(model) and flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
+        from keras_compress.export.tensorflow_rebuild import tflite_from_tensorflow_rebuild
+
+        return tflite_from_tensorflow_rebuild(model, batch_size, io)
     function = serving_function(model, batch_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
                                                                 function.trackable)
@@ -80,12 +86,12 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
     settings = {key: value for key, value in settings.items() if value not in (None, "float")}
     try:
         try:
-            content = _convert(model, None, quantize, calibration_data, io)
+            content = convert_to_tflite(model, None, quantize, calibration_data, io)
         except Exception as error:
             # Recurrent layers: TensorFlow's TensorList ops, or JAX's dynamic gathers (jax2tf).
             if "TensorList" not in str(error) and "dynamic_gather" not in str(error):
                 raise
-            content = _convert(model, 1, quantize, calibration_data, io)
+            content = convert_to_tflite(model, 1, quantize, calibration_data, io)
             settings["batch_size"] = 1
     except Exception as error:
         ops = _unsupported_ops(str(error))

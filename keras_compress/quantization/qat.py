@@ -1,10 +1,11 @@
-"""Quantization-aware training with tfmot, sparsity-preserving when the model is sparse."""
+"""Quantization-aware training, sparsity-preserving when the model is sparse: tfmot for tf_keras
+models, `keras3_qat` for Keras 3 models."""
 
 import warnings
 
 import numpy as np
 
-from keras_compress._flavour import TF_KERAS, check_graph_model
+from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._keras import inbound_layers, keras
 from keras_compress._tfmot import tfmot, is_quantization_layer, make_loadable, quantizable, weight_quantizers
 from keras_compress.errors import KerasCompressError
@@ -18,7 +19,11 @@ _quantize = tfmot.quantization.keras
 
 
 def is_quantize_aware(model):
-    """True when `model` holds tfmot quantization wrappers (it came from `quantize_aware`)."""
+    """True when `model` holds quantization-aware layers (it came from `quantize_aware`)."""
+    if flavour_of(model) == KERAS3:
+        from keras_compress.quantization.keras3_qat import is_quantize_aware_keras3
+
+        return is_quantize_aware_keras3(model)
     return any(is_quantization_layer(layer)
                for layer in getattr(model, "layers", ()))
 
@@ -27,7 +32,7 @@ def _is_sparse(model, threshold=0.05):
     """Whether a kernel of the model has at least `threshold` exact zeros (it was pruned)."""
     for layer in model.layers:
         for weight in layer.weights:  # frozen layers too
-            if "kernel" in weight.name and weight.shape.rank >= 2:
+            if "kernel" in weight.name and len(weight.shape) >= 2:
                 if np.mean(weight.numpy() == 0) >= threshold:
                     return True
     return False
@@ -63,18 +68,25 @@ def _folded_batch_norm(layer):
 
 
 def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
-    """A copy of `model` that trains with int8 fake quantization (tfmot's default 8-bit scheme).
+    """A copy of `model` that trains with int8 fake quantization.
 
     Fine-tune the result with `fit` for an epoch or two, then export it: a QAT model
     exports to int8 TFLite and ONNX (explicit Q/DQ) without calibration data.
 
-    Layers tfmot cannot quantize (e.g. a BatchNormalization that does not directly
+    Weights are symmetric int8, per output channel for convolutions and per tensor for
+    Dense; activations 8-bit over ranges learned while training. tf_keras models use
+    tfmot's default 8-bit scheme; Keras 3 models (TensorFlow or JAX backend) keras_compress's
+    own layers (`keras3_qat`), which fold a BatchNormalization that follows a convolution
+    into it, with frozen statistics, as TFLite and TensorRT run it.
+
+    Layers that are not quantized (e.g. a BatchNormalization that does not directly
     follow a convolution) stay float and are listed in one warning; `strict=True`
     raises instead. With `preserve_sparsity="auto"` a sparse model (pruned, then
-    stripped) uses tfmot's pruning-preserving scheme, so its zeros stay zero.
+    stripped) keeps its zeros zero through training.
 
     Args:
-        model: a built Sequential or functional tf_keras model, without pruning wrappers.
+        model: a built Sequential or functional model, Keras 3 or tf_keras, without pruning
+            wrappers.
         preserve_sparsity: "auto" (when the kernels hold many zeros), True or False.
         strict: raise `KerasCompressError` rather than leave layers float.
 
@@ -89,15 +101,31 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
         >>> kc.quantization.is_quantize_aware(qat)
         True
     """
-    check_graph_model(model, action="quantize", flavours=(TF_KERAS,))
+    check_graph_model(model, action="quantize")
+    keras3 = flavour_of(model) == KERAS3
     if preserve_sparsity not in ("auto", True, False):
         raise ValueError(f'preserve_sparsity must be "auto", True or False, got {preserve_sparsity!r}')
     if pruning_wrappers(model):
         raise KerasCompressError("The model still has pruning wrappers: quantize "
                                  "keras_compress.pruning.strip(model) after pruning.")
     if is_quantize_aware(model):
-        raise KerasCompressError(f"Model {model.name!r} is already quantization-aware.")
-    sparse = _is_sparse(model) if preserve_sparsity == "auto" else preserve_sparsity
+        raise KerasCompressError(f"Model {model.name!r} is already quantization-aware: train it as it is, "
+                                 "or quantize the float model it came from.")
+    quantized = keras_for(model).quantized_layers(model) if keras3 else []
+    if quantized:
+        raise KerasCompressError(
+            f"Model {model.name!r} was post-training quantized with Keras' model.quantize() (layers "
+            f"{', '.join(quantized)}): its int8 kernels are frozen and cannot be trained "
+            "with fake quantization. Call quantize_aware on the float model, before model.quantize().")
+    sparse = _is_sparse(model)
+    if preserve_sparsity is True and not sparse:
+        raise KerasCompressError(f"preserve_sparsity=True, but model {model.name!r} is dense (no kernel has "
+                                 "5% zeros): prune and strip it first, or leave preserve_sparsity=\"auto\".")
+    sparse = sparse and preserve_sparsity is not False
+    if keras3:
+        from keras_compress.quantization.keras3_qat import quantize_aware_keras3
+
+        return quantize_aware_keras3(model, sparse, strict)
     scheme = (_quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme() if sparse
               else _quantize.default_8bit.Default8BitQuantizeScheme())
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -125,11 +153,15 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
 
 
 def quantized_weights(layer):
-    """`[(variable, fake-quantized value, scale)]` for the quantized weights of a QAT wrapper.
+    """`[(variable, fake-quantized value, scale)]` for the quantized weights of a QAT layer.
 
     `scale` is the symmetric int8 step (per tensor, or per channel along the last axis);
     `value / scale` are integers in [-127, 127].
     """
+    if flavour_of(layer) == KERAS3:
+        from keras_compress.quantization.keras3_qat import quantized_weights_keras3
+
+        return quantized_weights_keras3(layer)
     if not isinstance(layer, _quantize.QuantizeWrapper):
         return []
     result = []

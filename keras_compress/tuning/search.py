@@ -130,7 +130,7 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
                     action="search")
     train_data = _check_data(train_data, "train_data")
     validation_data = _check_data(validation_data, "validation_data")
-    space = check_space(space, teacher, qat=flavour != KERAS3)
+    space = check_space(space, teacher)
 
     training = Training(epochs, batch_size, learning_rate, teacher)
     hypermodel = CandidateModel(model_or_build_fn, space)

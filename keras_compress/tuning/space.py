@@ -5,11 +5,10 @@ __all__ = ["default_space", "check_space", "declare"]
 GRANULARITIES = ("weight", "filter")
 
 
-def default_space(teacher=None, qat=True):
-    """Final sparsity, granularity (weight, or filter with shrink), QAT on/off (off only for Keras 3
-    models, `qat=False`) and, with a teacher, distillation temperature and alpha."""
-    space = {"final_sparsity": (0.3, 0.9), "granularity": ["weight", "filter"],
-             "qat": [False, True] if qat else [False]}
+def default_space(teacher=None):
+    """Final sparsity, granularity (weight, or filter with shrink), QAT on/off and, with a teacher,
+    distillation temperature and alpha."""
+    space = {"final_sparsity": (0.3, 0.9), "granularity": ["weight", "filter"], "qat": [False, True]}
     if teacher is not None:
         space.update(temperature=[2.0, 4.0, 8.0], alpha=(0.1, 0.9))
     return space
@@ -30,11 +29,10 @@ def _check_range(name, value, low, high, open_high=False):
         raise ValueError(f"space[{name!r}] must be a (low, high) tuple or a list of values, got {value!r}")
 
 
-def check_space(space, teacher=None, qat=True):
-    """The space to search (the default one when None), or a ValueError naming what is wrong.
-    `qat=False`: the model cannot take quantization-aware training (a Keras 3 model)."""
+def check_space(space, teacher=None):
+    """The space to search (the default one when None), or a ValueError naming what is wrong."""
     if space is None:
-        return default_space(teacher, qat)
+        return default_space(teacher)
     if not isinstance(space, dict) or not space:
         raise ValueError("space must be a non-empty dict, e.g. {'final_sparsity': (0.5, 0.9), "
                          "'granularity': ['weight'], 'qat': [True]}; pass None for the default space.")
@@ -61,9 +59,6 @@ def check_space(space, teacher=None, qat=True):
     if not isinstance(result["qat"], list) or not result["qat"] \
             or any(not isinstance(q, bool) for q in result["qat"]):
         raise ValueError(f"space['qat'] must be a non-empty list of booleans, got {result['qat']!r}")
-    if not qat and True in result["qat"]:
-        raise ValueError("space['qat'] holds True, but quantization-aware training works on tf_keras models "
-                         "only for now: pass space['qat'] = [False] for a Keras 3 model.")
     if teacher is not None:
         _check_range("temperature", result["temperature"], 1.0, 100.0)
         _check_range("alpha", result["alpha"], 0.0, 1.0)

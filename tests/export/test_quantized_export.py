@@ -6,6 +6,7 @@ import pytest
 from onnx import numpy_helper
 
 import keras_compress as kc
+from conftest import compile_classifier
 from keras_compress.export import core
 
 import tensorflow as tf
@@ -118,16 +119,44 @@ def agreement_and_accuracy(artifact, qat, digits):
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
-def test_qat_models_export_to_int8_matching_the_keras_model(float_and_qat, digits, tmp_path, suffix):
-    _, qat = float_and_qat
+def test_qat_models_export_to_int8_matching_the_keras_model(qat_pair, digits, tmp_path, suffix):
+    _, qat = qat_pair
     artifact = kc.export(qat, str(tmp_path / f"qat{suffix}"), sample_data=digits[1][0])
     assert artifact.precision == "int8" and artifact.settings["quantize"] == "qat"
     agreement, accuracy, keras_accuracy = agreement_and_accuracy(artifact, qat, digits)
-    assert agreement >= 0.995 and abs(accuracy - keras_accuracy) <= 0.002
+    assert agreement >= 0.995 and abs(accuracy - keras_accuracy) <= 0.005  # two test rows of 450
 
 
-def test_qat_onnx_keeps_weights_behind_symmetric_per_channel_qdq(float_and_qat, tmp_path):
-    model, qat = float_and_qat
+def test_qat_tflite_runs_every_convolution_and_dense_layer_in_int8(qat_pair, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, qat = qat_pair
+    artifact = kc.export(qat, str(tmp_path / "qat.tflite"), compare_speed=False)
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    kernels = [op for op in interpreter._get_ops_details()
+               if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert len(kernels) == 4
+    for op in kernels:
+        assert [tensors[i]["dtype"] for i in op["inputs"][:2]] == [np.int8, np.int8], op
+
+
+def test_the_qat_tflite_digits_cnn_is_under_three_tenths_of_the_float_file(digits, tmp_path, keras3):
+    """Keras 3 only: tfmot leaves the convolution after a float BatchNormalization float (0.41x)."""
+    from keras_compress.demo import digits_cnn
+
+    model = digits_cnn(keras=keras3)
+    with pytest.warns(UserWarning, match="stay float"):  # its BatchNormalization follows a ReLU
+        qat = kc.quantization.quantize_aware(model)
+    (x, y), _ = digits
+    compile_classifier(qat).fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)  # learns its ranges
+    int8_file = kc.export(qat, str(tmp_path / "qat.tflite"), compare_speed=False, sample_data=x[:64])
+    float_file = kc.export(model, str(tmp_path / "float.tflite"))
+    assert int8_file.size_bytes <= 0.30 * float_file.size_bytes
+
+
+def test_qat_onnx_keeps_weights_behind_symmetric_per_channel_qdq(qat_pair, tmp_path):
+    model, qat = qat_pair
     artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
     graph = onnx.load(artifact.path).graph
     initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
@@ -147,10 +176,10 @@ def test_qat_onnx_keeps_weights_behind_symmetric_per_channel_qdq(float_and_qat, 
     assert artifact.settings["requantized_channels"] == 0  # every weight on its trained grid
 
 
-def test_qat_onnx_avoids_saturating_int8_kernels_where_the_cpu_lacks_vnni(float_and_qat, tmp_path):
+def test_qat_onnx_avoids_saturating_int8_kernels_where_the_cpu_lacks_vnni(qat_pair, tmp_path):
     from keras_compress._environment import has_vnni
 
-    _, qat = float_and_qat
+    _, qat = qat_pair
     artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
     assert artifact.settings["full_range_int8_weights"] is True
     assert artifact.load().int8_kernels == has_vnni()
@@ -161,8 +190,8 @@ def test_qat_onnx_avoids_saturating_int8_kernels_where_the_cpu_lacks_vnni(float_
     (dict(quantize="dynamic"), "exports to int8 by itself"),
     (dict(path="qat.keras", quantize=None), None),
 ])
-def test_qat_export_arguments(float_and_qat, tmp_path, kwargs, message):
-    _, qat = float_and_qat
+def test_qat_export_arguments(qat_pair, tmp_path, kwargs, message):
+    _, qat = qat_pair
     kwargs = dict(kwargs)
     path = str(tmp_path / kwargs.pop("path", "qat.onnx"))
     if message:
@@ -202,9 +231,9 @@ def test_non_finite_calibration_data_is_refused_before_conversion(float_and_qat,
     assert os.listdir(tmp_path) == []
 
 
-def test_qat_onnx_records_and_warns_about_its_speed_in_plain_onnxruntime(float_and_qat, tmp_path,
+def test_qat_onnx_records_and_warns_about_its_speed_in_plain_onnxruntime(qat_pair, tmp_path,
                                                                          monkeypatch):
-    _, qat = float_and_qat
+    _, qat = qat_pair
     artifact = kc.export(qat, str(tmp_path / "qat.onnx"))
     speed = artifact.settings["onnxruntime_speed"]
     assert sorted(speed["default_ms"]) == [1, 32] and min(speed["disable_quant_qdq_ms"].values()) > 0

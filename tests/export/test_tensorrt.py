@@ -27,8 +27,8 @@ no_gpu = pytest.mark.skipif(tensorrt_available(), reason="TensorRT and a GPU are
 
 
 @pytest.fixture(scope="module")
-def onnx_files(float_and_qat, digits, tmp_path_factory):
-    model, qat = float_and_qat
+def onnx_files(qat_pair, digits, tmp_path_factory):
+    model, qat = qat_pair
     folder = tmp_path_factory.mktemp("trt")
     files = {"float32": kc.export(model, str(folder / "float.onnx")).path,
              "float16": kc.export(model, str(folder / "half.onnx"), quantize="float16",
@@ -55,8 +55,8 @@ def test_check_tensorrt_reports_precision_and_readiness(onnx_files, name, precis
         assert any("symmetric int8" in note for note in check.notes)
 
 
-def test_symmetric_activations_keep_the_qat_model_s_predictions(onnx_files, float_and_qat, digits, tmp_path):
-    _, qat = float_and_qat
+def test_symmetric_activations_keep_the_qat_model_s_predictions(onnx_files, qat_pair, digits, tmp_path):
+    _, qat = qat_pair
     proto = onnx.load(onnx_files["qat"])
     assert symmetric_activations(proto) > 0
     initializers = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}

@@ -19,19 +19,47 @@ def fake_quantized_zeros(model):
             for variable, value, _ in quantization.quantized_weights(layer) if "kernel" in variable.name}
 
 
-def test_quantize_aware_copies_the_model_and_quantizes_every_layer():
-    model = quantizable_cnn()
+def test_quantize_aware_copies_the_model_and_quantizes_every_layer(keras_flavour):
+    model = quantizable_cnn(keras=keras_flavour)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # every layer is quantizable: no warning
+        warnings.simplefilter("error", UserWarning)  # every layer is quantizable: no warning
         qat = quantization.quantize_aware(model)
     assert quantization.is_quantize_aware(qat) and not quantization.is_quantize_aware(model)
-    assert {layer.name for layer in qat.layers} >= {"quant_conv_a", "quant_bn_a", "quant_logits"}
+    assert {layer.name for layer in qat.layers} >= {"quant_conv_a", "quant_logits"}
     (variable, value, scale), = quantization.quantized_weights(qat.get_layer("quant_conv_a"))
-    np.testing.assert_array_equal(variable.numpy(), model.get_layer("conv_a").kernel.numpy())
+    np.testing.assert_array_equal(np.asarray(variable), np.asarray(model.get_layer("conv_a").kernel))
     assert variable is not model.get_layer("conv_a").kernel
     levels = value / scale  # per output channel, on the symmetric int8 grid
     assert scale.shape == (16,) and np.abs(levels - np.round(levels)).max() < 1e-3
-    assert np.abs(levels).max() <= 127
+    assert np.abs(levels).max() <= 127 + 1e-3
+    (_, dense_value, dense_scale), = quantization.quantized_weights(qat.get_layer("quant_logits"))
+    assert dense_scale.size == 1  # Dense: one step for the whole kernel
+
+
+def test_keras3_batch_normalization_folds_into_the_convolution_before_it(keras3, digits):
+    layers = keras3.layers
+    model = keras3.Sequential([
+        keras3.Input((8, 8, 1)), layers.Conv2D(4, 3, use_bias=False, name="conv"),
+        layers.BatchNormalization(name="bn"), layers.ReLU(name="relu"),
+        layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise"),
+        layers.BatchNormalization(name="bn_2"), layers.ReLU(6.0), layers.Flatten(), layers.Dense(10)],
+        name="folding")
+    (x, y), _ = digits
+    compile_classifier(model).fit(x, y, epochs=1, batch_size=64, verbose=0)
+    qat = quantization.quantize_aware(model)
+    names = [layer.name for layer in qat.layers]
+    assert "bn" not in names and "bn_2" not in names and "quant_depthwise" in names
+    compile_classifier(qat).fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    for conv_name, norm_name, channels in (("conv", "bn", 4), ("depthwise", "bn_2", 8)):
+        wrapper = qat.get_layer(f"quant_{conv_name}")
+        norm = wrapper.batch_norm
+        np.testing.assert_array_equal(np.asarray(norm.moving_variance),  # frozen while training
+                                      np.asarray(model.get_layer(norm_name).moving_variance))
+        factor = np.asarray(norm.gamma) / np.sqrt(np.asarray(norm.moving_variance) + norm.epsilon)
+        kernel = np.asarray(wrapper.layer.kernel)
+        folded = kernel * factor.reshape(kernel.shape[-2:]) if conv_name == "depthwise" else kernel * factor
+        (_, value, scale), = quantization.quantized_weights(wrapper)
+        assert scale.size == channels and np.abs(value - folded).max() <= scale.max() / 2 + 1e-6
 
 
 def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
@@ -48,21 +76,49 @@ def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
     (lambda m: kc.pruning.prune(m, kc.pruning.ConstantSparsity(0.5)), "pruning wrappers"),
     (lambda m: quantization.quantize_aware(m), "already quantization-aware"),
 ])
-def test_models_that_cannot_be_made_quantization_aware_are_refused(make, message):
-    model = make(quantizable_cnn())
+def test_models_that_cannot_be_made_quantization_aware_are_refused(make, message, keras_flavour):
+    model = make(quantizable_cnn(keras=keras_flavour))
     with pytest.raises(kc.KerasCompressError, match=message):
         quantization.quantize_aware(model)
 
 
-def test_bad_preserve_sparsity_is_refused():
+def test_a_model_quantized_by_keras_itself_is_refused(keras3):
+    model = quantizable_cnn(keras=keras3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras names each layer it cannot quantize
+        model.quantize("int8")
+    with pytest.raises(kc.KerasCompressError, match="post-training quantized with Keras' model.quantize.*"
+                                                    "logits.*cannot be trained with fake quantization"):
+        quantization.quantize_aware(model)
+
+
+def test_bad_preserve_sparsity_is_refused(keras_flavour):
     with pytest.raises(ValueError, match="preserve_sparsity must be"):
-        quantization.quantize_aware(quantizable_cnn(), preserve_sparsity="yes")
+        quantization.quantize_aware(quantizable_cnn(keras=keras_flavour), preserve_sparsity="yes")
+    with pytest.raises(kc.KerasCompressError, match="preserve_sparsity=True, but model .* is dense"):
+        quantization.quantize_aware(quantizable_cnn(keras=keras_flavour), preserve_sparsity=True)
+
+
+def test_keras3_layers_left_float_are_named_in_one_warning(keras3):
+    layers = keras3.layers
+    inputs = keras3.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = layers.BatchNormalization(name="bn_after_relu")(x)
+    x = layers.LayerNormalization(name="norm")(layers.Flatten()(x))
+    model = keras3.Model(inputs, layers.Dense(10, name="logits")(x), name="mixed")
+    with pytest.warns(UserWarning, match="stay float .*: bn_after_relu, norm\\.") as record:
+        qat = quantization.quantize_aware(model)
+    assert len([w for w in record if "stay float" in str(w.message)]) == 1
+    assert type(qat.get_layer("bn_after_relu")).__name__ == "BatchNormalization"
+    with pytest.raises(kc.KerasCompressError, match="bn_after_relu, norm.*strict=False"):
+        quantization.quantize_aware(model, strict=True)
 
 
 @pytest.fixture(scope="module")
-def pruned_qat(digits):
+def pruned_qat(digits, keras_flavour):
     """A 60%-sparse CNN after two QAT epochs, and the sparsity it had before QAT."""
-    pruned = kc.pruning.prune(quantizable_cnn(), kc.pruning.ConstantSparsity(0.6, begin_step=0))
+    pruned = kc.pruning.prune(quantizable_cnn(keras=keras_flavour),
+                              kc.pruning.ConstantSparsity(0.6, begin_step=0))
     fit_pruned(pruned, digits)
     stripped = kc.pruning.strip(pruned)
     before = {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(stripped).layers}
@@ -79,8 +135,9 @@ def test_quantization_aware_training_keeps_a_pruned_model_sparse(pruned_qat):
                          for name in ("conv_a", "conv_b", "dense_a", "logits"))
 
 
-def test_preserve_sparsity_false_lets_zeros_move(digits):
-    pruned = kc.pruning.prune(quantizable_cnn(), kc.pruning.ConstantSparsity(0.6, begin_step=0))
+def test_preserve_sparsity_false_lets_zeros_move(digits, keras_flavour):
+    pruned = kc.pruning.prune(quantizable_cnn(keras=keras_flavour),
+                              kc.pruning.ConstantSparsity(0.6, begin_step=0))
     fit_pruned(pruned, digits)
     qat = compile_classifier(quantization.quantize_aware(kc.pruning.strip(pruned), preserve_sparsity=False))
     (x, y), _ = digits
@@ -88,17 +145,21 @@ def test_preserve_sparsity_false_lets_zeros_move(digits):
     assert fake_quantized_zeros(qat)["quant_dense_a"] < 0.3
 
 
-@pytest.mark.parametrize("which", ["qat", "pruned qat"])
-@pytest.mark.parametrize("file_name", ["model.keras", "saved_model"])
-def test_qat_models_save_and_load_without_tfmot_scopes(float_and_qat, pruned_qat, digits, tmp_path, file_name,
-                                                       which):
-    qat = float_and_qat[1] if which == "qat" else pruned_qat[0]
-    path = str(tmp_path / file_name)
+def _check_reload(qat, path, digits):
     qat.save(path)
     loaded = kc.load_model(path)
     x = digits[1][0][:32]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-5)
     assert quantization.is_quantize_aware(loaded)
+
+
+@pytest.mark.parametrize("which", ["qat", "pruned qat"])
+def test_qat_models_save_and_load_without_tfmot_scopes(qat_pair, pruned_qat, digits, tmp_path, which):
+    _check_reload(qat_pair[1] if which == "qat" else pruned_qat[0], str(tmp_path / "model.keras"), digits)
+
+
+def test_tf_keras_qat_models_save_and_load_as_saved_models(float_and_qat, digits, tmp_path):
+    _check_reload(float_and_qat[1], str(tmp_path / "saved_model"), digits)
 
 
 def test_a_reloaded_pruned_qat_model_keeps_its_zeros_while_training(pruned_qat, digits, tmp_path):
@@ -109,12 +170,12 @@ def test_a_reloaded_pruned_qat_model_keeps_its_zeros_while_training(pruned_qat, 
     assert fake_quantized_zeros(loaded)["quant_dense_a"] >= before["dense_a"] - 0.01
 
 
-def test_a_distilled_student_can_be_quantization_aware(float_and_qat, digits, tmp_path):
-    teacher, _ = float_and_qat
-    student = quantization.quantize_aware(digits_student())
+def test_a_distilled_student_can_be_quantization_aware(qat_pair, digits, tmp_path, keras_flavour):
+    teacher, _ = qat_pair
+    student = quantization.quantize_aware(digits_student(keras=keras_flavour))
     distiller = kc.Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
-                      student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    distiller.compile(optimizer=keras_flavour.optimizers.Adam(1e-3), metrics=["accuracy"],
+                      student_loss_fn=keras_flavour.losses.SparseCategoricalCrossentropy(from_logits=True),
                       temperature=4.0, alpha=0.5)
     (x, y), (x_test, y_test) = digits
     distiller.fit(x, y, epochs=2, batch_size=64, verbose=0)

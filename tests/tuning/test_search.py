@@ -165,18 +165,16 @@ def test_distributed_search_with_a_chief_and_one_worker(float_and_qat, tmp_path)
     assert len(folders) == 2
 
 
-def test_a_keras_3_model_is_searched_without_qat(data, tmp_path):
+def test_a_keras_3_model_is_searched_with_qat(data, tmp_path):
     import keras as keras3
 
     from conftest import compile_classifier
-    from models import small_cnn
+    from models import quantizable_cnn
 
-    model = compile_classifier(small_cnn(keras=keras3))
+    model = compile_classifier(quantizable_cnn(keras=keras3))
     model.fit(*data[0], epochs=2, batch_size=64, verbose=0)
-    with pytest.raises(ValueError, match="quantization-aware training works on tf_keras models only"):
-        kc.tuning.search(model, *data, space=SMALL_SPACE, directory=str(tmp_path / "refused"))
     result = kc.tuning.search(model, *data, max_trials=2, tuner="random", epochs=1,
-                              space={"final_sparsity": [0.5], "granularity": ["weight", "filter"]},
+                              space={"final_sparsity": [0.5], "granularity": ["weight"], "qat": [True]},
                               max_accuracy_drop=0.2, directory=str(tmp_path / "search"), verbose=0)
-    assert len(result.trials) == 2 and all(not row["values"]["qat"] for row in result.trials)
+    assert len(result.trials) == 2 and all(row["values"]["qat"] for row in result.trials)
     assert all(row["size_bytes"] > 0 for row in result.trials), result.trials

@@ -1,0 +1,326 @@
+"""Quantization-aware training for Keras 3 models, native on the TensorFlow and JAX backends.
+
+Two registered layers do the work, on `keras.quantizers.fake_quant_with_min_max_vars`
+(on the TensorFlow backend that is TensorFlow's FakeQuant op, which the TFLite
+converter turns into int8 kernels):
+
+- `QuantizeWeights` wraps a Conv1D, Conv2D, DepthwiseConv2D or Dense layer and calls it
+  on its kernel fake-quantized to symmetric int8: per output channel for convolutions,
+  per tensor for Dense (the TFLite converter takes no per-channel fully-connected
+  weights). A BatchNormalization right after a convolution is folded into it, with its
+  moving statistics frozen, so training sees the weights TFLite and TensorRT will run.
+  With `preserve_sparsity`, a mask keeps the kernel's zeros zero.
+- `QuantizeActivations` fake-quantizes a tensor to 8 bits over a range learned as a
+  moving average of its minimum and maximum (the model inputs and the outputs of every
+  quantized operation).
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_compress._keras3 import call_takes_training, graph_nodes
+from keras_compress.errors import KerasCompressError
+
+__all__ = ["QuantizeActivations", "QuantizeWeights", "quantize_aware_keras3", "is_quantize_aware_keras3",
+           "quantized_weights_keras3"]
+
+# Layer class -> output-channel axis of its kernel for per-channel quantization (None: per tensor).
+_WEIGHT_AXIS = {"Conv1D": -1, "Conv2D": -1, "DepthwiseConv2D": "depthwise", "Dense": None}
+# Layers whose outputs are quantized: they compute new values in int8.
+_QUANTIZED_OUTPUTS = ("Add", "Concatenate", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
+                      "GlobalAveragePooling2D", "ReLU", "Activation")
+# Layers that pass values through on their input's grid (TFLite keeps the input's scale).
+_PASS_THROUGH = ("InputLayer", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+                 "Flatten", "Reshape", "Dropout", "ZeroPadding2D", "ZeroPadding1D", "Cropping2D",
+                 "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
+_ACTIVATIONS = ("relu", "relu6", "linear")
+
+
+def _fake_quant_symmetric(kernel, axis):
+    """`kernel` on a symmetric int8 grid ([-127, 127] steps of max|w| / 127), per channel along
+    `axis` or per tensor; the range follows the weights without a gradient of its own."""
+    ops = keras.ops
+    if axis is None:
+        peak = ops.max(ops.abs(kernel))
+    else:
+        reduce = tuple(i for i in range(len(kernel.shape)) if i != axis % len(kernel.shape))
+        peak = ops.max(ops.abs(kernel), axis=reduce)
+    peak = ops.stop_gradient(ops.maximum(peak, 1e-8))
+    return keras.quantizers.fake_quant_with_min_max_vars(kernel, -peak, peak, num_bits=8, narrow_range=True,
+                                                        axis=axis)
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
+class QuantizeActivations(keras.layers.Layer):
+    """Fake-quantizes its input to 8 bits (asymmetric, per tensor) over a range learned while
+    training as the moving average of the batches' minimum and maximum (0 always inside).
+
+    Args:
+        ema_decay: weight of the old range in each update.
+    """
+
+    def __init__(self, ema_decay=0.999, **kwargs):
+        super().__init__(**kwargs)
+        self.ema_decay = ema_decay
+        self.supports_masking = True
+
+    def build(self, input_shape=None):
+        # [-6, 6] until the first training batch sets the range (tfmot's default start).
+        constant = keras.initializers.Constant
+        self.range_min = self.add_weight(name="range_min", shape=(), initializer=constant(-6.0),
+                                         trainable=False)
+        self.range_max = self.add_weight(name="range_max", shape=(), initializer=constant(6.0),
+                                         trainable=False)
+        self.seen = self.add_weight(name="seen", shape=(), initializer="zeros", trainable=False)
+
+    def call(self, inputs, training=None):
+        ops = keras.ops
+        low, high = self.range_min.value, self.range_max.value
+        if training:
+            batch_low = ops.minimum(ops.min(ops.stop_gradient(inputs)), 0.0)
+            batch_high = ops.maximum(ops.max(ops.stop_gradient(inputs)), 0.0)
+            first = ops.equal(self.seen.value, 0.0)
+            low = ops.where(first, batch_low, self.ema_decay * low + (1 - self.ema_decay) * batch_low)
+            high = ops.where(first, batch_high, self.ema_decay * high + (1 - self.ema_decay) * batch_high)
+            self.range_min.assign(low)
+            self.range_max.assign(high)
+            self.seen.assign(1.0)
+        # A tensor that was always 0 has an empty range; widen it so the step is not 0.
+        high = ops.where(ops.equal(low, high), high + 1e-6, high)
+        return keras.quantizers.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return dict(super().get_config(), ema_decay=self.ema_decay)
+
+
+@keras.saving.register_keras_serializable(package="keras_compress")
+class QuantizeWeights(keras.layers.Wrapper):
+    """Calls a Conv1D, Conv2D, DepthwiseConv2D or Dense layer on its kernel fake-quantized to
+    symmetric int8, with a following BatchNormalization folded in and the kernel's zeros kept.
+
+    Args:
+        layer: the layer to quantize.
+        batch_norm: a BatchNormalization that followed `layer` (whose activation is linear),
+            folded into its kernel and bias with frozen moving statistics; or None.
+        preserve_sparsity: hold a mask of the kernel's nonzeros and keep the rest zero.
+    """
+
+    def __init__(self, layer, batch_norm=None, preserve_sparsity=False, **kwargs):
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.batch_norm = batch_norm
+        self.preserve_sparsity = bool(preserve_sparsity)
+        if layer.built and (batch_norm is None or batch_norm.built):
+            self._add_mask()
+
+    @property
+    def _axis(self):
+        axis = _WEIGHT_AXIS[type(self.layer).__name__]
+        return -1 if axis == "depthwise" else axis
+
+    def _add_mask(self):
+        if self.preserve_sparsity:
+            self.sparsity_mask = self.add_weight(name="sparsity_mask", shape=tuple(self.layer.kernel.shape),
+                                                 initializer="ones", trainable=False)
+        self.built = True
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        if self.batch_norm is not None and not self.batch_norm.built:
+            self.batch_norm.build(self.layer.compute_output_shape(input_shape))
+        self._add_mask()
+
+    def get_build_config(self):
+        return {"input_shape": self.layer.get_build_config()["input_shape"]}
+
+    def build_from_config(self, config):
+        self.build(config["input_shape"])
+
+    def folded(self):
+        """`(kernel, bias)` as the layer computes with them: masked, with the BatchNormalization
+        folded in (bias None when the layer has none and nothing is folded)."""
+        ops = keras.ops
+        kernel = ops.convert_to_tensor(self.layer.kernel)
+        bias = ops.convert_to_tensor(self.layer.bias) if self.layer.use_bias else None
+        if self.preserve_sparsity:
+            kernel = ops.multiply(kernel, self.sparsity_mask.value)
+        norm = self.batch_norm
+        if norm is not None:
+            factor = ops.rsqrt(ops.add(norm.moving_variance.value, norm.epsilon))
+            if norm.scale:
+                factor = ops.multiply(factor, norm.gamma.value)
+            # DepthwiseConv2D kernels are (h, w, channels, multiplier); outputs channels * multiplier.
+            kernel = ops.multiply(kernel, ops.reshape(factor, kernel.shape[-2:]) if
+                                  type(self.layer).__name__ == "DepthwiseConv2D" else factor)
+            shift = ops.negative(norm.moving_mean.value) if bias is None else \
+                ops.subtract(bias, norm.moving_mean.value)
+            bias = ops.multiply(shift, factor)
+            if norm.center:
+                bias = ops.add(bias, norm.beta.value)
+        return kernel, bias
+
+    def quantized_kernel(self):
+        """The kernel the layer runs with: folded, then fake-quantized to int8."""
+        kernel, _ = self.folded()
+        if type(self.layer).__name__ == "DepthwiseConv2D":
+            # One range per output channel (channels x multiplier), as TFLite quantizes it.
+            shape = kernel.shape
+            flat = keras.ops.reshape(kernel, (*shape[:-2], 1, shape[-2] * shape[-1]))
+            return keras.ops.reshape(_fake_quant_symmetric(flat, -1), shape)
+        return _fake_quant_symmetric(kernel, self._axis)
+
+    def call(self, inputs, training=None):
+        kernel = self.quantized_kernel()
+        _, bias = self.folded()
+        replaced = {id(self.layer.kernel): kernel}
+        if self.layer.use_bias:
+            replaced[id(self.layer.bias)] = bias if bias is not None else self.layer.bias.value
+        trainable = [replaced.get(id(v), v.value) for v in self.layer.trainable_variables]
+        non_trainable = [replaced.get(id(v), v.value) for v in self.layer.non_trainable_variables]
+        kwargs = {"training": training} if call_takes_training(self.layer) else {}
+        outputs, _ = self.layer.stateless_call(trainable, non_trainable, inputs, **kwargs)
+        if bias is not None and not self.layer.use_bias:  # a folded BatchNormalization's shift
+            outputs = keras.ops.add(outputs, bias)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = dict(super().get_config(), preserve_sparsity=self.preserve_sparsity)
+        config["batch_norm"] = (keras.saving.serialize_keras_object(self.batch_norm)
+                                if self.batch_norm is not None else None)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
+        batch_norm = config.pop("batch_norm")
+        if batch_norm is not None:
+            batch_norm = keras.saving.deserialize_keras_object(batch_norm, custom_objects=custom_objects)
+        return cls(layer, batch_norm=batch_norm, **config)
+
+
+def is_quantize_aware_keras3(model):
+    """Whether a Keras 3 model holds keras_compress's QAT layers."""
+    return any(isinstance(layer, (QuantizeWeights, QuantizeActivations))
+               for layer in model._flatten_layers(include_self=False))
+
+
+def _channel_peaks(kernel, depthwise, per_tensor):
+    """max |kernel| per output channel (channels x multiplier for a depthwise kernel), or overall."""
+    if per_tensor:
+        return np.abs(kernel).max(keepdims=True).ravel()
+    channels = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+    return np.abs(kernel).reshape(-1, channels).max(axis=0)
+
+
+def quantized_weights_keras3(layer):
+    """`[(kernel variable, fake-quantized kernel as run, symmetric int8 step per output channel or
+    per tensor)]` of a `QuantizeWeights` layer; empty for any other layer."""
+    if not isinstance(layer, QuantizeWeights):
+        return []
+    value = keras.ops.convert_to_numpy(layer.quantized_kernel())
+    # The largest weight of each channel sits on the edge of the grid: +-127 steps.
+    peaks = _channel_peaks(value, type(layer.layer).__name__ == "DepthwiseConv2D", layer._axis is None)
+    return [(layer.layer.kernel, value, (np.maximum(peaks, 1e-8) / 127.0).astype(np.float32))]
+
+
+def _producer(tensor):
+    return tensor._keras_history[0]
+
+
+def _foldable(layer, inputs, consumers):
+    """Whether BatchNormalization `layer` can fold into the convolution that makes its input."""
+    if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1:
+        return False
+    conv = _producer(inputs[0])
+    return (type(conv).__name__ in ("Conv1D", "Conv2D", "DepthwiseConv2D")
+            and getattr(conv.activation, "__name__", "") == "linear" and len(conv._inbound_nodes) == 1
+            and len(consumers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
+
+
+def _quantizes_output(layer):
+    name = type(layer).__name__
+    return name in _WEIGHT_AXIS or name in _QUANTIZED_OUTPUTS
+
+
+def _is_activation(layer):
+    name = type(layer).__name__
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    return name == "ReLU" or (name == "Activation" and activation in _ACTIVATIONS)
+
+
+def quantize_aware_keras3(model, sparse, strict):
+    """The Keras 3 `quantize_aware`: a copy of `model` with its convolutions and Dense layers
+    in `QuantizeWeights` and `QuantizeActivations` after the inputs and quantized outputs."""
+    from keras_compress._keras3 import copy_model, functional
+
+    source = functional(copy_model(model))
+    nodes = graph_nodes(source)
+    consumers = {}
+    for layer, inputs, _ in nodes:
+        for tensor in inputs:
+            consumers.setdefault(id(tensor), []).append(layer)
+    folded = {}  # convolution name -> BatchNormalization folded into it
+    for layer, inputs, _ in nodes:
+        if _foldable(layer, inputs, consumers):
+            folded[_producer(inputs[0]).name] = layer
+    folded_norms = {id(norm) for norm in folded.values()}
+    left_float = [layer.name for layer, _, _ in nodes
+                  if not (_quantizes_output(layer) or type(layer).__name__ in _PASS_THROUGH
+                          or id(layer) in folded_norms)]
+    if left_float:
+        message = f"These layers of {model.name!r} stay float (keras_compress does not quantize them): " \
+                  f"{', '.join(left_float)}."
+        if strict:
+            raise KerasCompressError(message + " Pass strict=False to accept that, or change them (e.g. put "
+                                     "BatchNormalization right after a convolution with no activation).")
+        warnings.warn(message, stacklevel=3)
+
+    # A quantized output read only by an activation layer is quantized after the activation.
+    def output_quantized_later(outputs):
+        readers = [reader for tensor in outputs for reader in consumers.get(id(tensor), [])]
+        return len(readers) == 1 and (_is_activation(readers[0]) or id(readers[0]) in folded_norms)
+
+    later = {layer.name for layer, _, outputs in nodes if output_quantized_later(outputs)}
+    quantized_inputs = {}
+
+    def quantize_input(tensor):
+        if not (isinstance(tensor, keras.KerasTensor) and "float" in str(tensor.dtype)
+                and isinstance(_producer(tensor), keras.layers.InputLayer)):
+            return tensor
+        if id(tensor) not in quantized_inputs:
+            name = f"{_producer(tensor).name}_quant"
+            quantized_inputs[id(tensor)] = QuantizeActivations(name=name)(tensor)
+        return quantized_inputs[id(tensor)]
+
+    def clone(layer):
+        if type(layer).__name__ in _WEIGHT_AXIS:
+            wrapper = QuantizeWeights(layer, batch_norm=folded.get(layer.name), preserve_sparsity=sparse)
+            if sparse:
+                wrapper.sparsity_mask.assign(keras.ops.cast(keras.ops.not_equal(layer.kernel, 0), "float32"))
+            return wrapper
+        return layer
+
+    def call(layer, *args, **kwargs):
+        args, kwargs = keras.tree.map_structure(quantize_input, (args, kwargs))
+        inner = layer.layer if isinstance(layer, QuantizeWeights) else layer
+        if id(inner) in folded_norms:
+            outputs = args[0]  # folded into the convolution before it
+        else:
+            outputs = layer(*args, **kwargs)
+        # A layer left float gets its output quantized too, for the int8 operations after it.
+        if (_quantizes_output(inner) or id(inner) in folded_norms or inner.name in left_float) \
+                and inner.name not in later:
+            outputs = QuantizeActivations(name=f"{inner.name}_quant")(outputs)
+        return outputs
+
+    return keras.models.clone_model(source, clone_function=clone, call_function=call)
