@@ -1,4 +1,5 @@
-"""Keras 3 benchmark: pruning in fit and filter pruning + shrink, per Keras and backend.
+"""Keras 3 benchmark: pruning in fit, filter pruning + shrink and quantization-aware training,
+per Keras and backend.
 
 Three lanes run in one invocation, each in its own process (the Keras 3 backend is chosen
 per process): tf_keras (tfmot underneath), Keras 3 on TensorFlow and Keras 3 on JAX. Each
@@ -9,7 +10,10 @@ lane measures, against its own baseline in the same process:
   scope), and the accuracy of the pruned model against the dense one;
 - MobileNetV2 (alpha 0.35, 32x32 digits): the same epoch-time ratio and sparsity;
 - the small ResNet of `benchmarks/pruning.py`: 50% filter pruning + `shrink`, the
-  parameter ratio and the speed-up at batch 32 of the shrunk model over the dense one.
+  parameter ratio and the speed-up at batch 32 of the shrunk model over the dense one;
+- the digits CNN again: epoch time of quantization-aware `fit` over plain `fit`, the test
+  accuracy of the float and the QAT model, and the size of the int8 TFLite file over the
+  float32 one.
 
     .venv/bin/python benchmarks/keras3.py [--quick]
 """
@@ -19,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -107,6 +112,23 @@ def _filter_shrink(keras, epochs, repeats):
             "batch32_speedup": _speed(dense, batch, repeats) / _speed(small, batch, repeats)}
 
 
+def _qat_in_fit(keras, data, epochs, folder):
+    import keras_compress as kc
+    from keras_compress.demo import digits_cnn
+
+    (x, y), (x_test, y_test) = data
+    dense = digits_cnn(keras=keras)
+    dense_epoch = _epoch_seconds(keras, dense, x, y, epochs)
+    qat = kc.quantization.quantize_aware(dense)  # fine-tunes the trained model
+    qat_epoch = _epoch_seconds(keras, qat, x, y, epochs)
+    sizes = [kc.export(model, os.path.join(folder, f"{name}.tflite"), sample_data=x_test,
+                       compare_speed=False).size_bytes for name, model in (("float", dense), ("qat", qat))]
+    return {"dense_epoch_s": dense_epoch, "qat_epoch_s": qat_epoch, "epoch_overhead": qat_epoch / dense_epoch,
+            "dense_accuracy": dense.evaluate(x_test, y_test, verbose=0)[1],
+            "qat_accuracy": qat.evaluate(x_test, y_test, verbose=0)[1],
+            "tflite_size_ratio": sizes[1] / sizes[0]}
+
+
 def run_lane(flavour, quick):
     """The figures of one lane, in this process."""
     import keras_compress as kc
@@ -126,6 +148,8 @@ def run_lane(flavour, quick):
 
     figures["mobilenet_v2"] = _pruning_in_fit(keras, mobilenet, ((x[:count], y[:count]), test), epochs)
     figures["small_resnet"] = _filter_shrink(keras, epochs=2 if quick else 6, repeats=20 if quick else 100)
+    with tempfile.TemporaryDirectory() as folder:
+        figures["digits_cnn_qat"] = _qat_in_fit(keras, digits, epochs, folder)
     return figures
 
 
@@ -135,6 +159,8 @@ def _table(results):
                                             "pruned_accuracy")]
     rows += [("mobilenet_v2", key) for key in ("epoch_overhead", "sparsity")]
     rows += [("small_resnet", key) for key in ("param_ratio", "batch32_speedup")]
+    rows += [("digits_cnn_qat", key) for key in ("epoch_overhead", "dense_accuracy", "qat_accuracy",
+                                                 "tflite_size_ratio")]
     lines = ["| model | figure | " + " | ".join(lanes) + " |", "|---|---|" + "---|" * len(lanes)]
     for model, key in rows:
         cells = " | ".join(f"{results[lane][model][key]:.3f}" for lane in lanes)

@@ -1,5 +1,6 @@
-"""The whole pipeline on the bundled digits: teacher, distilled student, pruned two ways,
-quantization-aware, exported, verified and benchmarked, with a report."""
+"""The whole pipeline on the bundled digits, on Keras 3 (the TensorFlow or JAX backend that
+KERAS_BACKEND names): teacher, distilled student, pruned two ways, quantization-aware,
+exported, verified and benchmarked, with a report."""
 
 import os
 import shutil
@@ -8,6 +9,7 @@ import time
 
 from keras_compress import datasets, pruning, quantization
 from keras_compress import _keras
+from keras_compress._flavour import keras_for
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.benchmark import benchmark
 from keras_compress.distillation import Distiller
@@ -52,7 +54,7 @@ def digits_student(input_shape=(8, 8, 1), seed=1, units=32, keras=_keras.keras):
 
 
 def _compile(model):
-    keras = _keras.keras
+    keras = keras_for(model).keras
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -94,17 +96,21 @@ def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
         if verbose:
             print(f"[{step}/7 {time.perf_counter() - start:5.0f}s] {message}", flush=True)
 
+    import keras
+
     (x, y), (x_test, y_test) = datasets.digits()
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".partial", dir=parent)
     try:
-        say(1, f"Training the teacher CNN on {len(x)} digits for {teacher_epochs} epochs")
-        teacher = _compile(digits_cnn())
+        say(1, f"Training the teacher CNN on {len(x)} digits for {teacher_epochs} epochs "
+               f"(Keras {keras.version()}, {keras.backend.backend()} backend)")
+        teacher = _compile(digits_cnn(keras=keras))
         teacher.fit(x, y, epochs=teacher_epochs, batch_size=32, verbose=fit_verbose)
 
-        say(2, f"Distilling a {teacher.count_params() // digits_student().count_params()}x smaller student "
+        student = digits_student(keras=keras)
+        say(2, f"Distilling a {teacher.count_params() // student.count_params()}x smaller student "
                f"for {distill_epochs} epochs")
-        distiller = Distiller(student=digits_student(), teacher=teacher)
-        distiller.compile(optimizer=_keras.keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1,
+        distiller = Distiller(student=student, teacher=teacher)
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"], alpha=0.1,
                           temperature=4.0)
         distiller.fit(x, y, epochs=distill_epochs, batch_size=32, verbose=fit_verbose)
         student = distiller.student

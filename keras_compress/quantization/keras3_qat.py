@@ -323,4 +323,6 @@ def quantize_aware_keras3(model, sparse, strict):
             outputs = QuantizeActivations(name=f"{inner.name}_quant")(outputs)
         return outputs
 
-    return keras.models.clone_model(source, clone_function=clone, call_function=call)
+    quantized = keras.models.clone_model(source, clone_function=clone, call_function=call)
+    # A Sequential's graph has a name of its own: the copy keeps the model's.
+    return keras.Model(quantized.inputs, quantized.outputs, name=model.name)
