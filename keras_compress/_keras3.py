@@ -37,26 +37,22 @@ def copy_model(model):
     return copy
 
 
-def _graph(model):
-    """The functional graph of a Sequential or functional model, or None."""
+def functional(model):
+    """The functional graph of a Sequential or functional model (itself, or a Sequential's
+    functional model, same layers), or None."""
     if isinstance(model, keras.Sequential):
         return getattr(model, "_functional", None)
     return model if hasattr(model, "_nodes_by_depth") else None
 
 
-def functional(model):
-    """A graph model's functional graph: itself, or a Sequential's functional model (same layers)."""
-    return _graph(model)
-
-
 def is_graph_model(model):
     """Whether `model` is a built Sequential or a functional model."""
-    return _graph(model) is not None
+    return functional(model) is not None
 
 
 def graph_nodes(model):
     """The calls of a graph model's layers, inputs first: `[(layer, input tensors, output tensors)]`."""
-    graph = _graph(model)
+    graph = functional(model)
     return [(node.operation, list(node.input_tensors), list(node.outputs))
             for depth in sorted(graph._nodes_by_depth, reverse=True)
             for node in graph._nodes_by_depth[depth]]
@@ -64,12 +60,12 @@ def graph_nodes(model):
 
 def output_tensors(model):
     """The symbolic output tensors of a graph model."""
-    return list(keras.tree.flatten(_graph(model).outputs))
+    return list(keras.tree.flatten(functional(model).outputs))
 
 
 def input_names(model):
     """The names of a graph model's inputs (their InputLayers', stable through saving), in order."""
-    return [tensor._keras_history[0].name for tensor in keras.tree.flatten(_graph(model).inputs)]
+    return [tensor._keras_history[0].name for tensor in keras.tree.flatten(functional(model).inputs)]
 
 
 def output_names(model):

@@ -31,10 +31,11 @@ def convert_to_onnx(model, opset):
         return onnx_from_tensorflow_rebuild(model, opset)
     function, specs = serving_function(model), input_specs(model)
     concrete = function.get_concrete_function()
-    if any(capture.dtype != tf.resource for capture in concrete.captured_inputs):
-        proto = _from_graph_with_captured_constants(concrete, len(specs), opset)
-    else:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+    with _optimizer_failures_as_notes():
+        if any(capture.dtype != tf.resource for capture in concrete.captured_inputs):
+            proto = _from_graph_with_captured_constants(concrete, len(specs), opset)
+        else:
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
     # Signature outputs come back sorted by name; restore the model's order.
     by_name = {output.name: output for output in proto.graph.output}
     ordered = [by_name[name] for name in keras_for(model).output_names(model)]
@@ -96,6 +97,28 @@ def _sort_topologically(graph):
     nodes = [type(graph.node[i]).FromString(graph.node[i].SerializeToString()) for i in order]
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+class _OptimizerFailureNote(logging.Filter):
+    """Turns tf2onnx's "Failed to apply <optimizer>" warning and its traceback into a one-line
+    note: the optimizer left the graph as it was, which the export then verifies."""
+
+    def filter(self, record):
+        if record.exc_info and str(record.msg).startswith("Failed to apply"):
+            record.msg = f"{record.getMessage()}: tf2onnx kept the graph as it was (the export is verified)"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+@contextlib.contextmanager
+def _optimizer_failures_as_notes():
+    logger, note = logging.getLogger("tf2onnx.optimizer"), _OptimizerFailureNote()
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
 
 
 @contextlib.contextmanager

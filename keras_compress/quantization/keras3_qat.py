@@ -180,7 +180,7 @@ class QuantizeWeights(keras.layers.Wrapper):
         _, bias = self.folded()
         replaced = {id(self.layer.kernel): kernel}
         if self.layer.use_bias:
-            replaced[id(self.layer.bias)] = bias if bias is not None else self.layer.bias.value
+            replaced[id(self.layer.bias)] = bias
         trainable = [replaced.get(id(v), v.value) for v in self.layer.trainable_variables]
         non_trainable = [replaced.get(id(v), v.value) for v in self.layer.non_trainable_variables]
         kwargs = {"training": training} if call_takes_training(self.layer) else {}
@@ -237,14 +237,15 @@ def _producer(tensor):
     return tensor._keras_history[0]
 
 
-def _foldable(layer, inputs, consumers):
-    """Whether BatchNormalization `layer` can fold into the convolution that makes its input."""
-    if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1:
+def _foldable(layer, inputs, readers):
+    """Whether BatchNormalization `layer` can fold into the convolution that makes its input: the
+    convolution has no activation, and nothing else (no other layer, no model output) reads it."""
+    if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1 or len(layer._inbound_nodes) != 1:
         return False
     conv = _producer(inputs[0])
     return (type(conv).__name__ in ("Conv1D", "Conv2D", "DepthwiseConv2D")
             and getattr(conv.activation, "__name__", "") == "linear" and len(conv._inbound_nodes) == 1
-            and len(consumers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
+            and len(readers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
 
 
 def _quantizes_output(layer):
@@ -258,20 +259,29 @@ def _is_activation(layer):
     return name == "ReLU" or (name == "Activation" and activation in _ACTIVATIONS)
 
 
+def _fused_activation(layer):
+    """The activation a weighted layer applies itself, when int8 kernels cannot fuse it (not
+    ReLU, ReLU6 or linear): it is split off so the layer's own output gets a range."""
+    activation = getattr(layer, "activation", None)
+    return activation if getattr(activation, "__name__", "linear") not in _ACTIVATIONS else None
+
+
 def quantize_aware_keras3(model, sparse, strict):
     """The Keras 3 `quantize_aware`: a copy of `model` with its convolutions and Dense layers
     in `QuantizeWeights` and `QuantizeActivations` after the inputs and quantized outputs."""
-    from keras_compress._keras3 import copy_model, functional
+    from keras_compress._keras3 import copy_model, functional, output_tensors
 
     source = functional(copy_model(model))
     nodes = graph_nodes(source)
-    consumers = {}
+    readers = {}  # tensor -> the layers that read it, and None for each model output it is
     for layer, inputs, _ in nodes:
         for tensor in inputs:
-            consumers.setdefault(id(tensor), []).append(layer)
+            readers.setdefault(id(tensor), []).append(layer)
+    for tensor in output_tensors(source):
+        readers.setdefault(id(tensor), []).append(None)
     folded = {}  # convolution name -> BatchNormalization folded into it
     for layer, inputs, _ in nodes:
-        if _foldable(layer, inputs, consumers):
+        if _foldable(layer, inputs, readers):
             folded[_producer(inputs[0]).name] = layer
     folded_norms = {id(norm) for norm in folded.values()}
     left_float = [layer.name for layer, _, _ in nodes
@@ -285,12 +295,24 @@ def quantize_aware_keras3(model, sparse, strict):
                                      "BatchNormalization right after a convolution with no activation).")
         warnings.warn(message, stacklevel=3)
 
-    # A quantized output read only by an activation layer is quantized after the activation.
-    def output_quantized_later(outputs):
-        readers = [reader for tensor in outputs for reader in consumers.get(id(tensor), [])]
-        return len(readers) == 1 and (_is_activation(readers[0]) or id(readers[0]) in folded_norms)
+    # The output of a layer called once and read only by an activation layer (or a folded
+    # BatchNormalization) is quantized after it.
+    def quantized_later(layer, outputs):
+        after = [reader for tensor in outputs for reader in readers.get(id(tensor), [])]
+        return len(layer._inbound_nodes) == 1 and len(after) == 1 and after[0] is not None \
+            and (_is_activation(after[0]) or id(after[0]) in folded_norms)
 
-    later = {layer.name for layer, _, outputs in nodes if output_quantized_later(outputs)}
+    later = {layer.name for layer, _, outputs in nodes if quantized_later(layer, outputs)}
+    names = {layer.name for layer, _, _ in nodes}
+
+    def unique(name):  # a shared layer's calls each get their own quantizer
+        candidate, count = name, 0
+        while candidate in names:
+            count += 1
+            candidate = f"{name}_{count}"
+        names.add(candidate)
+        return candidate
+
     quantized_inputs = {}
 
     def quantize_input(tensor):
@@ -298,31 +320,40 @@ def quantize_aware_keras3(model, sparse, strict):
                 and isinstance(_producer(tensor), keras.layers.InputLayer)):
             return tensor
         if id(tensor) not in quantized_inputs:
-            name = f"{_producer(tensor).name}_quant"
+            name = unique(f"{_producer(tensor).name}_quant")
             quantized_inputs[id(tensor)] = QuantizeActivations(name=name)(tensor)
         return quantized_inputs[id(tensor)]
 
+    split = {}  # layer name -> the activation split off it
+
     def clone(layer):
-        if type(layer).__name__ in _WEIGHT_AXIS:
-            wrapper = QuantizeWeights(layer, batch_norm=folded.get(layer.name), preserve_sparsity=sparse)
-            if sparse:
-                wrapper.sparsity_mask.assign(keras.ops.cast(keras.ops.not_equal(layer.kernel, 0), "float32"))
-            return wrapper
-        return layer
+        if type(layer).__name__ not in _WEIGHT_AXIS:
+            return layer
+        if _fused_activation(layer) is not None:
+            split[layer.name] = _fused_activation(layer)
+            layer.activation = keras.activations.linear  # the model's own copy
+        wrapper = QuantizeWeights(layer, batch_norm=folded.get(layer.name), preserve_sparsity=sparse)
+        if sparse:
+            wrapper.sparsity_mask.assign(keras.ops.cast(keras.ops.not_equal(layer.kernel, 0), "float32"))
+        return wrapper
 
     def call(layer, *args, **kwargs):
         args, kwargs = keras.tree.map_structure(quantize_input, (args, kwargs))
         inner = layer.layer if isinstance(layer, QuantizeWeights) else layer
         if id(inner) in folded_norms:
-            outputs = args[0]  # folded into the convolution before it
-        else:
-            outputs = layer(*args, **kwargs)
+            return args[0] if inner.name in later else \
+                QuantizeActivations(name=unique(f"{inner.name}_quant"))(args[0])  # folded before
+        outputs = layer(*args, **kwargs)
+        if inner.name in split:
+            outputs = QuantizeActivations(name=unique(f"{inner.name}_quant"))(outputs)
+            activation = keras.layers.Activation(split[inner.name], name=unique(f"{inner.name}_activation"))
+            outputs = activation(outputs)
         # A layer left float gets its output quantized too, for the int8 operations after it.
-        if (_quantizes_output(inner) or id(inner) in folded_norms or inner.name in left_float) \
-                and inner.name not in later:
-            outputs = QuantizeActivations(name=f"{inner.name}_quant")(outputs)
+        if (_quantizes_output(inner) or inner.name in left_float) and inner.name not in later:
+            outputs = QuantizeActivations(name=unique(f"{inner.name}_output_quant" if inner.name in split
+                                                      else f"{inner.name}_quant"))(outputs)
         return outputs
 
     quantized = keras.models.clone_model(source, clone_function=clone, call_function=call)
-    # A Sequential's graph has a name of its own: the copy keeps the model's.
-    return keras.Model(quantized.inputs, quantized.outputs, name=model.name)
+    # A Sequential's graph has a name of its own: the copy keeps the model's (and its structure).
+    return keras.Model(quantized.input, quantized.output, name=model.name)

@@ -87,7 +87,8 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
     Args:
         model: a built Sequential or functional model, Keras 3 or tf_keras, without pruning
             wrappers.
-        preserve_sparsity: "auto" (when the kernels hold many zeros), True or False.
+        preserve_sparsity: "auto" (when a kernel has 5% zeros or more), True (refused for a
+            dense model) or False.
         strict: raise `KerasCompressError` rather than leave layers float.
 
     Returns:

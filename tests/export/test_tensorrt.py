@@ -101,8 +101,8 @@ def test_bad_engine_arguments_are_refused_before_any_work(float_and_qat, tmp_pat
 @pytest.mark.parametrize("which, kwargs, precision", [
     ("float", dict(precision="fp32"), "float32"), ("float", dict(precision="fp16"), "float16"),
     ("qat", dict(), "int8")])
-def test_engines_build_run_and_match_their_source(float_and_qat, digits, tmp_path, which, kwargs, precision):
-    model = dict(zip(("float", "qat"), float_and_qat))[which]
+def test_engines_build_run_and_match_their_source(qat_pair, digits, tmp_path, which, kwargs, precision):
+    model = dict(zip(("float", "qat"), qat_pair))[which]
     x_test = digits[1][0]
     artifact = kc.export(model, str(tmp_path / "m.engine"), sample_data=x_test, **kwargs)
     assert artifact.format == "tensorrt" and artifact.precision == precision

@@ -62,6 +62,45 @@ def test_keras3_batch_normalization_folds_into_the_convolution_before_it(keras3,
         assert scale.size == channels and np.abs(value - folded).max() <= scale.max() / 2 + 1e-6
 
 
+def test_keras3_graph_cases_keep_the_model_s_outputs(keras3):
+    """A convolution read by its BatchNormalization and as a model output is not folded; a
+    layer called twice gets a quantizer per call; dict outputs keep their keys."""
+    layers = keras3.layers
+    image = keras3.Input((6, 6, 3), name="image")
+    conv = layers.Conv2D(2, 3, name="conv")(image)
+    norm = layers.BatchNormalization(name="bn")
+    shared = layers.Dense(4, activation="relu", name="shared")
+    vector = layers.Flatten()(norm(conv))
+    model = keras3.Model(image, {"conv": conv, "twice": shared(shared(layers.Dense(4)(vector)))})
+    norm.set_weights([np.full(2, 2.0, "float32"), np.ones(2, "float32"), np.full(2, 0.5, "float32"),
+                      np.full(2, 4.0, "float32")])
+    with pytest.warns(UserWarning, match="stay float .*: bn"):
+        qat = quantization.quantize_aware(model)
+    x = np.random.default_rng(0).standard_normal((8, 6, 6, 3)).astype("float32")
+    want, got = model.predict(x, verbose=0), qat.predict(x, verbose=0)
+    assert sorted(got) == ["conv", "twice"]
+    for key in want:  # within int8 steps of the float model (ranges start at [-6, 6])
+        scale = np.abs(want[key]).max()
+        assert np.abs(want[key] - got[key]).max() <= 0.05 * scale, key
+
+
+def test_keras3_a_fused_softmax_is_split_off_so_its_dense_layer_runs_in_int8(keras3, digits, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(),
+                               keras3.layers.Dense(10, activation="softmax", name="probabilities")])
+    qat = quantization.quantize_aware(model)
+    assert [type(layer).__name__ for layer in qat.layers][-2:] == ["Activation", "QuantizeActivations"]
+    (x, y), _ = digits
+    qat.compile("adam", "sparse_categorical_crossentropy")
+    qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+    artifact = kc.export(qat, str(tmp_path / "softmax.tflite"), compare_speed=False)
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    dense, = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    assert tensors[dense["inputs"][1]]["dtype"] == np.int8
+
+
 def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
     model = small_cnn()  # BatchNormalization after a ReLU: no tfmot pattern for it
     with pytest.warns(UserWarning, match="stay float.*bn_a") as record:
@@ -133,6 +172,32 @@ def test_quantization_aware_training_keeps_a_pruned_model_sparse(pruned_qat):
     after = fake_quantized_zeros(qat)
     assert after and all(after[f"quant_{name}"] >= before[name] - 0.01
                          for name in ("conv_a", "conv_b", "dense_a", "logits"))
+
+
+def _int8_kernel_zeros(path):
+    """Fraction of zeros in each int8 weight tensor (2-D and up) of an ONNX or TFLite file."""
+    if path.endswith(".onnx"):
+        import onnx
+        from onnx import numpy_helper
+
+        arrays = [numpy_helper.to_array(init) for init in onnx.load(path).graph.initializer]
+    else:
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.read_model(path)
+        arrays = [np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.int8)
+                  .reshape(tensor.shape) for graph in model.subgraphs for tensor in graph.tensors
+                  if tensor.type == 9 and model.buffers[tensor.buffer].data is not None]  # 9: INT8
+    return sorted(float(np.mean(a == 0)) for a in arrays if a.dtype == np.int8 and a.ndim >= 2)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+def test_a_pruned_qat_model_exports_its_zeros(pruned_qat, digits, tmp_path, suffix):
+    qat, before = pruned_qat
+    artifact = kc.export(qat, str(tmp_path / f"pruned_qat{suffix}"), sample_data=digits[1][0][:64],
+                         compare_speed=False)
+    zeros = _int8_kernel_zeros(artifact.path)
+    assert len(zeros) == 4 and min(zeros) >= min(before.values()) - 0.01, (zeros, before)
 
 
 def test_preserve_sparsity_false_lets_zeros_move(digits, keras_flavour):
