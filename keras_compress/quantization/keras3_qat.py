@@ -36,6 +36,8 @@ _PASS_THROUGH = ("InputLayer", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling
                  "Flatten", "Reshape", "Dropout", "ZeroPadding2D", "ZeroPadding1D", "Cropping2D",
                  "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 _ACTIVATIONS = ("relu", "relu6", "linear")
+# The narrowest activation range learned: 256 steps of 4e-6.
+_MIN_RANGE = 1e-3
 
 
 def _fake_quant_symmetric(kernel, axis):
@@ -87,8 +89,8 @@ class QuantizeActivations(keras.layers.Layer):
             self.range_min.assign(low)
             self.range_max.assign(high)
             self.seen.assign(1.0)
-        # A tensor that was always 0 has an empty range; widen it so the step is not 0.
-        high = ops.where(ops.equal(low, high), high + 1e-6, high)
+        # A range narrower than this (a tensor that was ~0) would make int8 runtimes refuse its scale.
+        high = ops.maximum(high, low + _MIN_RANGE)
         return keras.quantizers.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8)
 
     def compute_output_shape(self, input_shape):
@@ -284,6 +286,13 @@ def quantize_aware_keras3(model, sparse, strict):
         if _foldable(layer, inputs, readers):
             folded[_producer(inputs[0]).name] = layer
     folded_norms = {id(norm) for norm in folded.values()}
+    untrained = [norm.name for norm in folded.values() if not np.any(norm.moving_mean.numpy())
+                 and np.all(norm.moving_variance.numpy() == 1)]
+    if untrained:
+        warnings.warn(f"BatchNormalization layers {', '.join(untrained)} of {model.name!r} hold their "
+                      "initial statistics (mean 0, variance 1): quantization-aware training folds them into "
+                      "the convolutions before them with these statistics frozen. Train the float model "
+                      "first, then call quantize_aware.", stacklevel=3)
     left_float = [layer.name for layer, _, _ in nodes
                   if not (_quantizes_output(layer) or type(layer).__name__ in _PASS_THROUGH
                           or id(layer) in folded_norms)]

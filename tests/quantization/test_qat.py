@@ -19,8 +19,10 @@ def fake_quantized_zeros(model):
             for variable, value, _ in quantization.quantized_weights(layer) if "kernel" in variable.name}
 
 
-def test_quantize_aware_copies_the_model_and_quantizes_every_layer(keras_flavour):
+def test_quantize_aware_copies_the_model_and_quantizes_every_layer(keras_flavour, digits):
     model = quantizable_cnn(keras=keras_flavour)
+    (x, y), _ = digits
+    compile_classifier(model).fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)  # BN statistics
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # every layer is quantizable: no warning
         qat = quantization.quantize_aware(model)
@@ -99,6 +101,12 @@ def test_keras3_a_fused_softmax_is_split_off_so_its_dense_layer_runs_in_int8(ker
     tensors = interpreter.get_tensor_details()
     dense, = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
     assert tensors[dense["inputs"][1]]["dtype"] == np.int8
+
+
+def test_keras3_untrained_batch_normalization_statistics_are_flagged(keras3):
+    with pytest.warns(UserWarning, match="BatchNormalization layers bn_a of 'quantizable_cnn' hold their "
+                                         "initial statistics .* Train the float model first"):
+        quantization.quantize_aware(quantizable_cnn(keras=keras3))
 
 
 def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
