@@ -142,9 +142,7 @@ class DistillerSettings:
     def _new_step_if_labels_change(self, kind, x, y):
         """Data with and without labels trace different steps, and the labeled one builds the
         metrics' variables, which a tf.function may create on its first trace only."""
-        import tensorflow as tf
-
-        labeled = y is not None or (isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple))
+        labeled = y is not None or _is_labeled_dataset(x)
         if getattr(self, f"_{kind}_labeled", labeled) != labeled:
             keras_for(self.student).forget_step_function(self, kind)
         setattr(self, f"_{kind}_labeled", labeled)
@@ -171,3 +169,13 @@ class DistillerSettings:
                 "teacher_from_logits": self.teacher_from_logits,
                 "features": [list(pair) for pair in self.features], "cache_teacher": self.cache_teacher,
                 "alpha": self.alpha, "temperature": self.temperature, "name": self.name}
+
+
+def _is_labeled_dataset(x):
+    """Whether `x` is a tf.data dataset of `(x, y)` batches (without importing TensorFlow for
+    other data: on the JAX backend it may not be installed)."""
+    if not type(x).__module__.startswith("tensorflow"):
+        return False
+    import tensorflow as tf
+
+    return isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple)
