@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_compress._environment import has_vnni
 from keras_compress._flavour import KERAS3, flavour_of, keras_for
+from keras_compress.errors import ExportError
 from keras_compress.export.int8_weights import onnx_int8_weights
 from keras_compress.export.qdq import quantize_qat_weights
 from keras_compress.export.signature import input_specs, serving_function
@@ -32,10 +33,16 @@ def convert_to_onnx(model, opset):
     function, specs = serving_function(model), input_specs(model)
     concrete = function.get_concrete_function()
     with _optimizer_failures_as_notes():
-        if any(capture.dtype != tf.resource for capture in concrete.captured_inputs):
-            proto = _from_graph_with_captured_constants(concrete, len(specs), opset)
-        else:
+        proto = None
+        if all(capture.dtype == tf.resource for capture in concrete.captured_inputs):
             proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+        if proto is None or _function_calls(proto):
+            proto = _from_inlined_graph(concrete, len(specs), opset)
+    calls = _function_calls(proto)
+    if calls:
+        layers = sorted({part for node in calls for part in node.name.split("/")[1:2]})
+        raise ExportError(f"ONNX cannot take layer(s) {', '.join(layers)} of model {model.name!r}: tf2onnx "
+                          f"left {calls[0].op_type} nodes (TensorFlow functions) it could not convert.")
     # Signature outputs come back sorted by name; restore the model's order.
     by_name = {output.name: output for output in proto.graph.output}
     ordered = [by_name[name] for name in keras_for(model).output_names(model)]
@@ -44,15 +51,33 @@ def convert_to_onnx(model, opset):
     return proto
 
 
-def _from_graph_with_captured_constants(concrete, input_count, opset):
-    """tf2onnx's `from_function` makes every captured tensor a graph input: constants a layer
+def _function_calls(proto):
+    """The nodes of `proto` that still call a TensorFlow function (tf2onnx did not inline them)."""
+    calls = ("StatefulPartitionedCall", "PartitionedCall")
+    return [node for node in proto.graph.node if node.op_type in calls]
+
+
+def _from_inlined_graph(concrete, input_count, opset):
+    """The frozen graph of `concrete`, with every function in it inlined, converted by tf2onnx.
+
+    tf2onnx's `from_function` makes every captured tensor a graph input: constants a layer
     computed outside the graph (Normalization's mean and variance, e.g. in EfficientNet) would
-    become inputs the caller must feed. Freezing them into the graph keeps the inputs the model's."""
+    become inputs the caller must feed; freezing them into the graph keeps the inputs the model's.
+    And it leaves calls of functions marked for XLA (Keras 3 compiles grouped convolutions so on
+    TensorFlow's CPU, e.g. in ConvNeXt) as nodes ONNX has no operator for; unmarked, they are
+    inlined like any other function."""
     import tf2onnx
 
     inputs = [tensor.name for tensor in concrete.inputs[:input_count]]
     outputs = [tensor.name for tensor in concrete.outputs]
     graph_def = tf2onnx.tf_loader.from_function(concrete, inputs, outputs)
+    for function in graph_def.library.function:
+        for key in ("_noinline", "_XlaMustCompile"):
+            if key in function.attr:
+                function.attr[key].b = False
+    for node in graph_def.node:
+        if "_XlaMustCompile" in node.attr:
+            node.attr["_XlaMustCompile"].b = False
     proto, _ = tf2onnx.convert.from_graph_def(
         graph_def, name=concrete.name, input_names=inputs, output_names=outputs, opset=opset,
         tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(concrete, inputs, outputs))

@@ -4,7 +4,8 @@ Two registered layers do the work, on `keras.quantizers.fake_quant_with_min_max_
 (on the TensorFlow backend that is TensorFlow's FakeQuant op, which the TFLite
 converter turns into int8 kernels):
 
-- `QuantizeWeights` wraps a Conv1D, Conv2D, DepthwiseConv2D or Dense layer and calls it
+- `QuantizeWeights` wraps a Conv1D, Conv2D, DepthwiseConv2D or Dense layer (a SeparableConv2D
+  becomes its DepthwiseConv2D and 1x1 Conv2D, as TFLite runs it) and calls it
   on its kernel fake-quantized to symmetric int8: per output channel for convolutions,
   per tensor for Dense (the TFLite converter takes no per-channel fully-connected
   weights). A BatchNormalization right after a convolution is folded into it, with its
@@ -29,12 +30,13 @@ __all__ = ["QuantizeActivations", "QuantizeWeights", "quantize_aware_keras3", "i
 # Layer class -> output-channel axis of its kernel for per-channel quantization (None: per tensor).
 _WEIGHT_AXIS = {"Conv1D": -1, "Conv2D": -1, "DepthwiseConv2D": "depthwise", "Dense": None}
 # Layers whose outputs are quantized: they compute new values in int8.
-_QUANTIZED_OUTPUTS = ("Add", "Concatenate", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
-                      "GlobalAveragePooling2D", "ReLU", "Activation")
-# Layers that pass values through on their input's grid (TFLite keeps the input's scale).
+_QUANTIZED_OUTPUTS = ("Add", "Concatenate", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "ReLU",
+                      "Activation")
+# Layers that pass values through on their input's grid (TFLite keeps the input's scale; its int8
+# AVERAGE_POOL_2D requires it).
 _PASS_THROUGH = ("InputLayer", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-                 "Flatten", "Reshape", "Dropout", "ZeroPadding2D", "ZeroPadding1D", "Cropping2D",
-                 "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
+                 "AveragePooling1D", "AveragePooling2D", "Flatten", "Reshape", "Dropout", "ZeroPadding2D",
+                 "ZeroPadding1D", "Cropping2D", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
 _ACTIVATIONS = ("relu", "relu6", "linear")
 # The narrowest activation range learned: 256 steps of 4e-6.
 _MIN_RANGE = 1e-3
@@ -245,14 +247,14 @@ def _foldable(layer, inputs, readers):
     if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1 or len(layer._inbound_nodes) != 1:
         return False
     conv = _producer(inputs[0])
-    return (type(conv).__name__ in ("Conv1D", "Conv2D", "DepthwiseConv2D")
+    return (type(conv).__name__ in ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
             and getattr(conv.activation, "__name__", "") == "linear" and len(conv._inbound_nodes) == 1
             and len(readers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
 
 
 def _quantizes_output(layer):
     name = type(layer).__name__
-    return name in _WEIGHT_AXIS or name in _QUANTIZED_OUTPUTS
+    return name in _WEIGHT_AXIS or name in _QUANTIZED_OUTPUTS or name == "SeparableConv2D"
 
 
 def _is_activation(layer):
@@ -266,6 +268,35 @@ def _fused_activation(layer):
     ReLU, ReLU6 or linear): it is split off so the layer's own output gets a range."""
     activation = getattr(layer, "activation", None)
     return activation if getattr(activation, "__name__", "linear") not in _ACTIVATIONS else None
+
+
+def _quantized(layer, sparse, batch_norm=None):
+    """`layer` in a `QuantizeWeights`, its mask (with `sparse`) keeping the kernel's zeros."""
+    wrapper = QuantizeWeights(layer, batch_norm=batch_norm, preserve_sparsity=sparse)
+    if sparse:
+        wrapper.sparsity_mask.assign(keras.ops.cast(keras.ops.not_equal(layer.kernel, 0), "float32"))
+    return wrapper
+
+
+def _separated(layer, inputs, batch_norm, sparse, unique):
+    """SeparableConv2D `layer` called on `inputs` as the two convolutions it computes (as TFLite
+    runs it), each with quantized weights and a range for the tensor between them."""
+    depthwise = keras.layers.DepthwiseConv2D(
+        layer.kernel_size, strides=layer.strides, padding=layer.padding,
+        depth_multiplier=layer.depth_multiplier, data_format=layer.data_format,
+        dilation_rate=layer.dilation_rate, use_bias=False, name=unique(f"{layer.name}_depthwise"))
+    pointwise = keras.layers.Conv2D(layer.filters, 1, data_format=layer.data_format,
+                                    activation=layer.activation, use_bias=layer.use_bias,
+                                    name=unique(f"{layer.name}_pointwise"))
+    depthwise.build(inputs.shape)
+    depthwise.kernel.assign(layer.depthwise_kernel)
+    pointwise.build(depthwise.compute_output_shape(inputs.shape))
+    pointwise.kernel.assign(layer.pointwise_kernel)
+    if layer.use_bias:
+        pointwise.bias.assign(layer.bias)
+    hidden = _quantized(depthwise, sparse)(inputs)
+    hidden = QuantizeActivations(name=unique(f"{layer.name}_depthwise_quant"))(hidden)
+    return _quantized(pointwise, sparse, batch_norm)(hidden)
 
 
 def quantize_aware_keras3(model, sparse, strict):
@@ -336,15 +367,14 @@ def quantize_aware_keras3(model, sparse, strict):
     split = {}  # layer name -> the activation split off it
 
     def clone(layer):
-        if type(layer).__name__ not in _WEIGHT_AXIS:
+        if type(layer).__name__ not in _WEIGHT_AXIS and type(layer).__name__ != "SeparableConv2D":
             return layer
         if _fused_activation(layer) is not None:
             split[layer.name] = _fused_activation(layer)
             layer.activation = keras.activations.linear  # the model's own copy
-        wrapper = QuantizeWeights(layer, batch_norm=folded.get(layer.name), preserve_sparsity=sparse)
-        if sparse:
-            wrapper.sparsity_mask.assign(keras.ops.cast(keras.ops.not_equal(layer.kernel, 0), "float32"))
-        return wrapper
+        if type(layer).__name__ == "SeparableConv2D":
+            return layer  # split into its two convolutions when called
+        return _quantized(layer, sparse, folded.get(layer.name))
 
     def call(layer, *args, **kwargs):
         args, kwargs = keras.tree.map_structure(quantize_input, (args, kwargs))
@@ -352,7 +382,10 @@ def quantize_aware_keras3(model, sparse, strict):
         if id(inner) in folded_norms:
             return args[0] if inner.name in later else \
                 QuantizeActivations(name=unique(f"{inner.name}_quant"))(args[0])  # folded before
-        outputs = layer(*args, **kwargs)
+        if type(inner).__name__ == "SeparableConv2D":
+            outputs = _separated(inner, args[0], folded.get(inner.name), sparse, unique)
+        else:
+            outputs = layer(*args, **kwargs)
         if inner.name in split:
             outputs = QuantizeActivations(name=unique(f"{inner.name}_quant"))(outputs)
             activation = keras.layers.Activation(split[inner.name], name=unique(f"{inner.name}_activation"))

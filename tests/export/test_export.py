@@ -307,5 +307,22 @@ def test_tf2onnx_optimizer_failures_are_one_line_notes_not_tracebacks(keras_flav
         kc.export(model, str(tmp_path / "mobilenet_v3.onnx"))
     optimizer = [record for record in caplog.records if record.name == "tf2onnx.optimizer"
                  and record.getMessage().startswith("Failed to apply")]
-    assert optimizer and all(record.exc_info is None and record.levelno == logging.INFO for record in optimizer)
+    assert optimizer
+    assert all(record.exc_info is None and record.levelno == logging.INFO for record in optimizer)
     assert all("kept the graph as it was" in record.getMessage() for record in optimizer)
+
+
+def test_grouped_convolutions_export_to_onnx(keras_flavour, tmp_path):
+    """Keras 3 compiles grouped convolutions with XLA on TensorFlow (a function tf2onnx keeps as
+    a call ONNX cannot run, e.g. in ConvNeXt): the export inlines it into a grouped Conv."""
+    import onnx
+
+    layers = keras_flavour.layers
+    inputs = keras_flavour.Input((8, 8, 4))
+    grouped = layers.Conv2D(8, 3, padding="same", groups=4, name="grouped")(inputs)
+    model = keras_flavour.Model(inputs, layers.Dense(2)(layers.Flatten()(grouped)))
+    artifact = kc.export(model, str(tmp_path / "grouped.onnx"))
+    nodes = onnx.load(artifact.path).graph.node
+    assert any(node.op_type == "Conv" and any(a.name == "group" and a.i == 4 for a in node.attribute)
+               for node in nodes)
+    assert max(row["max_abs_diff"] for row in artifact.parity.values()) < 1e-4

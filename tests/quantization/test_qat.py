@@ -109,6 +109,31 @@ def test_keras3_untrained_batch_normalization_statistics_are_flagged(keras3):
         quantization.quantize_aware(quantizable_cnn(keras=keras3))
 
 
+def test_keras3_separable_convolutions_run_as_two_int8_convolutions(keras3, digits, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    layers = keras3.layers
+    model = compile_classifier(keras3.Sequential([
+        keras3.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", activation="relu"),
+        layers.SeparableConv2D(16, 3, depth_multiplier=2, padding="same", use_bias=False, name="separable"),
+        layers.BatchNormalization(name="bn"), layers.ReLU(), layers.GlobalAveragePooling2D(),
+        layers.Dense(10)], name="separable_cnn"))
+    (x, y), (x_test, _) = digits
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    qat = compile_classifier(quantization.quantize_aware(model))
+    names = [layer.name for layer in qat.layers]
+    assert "quant_separable_depthwise" in names and "quant_separable_pointwise" in names and "bn" not in names
+    qat.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    want, got = model.predict(x_test, verbose=0), qat.predict(x_test, verbose=0)
+    assert np.mean(want.argmax(-1) == got.argmax(-1)) >= 0.9  # the same model, on the int8 grid
+    artifact = kc.export(qat, str(tmp_path / "separable.tflite"), compare_speed=False, sample_data=x_test)
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    kernels = [op for op in interpreter._get_ops_details()
+               if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert len(kernels) == 4 and all(tensors[op["inputs"][1]]["dtype"] == np.int8 for op in kernels)
+
+
 def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
     model = small_cnn()  # BatchNormalization after a ReLU: no tfmot pattern for it
     with pytest.warns(UserWarning, match="stay float.*bn_a") as record:

@@ -1,0 +1,76 @@
+"""One `keras.applications` architecture (Keras 3, `weights=None`) through every stage, in a
+process of its own: `python tests/application_stages.py NAME SIZE FOLDER` prints one line,
+`RESULT {...}`, with what each stage gave. `test_applications.py` runs it and checks the result."""
+
+import json
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def _compile(keras, model):
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _fit_pruned(keras, pruned, x, y):
+    import keras_compress as kc
+
+    callbacks = [kc.pruning.PruningCallback()]
+    _compile(keras, pruned).fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=callbacks)
+
+
+def run(name, size, folder):
+    import keras
+
+    import keras_compress as kc
+
+    options = {"alpha": 0.35} if name == "MobileNetV2" else {}
+    keras.utils.set_random_seed(0)
+    model = _compile(keras, getattr(keras.applications, name)(
+        input_shape=(size, size, 3), weights=None, classes=10, classifier_activation=None, **options))
+    rng = np.random.default_rng(0)
+    x = rng.random((16, size, size, 3), dtype="float32")
+    y = rng.integers(0, 10, 16)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # BatchNormalization statistics move
+    result = {"params": model.count_params()}
+    for suffix in (".onnx", ".tflite"):
+        artifact = kc.export(model, os.path.join(folder, f"float{suffix}"), sample_data=x[:4])
+        result[f"float{suffix}"] = max(row["max_abs_diff"] for row in artifact.parity.values())
+
+    clones = []
+    clone = keras.models.clone_model
+    keras.models.clone_model = lambda *a, **k: (clones.append(1), clone(*a, **k))[1]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            qat = _compile(keras, kc.quantization.quantize_aware(model))
+    finally:
+        keras.models.clone_model = clone
+    qat.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    artifact = kc.export(qat, os.path.join(folder, "qat.tflite"), sample_data=x[:8], compare_speed=False)
+    wrappers = [layer for layer in qat.layers if type(layer).__name__ == "QuantizeWeights"]
+    result["qat"] = {"clones": len(clones), "precision": artifact.precision,
+                     "int8_kernels": artifact.settings["int8_weights"]["tensors"],
+                     "quantized_kernels": len(wrappers),
+                     "left_float": " ".join(str(w.message) for w in caught if "stay float" in str(w.message))}
+
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    _fit_pruned(keras, pruned, x, y)
+    small = kc.pruning.shrink(kc.pruning.strip(pruned))  # checks its outputs against the stripped model
+    result["shrunk_params"] = small.count_params()
+
+    schedule = kc.pruning.PolynomialDecay(0.0, 0.7, begin_step=0, end_step=1)
+    pruned = kc.pruning.prune(model, schedule, scope="global")
+    _fit_pruned(keras, pruned, x, y)
+    result["sparsity"] = kc.pruning.sparsity(pruned).total_sparsity
+    return result
+
+
+if __name__ == "__main__":
+    name, size, folder = sys.argv[1:]
+    print("RESULT " + json.dumps(run(name, int(size), folder)), flush=True)
