@@ -11,7 +11,7 @@ __all__ = ["keras", "backend", "copy_model", "functional", "forget_step_function
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
-           "unwrapped",
+           "unwrapped", "call_with_values",
            "tensorflow_call"]
 
 
@@ -186,3 +186,29 @@ def tensorflow_call(model, specs, call):
     # Inference changes no state (no dropout seeds, no statistics): a static endpoint.
     function = archive.add_endpoint("call", call, input_signature=specs, is_static=True)
     return function, archive._tf_trackable
+
+
+def call_with_values(wrapper, replaced, inputs, *args, **kwargs):
+    """`wrapper.layer` called on its weights with `replaced` ({id(variable): value}) in place,
+    adding what the layer's own `__call__` would (its losses and its activity regularization,
+    divided by the batch) to `wrapper`; the layer's other state updates (BatchNormalization's
+    moving statistics, e.g.) are written back."""
+    layer = wrapper.layer
+    trainable = [replaced.get(id(v), v.value) for v in layer.trainable_variables]
+    non_trainable = [replaced.get(id(v), v.value) for v in layer.non_trainable_variables]
+    outputs, updated, losses = layer.stateless_call(trainable, non_trainable, inputs, *args,
+                                                    return_losses=True, **kwargs)
+    # `losses` ends with the weights' regularization, which Keras adds for the wrapper anyway.
+    regularized = sum(variable.regularizer is not None for variable in layer.trainable_weights)
+    for loss in losses[:len(losses) - regularized]:
+        wrapper.add_loss(loss)
+    if layer.activity_regularizer is not None:
+        for output in keras.tree.flatten(outputs):
+            loss = layer.activity_regularizer(output)
+            if len(output.shape) > 0:
+                loss = loss / keras.ops.cast(keras.ops.shape(output)[0], loss.dtype)
+            wrapper.add_loss(loss)
+    for variable, value in zip(layer.non_trainable_variables, updated):
+        if id(variable) not in replaced:
+            variable.assign(value)
+    return outputs

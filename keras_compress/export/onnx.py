@@ -4,6 +4,7 @@ with post-training quantization by ONNX Runtime and Q/DQ for quantization-aware 
 import collections
 import contextlib
 import logging
+import re
 
 import tensorflow as tf
 
@@ -33,16 +34,12 @@ def convert_to_onnx(model, opset):
     function, specs = serving_function(model), input_specs(model)
     concrete = function.get_concrete_function()
     with _optimizer_failures_as_notes():
-        proto = None
-        if all(capture.dtype == tf.resource for capture in concrete.captured_inputs):
+        if all(capture.dtype == tf.resource for capture in concrete.captured_inputs) \
+                and not _compiled_functions(concrete):
             proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
-        if proto is None or _function_calls(proto):
+        else:
             proto = _from_inlined_graph(concrete, len(specs), opset)
-    calls = _function_calls(proto)
-    if calls:
-        layers = sorted({part for node in calls for part in node.name.split("/")[1:2]})
-        raise ExportError(f"ONNX cannot take layer(s) {', '.join(layers)} of model {model.name!r}: tf2onnx "
-                          f"left {calls[0].op_type} nodes (TensorFlow functions) it could not convert.")
+    _refuse_function_calls(proto, model)
     # Signature outputs come back sorted by name; restore the model's order.
     by_name = {output.name: output for output in proto.graph.output}
     ordered = [by_name[name] for name in keras_for(model).output_names(model)]
@@ -51,10 +48,27 @@ def convert_to_onnx(model, opset):
     return proto
 
 
-def _function_calls(proto):
-    """The nodes of `proto` that still call a TensorFlow function (tf2onnx did not inline them)."""
-    calls = ("StatefulPartitionedCall", "PartitionedCall")
-    return [node for node in proto.graph.node if node.op_type in calls]
+def _refuse_function_calls(proto, model):
+    """An ExportError naming the layers whose TensorFlow function calls tf2onnx left in `proto`
+    (ONNX has no operator for them)."""
+    kinds = ("StatefulPartitionedCall", "PartitionedCall")
+    calls = [node for node in proto.graph.node if node.op_type in kinds]
+    if not calls:
+        return
+    # Node names read "<model>/<layer>_<n>/...".
+    scopes = {node.name.split("/")[1] for node in calls if node.name.count("/") > 1}
+    layers = sorted({layer.name for layer in model.layers for scope in scopes
+                     if re.fullmatch(rf"{re.escape(layer.name)}(_\d+)?", scope)})
+    raise ExportError(f"ONNX cannot take layer(s) {', '.join(layers) or '(unnamed)'} of model "
+                      f"{model.name!r}: tf2onnx left {calls[0].op_type} nodes (TensorFlow function calls) "
+                      "it could not convert.")
+
+
+def _compiled_functions(concrete):
+    """Whether the graph of `concrete` calls functions marked for XLA, which tf2onnx does not inline."""
+    library = concrete.graph.as_graph_def().library
+    return any(function.attr["_XlaMustCompile"].b for function in library.function
+               if "_XlaMustCompile" in function.attr)
 
 
 def _from_inlined_graph(concrete, input_count, opset):
@@ -75,7 +89,8 @@ def _from_inlined_graph(concrete, input_count, opset):
         for key in ("_noinline", "_XlaMustCompile"):
             if key in function.attr:
                 function.attr[key].b = False
-    for node in graph_def.node:
+    inner = [node for function in graph_def.library.function for node in function.node_def]
+    for node in list(graph_def.node) + inner:
         if "_XlaMustCompile" in node.attr:
             node.attr["_XlaMustCompile"].b = False
     proto, _ = tf2onnx.convert.from_graph_def(

@@ -10,7 +10,7 @@ plain `keras.saving.load_model`.
 
 import keras
 
-from keras_compress._keras3 import call_takes_mask, call_takes_training
+from keras_compress._keras3 import call_takes_mask, call_takes_training, call_with_values
 from keras_compress.pruning.layer_rules import rule_for
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
@@ -104,27 +104,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "the masks (without it the model would train dense).")
         masked = {id(weight): keras.ops.multiply(weight.value, mask_variable.value)
                   for weight, mask_variable, _ in self.pruning_vars}
-        trainable = [masked.get(id(v), v.value) for v in self.layer.trainable_variables]
-        non_trainable = [masked.get(id(v), v.value) for v in self.layer.non_trainable_variables]
         if call_takes_training(self.layer):
             kwargs["training"] = training
         if mask is not None and call_takes_mask(self.layer):
             kwargs["mask"] = mask
-        # What the layer's own __call__ would add: its losses and its activity regularization.
-        outputs, updated, losses = self.layer.stateless_call(trainable, non_trainable, inputs, *args,
-                                                             return_losses=True, **kwargs)
-        for loss in losses:
-            self.add_loss(loss)
-        if self.layer.activity_regularizer is not None:  # per example, as Layer.__call__ adds it
-            for output in keras.tree.flatten(outputs):
-                loss = self.layer.activity_regularizer(output)
-                if len(output.shape) > 0:
-                    loss = loss / keras.ops.cast(keras.ops.shape(output)[0], loss.dtype)
-                self.add_loss(loss)
-        pruned = set(masked)
-        for variable, value in zip(self.layer.non_trainable_variables, updated):
-            if id(variable) not in pruned:  # e.g. BatchNormalization's moving statistics
-                variable.assign(value)
+        outputs = call_with_values(self, masked, inputs, *args, **kwargs)
         return outputs
 
     def compute_mask(self, inputs, mask=None):

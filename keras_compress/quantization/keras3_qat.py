@@ -21,7 +21,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_compress._keras3 import call_takes_training, graph_nodes
+from keras_compress._keras3 import call_takes_training, call_with_values, graph_nodes
 from keras_compress.errors import KerasCompressError
 
 __all__ = ["QuantizeActivations", "QuantizeWeights", "quantize_aware_keras3", "is_quantize_aware_keras3",
@@ -37,8 +37,10 @@ _QUANTIZED_OUTPUTS = ("Add", "Concatenate", "GlobalAveragePooling1D", "GlobalAve
 _PASS_THROUGH = ("InputLayer", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
                  "AveragePooling1D", "AveragePooling2D", "Flatten", "Reshape", "Dropout", "ZeroPadding2D",
                  "ZeroPadding1D", "Cropping2D", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
+# Convolutions a following BatchNormalization folds into.
+_FOLDS_INTO = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 _ACTIVATIONS = ("relu", "relu6", "linear")
-# The narrowest activation range learned: 256 steps of 4e-6.
+# The narrowest activation range quantized with (256 steps of 4e-6).
 _MIN_RANGE = 1e-3
 
 
@@ -180,15 +182,12 @@ class QuantizeWeights(keras.layers.Wrapper):
         return _fake_quant_symmetric(kernel, self._axis)
 
     def call(self, inputs, training=None):
-        kernel = self.quantized_kernel()
         _, bias = self.folded()
-        replaced = {id(self.layer.kernel): kernel}
+        replaced = {id(self.layer.kernel): self.quantized_kernel()}
         if self.layer.use_bias:
             replaced[id(self.layer.bias)] = bias
-        trainable = [replaced.get(id(v), v.value) for v in self.layer.trainable_variables]
-        non_trainable = [replaced.get(id(v), v.value) for v in self.layer.non_trainable_variables]
         kwargs = {"training": training} if call_takes_training(self.layer) else {}
-        outputs, _ = self.layer.stateless_call(trainable, non_trainable, inputs, **kwargs)
+        outputs = call_with_values(self, replaced, inputs, **kwargs)
         if bias is not None and not self.layer.use_bias:  # a folded BatchNormalization's shift
             outputs = keras.ops.add(outputs, bias)
         return outputs
@@ -247,14 +246,14 @@ def _foldable(layer, inputs, readers):
     if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1 or len(layer._inbound_nodes) != 1:
         return False
     conv = _producer(inputs[0])
-    return (type(conv).__name__ in ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+    return (type(conv).__name__ in _FOLDS_INTO
             and getattr(conv.activation, "__name__", "") == "linear" and len(conv._inbound_nodes) == 1
             and len(readers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
 
 
 def _quantizes_output(layer):
     name = type(layer).__name__
-    return name in _WEIGHT_AXIS or name in _QUANTIZED_OUTPUTS or name == "SeparableConv2D"
+    return name in _WEIGHT_AXIS or name in _QUANTIZED_OUTPUTS or name in _FOLDS_INTO
 
 
 def _is_activation(layer):
@@ -278,25 +277,28 @@ def _quantized(layer, sparse, batch_norm=None):
     return wrapper
 
 
-def _separated(layer, inputs, batch_norm, sparse, unique):
-    """SeparableConv2D `layer` called on `inputs` as the two convolutions it computes (as TFLite
-    runs it), each with quantized weights and a range for the tensor between them."""
+def _separated(layer, input_shape, batch_norm, sparse, unique):
+    """The two convolutions SeparableConv2D `layer` computes (as TFLite runs it), with its
+    weights, each in a `QuantizeWeights`."""
     depthwise = keras.layers.DepthwiseConv2D(
         layer.kernel_size, strides=layer.strides, padding=layer.padding,
         depth_multiplier=layer.depth_multiplier, data_format=layer.data_format,
-        dilation_rate=layer.dilation_rate, use_bias=False, name=unique(f"{layer.name}_depthwise"))
-    pointwise = keras.layers.Conv2D(layer.filters, 1, data_format=layer.data_format,
-                                    activation=layer.activation, use_bias=layer.use_bias,
-                                    name=unique(f"{layer.name}_pointwise"))
-    depthwise.build(inputs.shape)
+        dilation_rate=layer.dilation_rate, use_bias=False, depthwise_regularizer=layer.depthwise_regularizer,
+        depthwise_constraint=layer.depthwise_constraint, dtype=layer.dtype_policy,
+        trainable=layer.trainable, name=unique(f"{layer.name}_depthwise"))
+    pointwise = keras.layers.Conv2D(
+        layer.filters, 1, data_format=layer.data_format, activation=layer.activation, use_bias=layer.use_bias,
+        kernel_regularizer=layer.pointwise_regularizer, bias_regularizer=layer.bias_regularizer,
+        activity_regularizer=layer.activity_regularizer, kernel_constraint=layer.pointwise_constraint,
+        bias_constraint=layer.bias_constraint, dtype=layer.dtype_policy, trainable=layer.trainable,
+        name=unique(f"{layer.name}_pointwise"))
+    depthwise.build(input_shape)
     depthwise.kernel.assign(layer.depthwise_kernel)
-    pointwise.build(depthwise.compute_output_shape(inputs.shape))
+    pointwise.build(depthwise.compute_output_shape(input_shape))
     pointwise.kernel.assign(layer.pointwise_kernel)
     if layer.use_bias:
         pointwise.bias.assign(layer.bias)
-    hidden = _quantized(depthwise, sparse)(inputs)
-    hidden = QuantizeActivations(name=unique(f"{layer.name}_depthwise_quant"))(hidden)
-    return _quantized(pointwise, sparse, batch_norm)(hidden)
+    return _quantized(depthwise, sparse), _quantized(pointwise, sparse, batch_norm)
 
 
 def quantize_aware_keras3(model, sparse, strict):
@@ -365,9 +367,10 @@ def quantize_aware_keras3(model, sparse, strict):
         return quantized_inputs[id(tensor)]
 
     split = {}  # layer name -> the activation split off it
+    separated = {}  # SeparableConv2D name -> its two quantized convolutions
 
     def clone(layer):
-        if type(layer).__name__ not in _WEIGHT_AXIS and type(layer).__name__ != "SeparableConv2D":
+        if type(layer).__name__ not in _FOLDS_INTO + tuple(_WEIGHT_AXIS):
             return layer
         if _fused_activation(layer) is not None:
             split[layer.name] = _fused_activation(layer)
@@ -382,8 +385,13 @@ def quantize_aware_keras3(model, sparse, strict):
         if id(inner) in folded_norms:
             return args[0] if inner.name in later else \
                 QuantizeActivations(name=unique(f"{inner.name}_quant"))(args[0])  # folded before
-        if type(inner).__name__ == "SeparableConv2D":
-            outputs = _separated(inner, args[0], folded.get(inner.name), sparse, unique)
+        if type(inner).__name__ == "SeparableConv2D":  # one pair per layer, a range per call
+            if inner.name not in separated:
+                separated[inner.name] = _separated(inner, args[0].shape, folded.get(inner.name), sparse,
+                                                   unique)
+            depthwise, pointwise = separated[inner.name]
+            hidden = QuantizeActivations(name=unique(f"{inner.name}_depthwise_quant"))(depthwise(args[0]))
+            outputs = pointwise(hidden)
         else:
             outputs = layer(*args, **kwargs)
         if inner.name in split:

@@ -326,3 +326,17 @@ def test_grouped_convolutions_export_to_onnx(keras_flavour, tmp_path):
     assert any(node.op_type == "Conv" and any(a.name == "group" and a.i == 4 for a in node.attribute)
                for node in nodes)
     assert max(row["max_abs_diff"] for row in artifact.parity.values()) < 1e-4
+
+
+def test_function_calls_tf2onnx_leaves_are_refused_naming_the_layer(keras3):
+    from onnx import helper
+
+    from keras_compress.export.onnx import _refuse_function_calls
+
+    inputs = keras3.Input((4,))
+    model = keras3.Model(inputs, keras3.layers.Dense(2, name="scores")(inputs), name="m")
+    node = helper.make_node("StatefulPartitionedCall", ["x"], ["y"], name="m/scores_1/Call")
+    proto = helper.make_model(helper.make_graph([node], "g", [], []))
+    with pytest.raises(kc.ExportError, match="ONNX cannot take layer.s. scores of model 'm': tf2onnx left "
+                                             "StatefulPartitionedCall nodes"):
+        _refuse_function_calls(proto, model)

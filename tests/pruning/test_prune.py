@@ -215,13 +215,14 @@ def test_a_transformer_block_prunes_weights_and_feed_forward_units(keras_flavour
 
 
 def test_the_keras3_wrapper_keeps_what_the_layer_call_adds(keras3, digits):
-    """Activity regularization and masks pass through a pruned layer: before any mask is set, the
-    pruned model computes the same loss as the original."""
+    """Activity and weight regularization and masks pass through a pruned layer: before any mask
+    is set, the pruned model computes the same loss as the original."""
     L = keras3.layers
     keras3.utils.set_random_seed(0)
     tokens = keras3.Input((10,), dtype="int32")
     h = L.LSTM(8, return_sequences=True)(L.Embedding(20, 8, mask_zero=True)(tokens))
-    outputs = L.Dense(3, activity_regularizer=keras3.regularizers.L2(0.5))(h)
+    outputs = L.Dense(3, activity_regularizer=keras3.regularizers.L2(0.5),
+                      kernel_regularizer=keras3.regularizers.L2(0.5))(h)  # counted once
     model = keras3.Model(tokens, outputs)
     pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
     x = np.random.default_rng(0).integers(0, 20, (16, 10))

@@ -67,6 +67,7 @@ def test_keras3_batch_normalization_folds_into_the_convolution_before_it(keras3,
 def test_keras3_graph_cases_keep_the_model_s_outputs(keras3):
     """A convolution read by its BatchNormalization and as a model output is not folded; a
     layer called twice gets a quantizer per call; dict outputs keep their keys."""
+    keras3.utils.set_random_seed(0)
     layers = keras3.layers
     image = keras3.Input((6, 6, 3), name="image")
     conv = layers.Conv2D(2, 3, name="conv")(image)
@@ -83,7 +84,7 @@ def test_keras3_graph_cases_keep_the_model_s_outputs(keras3):
     assert sorted(got) == ["conv", "twice"]
     for key in want:  # within int8 steps of the float model (ranges start at [-6, 6])
         scale = np.abs(want[key]).max()
-        assert np.abs(want[key] - got[key]).max() <= 0.05 * scale, key
+        assert np.abs(want[key] - got[key]).max() <= 0.1 * scale, key
 
 
 def test_keras3_a_fused_softmax_is_split_off_so_its_dense_layer_runs_in_int8(keras3, digits, tmp_path):
@@ -112,14 +113,16 @@ def test_keras3_untrained_batch_normalization_statistics_are_flagged(keras3):
 def test_keras3_separable_convolutions_run_as_two_int8_convolutions(keras3, digits, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
+    keras3.utils.set_random_seed(0)
     layers = keras3.layers
     model = compile_classifier(keras3.Sequential([
         keras3.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", activation="relu"),
-        layers.SeparableConv2D(16, 3, depth_multiplier=2, padding="same", use_bias=False, name="separable"),
-        layers.BatchNormalization(name="bn"), layers.ReLU(), layers.GlobalAveragePooling2D(),
+        layers.SeparableConv2D(16, 3, depth_multiplier=2, padding="same", use_bias=False, name="separable",
+                               pointwise_regularizer=keras3.regularizers.L2(1e-4)),
+        layers.BatchNormalization(momentum=0.9, name="bn"), layers.ReLU(), layers.Flatten(),
         layers.Dense(10)], name="separable_cnn"))
     (x, y), (x_test, _) = digits
-    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     qat = compile_classifier(quantization.quantize_aware(model))
     names = [layer.name for layer in qat.layers]
     assert "quant_separable_depthwise" in names and "quant_separable_pointwise" in names and "bn" not in names
@@ -132,6 +135,24 @@ def test_keras3_separable_convolutions_run_as_two_int8_convolutions(keras3, digi
     kernels = [op for op in interpreter._get_ops_details()
                if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
     assert len(kernels) == 4 and all(tensors[op["inputs"][1]]["dtype"] == np.int8 for op in kernels)
+    assert len(qat.losses) == len(model.losses) == 1  # the pointwise kernel's regularization
+    path = str(tmp_path / "separable.keras")
+    qat.save(path)
+    np.testing.assert_allclose(kc.load_model(path).predict(x_test[:16], verbose=0),
+                               qat.predict(x_test[:16], verbose=0), atol=1e-6)
+
+
+def test_keras3_a_shared_or_frozen_separable_convolution_stays_so(keras3):
+    layers = keras3.layers
+    inputs = keras3.Input((8, 8, 4))
+    shared, frozen = (layers.SeparableConv2D(4, 3, padding="same") for _ in range(2))
+    frozen.trainable = False
+    model = keras3.Model(inputs, frozen(shared(shared(inputs))))
+    qat = quantization.quantize_aware(model)
+    kernels = [layer for layer in qat.layers if type(layer).__name__ == "QuantizeWeights"]
+    assert len(kernels) == 4  # one depthwise and one pointwise convolution per separable layer
+    assert sum(np.prod(w.shape) for w in qat.trainable_weights) == \
+        sum(np.prod(w.shape) for w in model.trainable_weights)
 
 
 def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
