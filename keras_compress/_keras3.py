@@ -11,7 +11,7 @@ __all__ = ["keras", "backend", "copy_model", "functional", "forget_step_function
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
-           "unwrapped", "call_with_values",
+           "unwrapped", "call_with_values", "producer", "call_count", "sublayers",
            "tensorflow_call"]
 
 
@@ -139,7 +139,7 @@ def data_classes():
 
 def quantized_layers(model):
     """The layers of `model` that `model.quantize()` quantized (post-training), by name."""
-    return [layer.name for layer in model._flatten_layers(include_self=False)
+    return [layer.name for layer in sublayers(model)
             if getattr(layer, "quantization_mode", None)]
 
 
@@ -212,3 +212,18 @@ def call_with_values(wrapper, replaced, inputs, *args, **kwargs):
         if id(variable) not in replaced:
             variable.assign(value)
     return outputs
+
+
+def producer(tensor):
+    """The layer whose call made the symbolic `tensor`."""
+    return tensor._keras_history[0]
+
+
+def call_count(layer):
+    """How many times `layer` is called in the graphs it belongs to."""
+    return len(layer._inbound_nodes)
+
+
+def sublayers(model):
+    """Every layer inside `model`, nested ones included."""
+    return list(model._flatten_layers(include_self=False))

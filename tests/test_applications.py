@@ -18,6 +18,9 @@ APPLICATIONS = {
     "DenseNet121": (32, 0.3), "EfficientNetB0": (32, 0.55), "VGG16": (32, 0.3), "NASNetMobile": (32, 0.4),
     "Xception": (71, 0.35), "ConvNeXtTiny": (32, 0.6),
 }
+# Whose QAT TFLite keeps some quantized kernels float, with a warning: ConvNeXt's pointwise Dense
+# layers read rank-4 tensors, which TFLite runs as float matrix products.
+SOME_KERNELS_FLOAT = {"ConvNeXtTiny"}
 
 
 @pytest.mark.slow
@@ -26,12 +29,16 @@ def test_an_application_goes_through_every_stage(name, tmp_path):
     size, shrunk_ratio = APPLICATIONS[name]
     script = os.path.join(os.path.dirname(__file__), "application_stages.py")
     done = subprocess.run([sys.executable, script, name, str(size), str(tmp_path)], capture_output=True,
-                          text=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+                          text=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"), timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ")[-1])
     assert result["float.onnx"] <= 1e-3 and result["float.tflite"] <= 1e-3
     qat = result["qat"]
     assert qat["clones"] <= 2  # one copy, one transform: the cost grows with the model, once
-    assert qat["precision"] == "int8" and qat["int8_kernels"] == qat["quantized_kernels"] > 0, qat
+    assert qat["precision"] == "int8" and qat["int8_kernels"] > 0, qat
+    if name in SOME_KERNELS_FLOAT:
+        assert qat["int8_kernels"] < qat["quantized_kernels"] and qat["kept_float_warning"], qat
+    else:
+        assert qat["int8_kernels"] == qat["quantized_kernels"] and not qat["kept_float_warning"], qat
     assert result["shrunk_params"] <= shrunk_ratio * result["params"]
     assert result["sparsity"] == pytest.approx(0.7, abs=0.01)

@@ -36,7 +36,8 @@ def convert_to_onnx(model, opset):
     with _optimizer_failures_as_notes():
         if all(capture.dtype == tf.resource for capture in concrete.captured_inputs) \
                 and not _compiled_functions(concrete):
-            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset,
+                                                     custom_op_handlers=_OP_HANDLERS)
         else:
             proto = _from_inlined_graph(concrete, len(specs), opset)
     _refuse_function_calls(proto, model)
@@ -46,6 +47,23 @@ def convert_to_onnx(model, opset):
     del proto.graph.output[:]
     proto.graph.output.extend(ordered)
     return proto
+
+
+def _erfc_as_one_minus_erf(graph, node, name, args):
+    """tf2onnx handler for TensorFlow's Erfc (exact GELU, e.g. in ConvNeXt), which ONNX lacks:
+    1 - Erf(x)."""
+    import numpy as np
+    from tf2onnx import utils
+
+    node.type = "Erf"
+    dtype = utils.map_onnx_to_numpy_type(graph.get_dtype(node.output[0]))
+    one = graph.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype=dtype))
+    graph.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]],
+                                    name=utils.make_name(f"{name}_one_minus"))
+
+
+# TensorFlow ops tf2onnx has no converter for, and ours.
+_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
 def _refuse_function_calls(proto, model):
@@ -95,7 +113,8 @@ def _from_inlined_graph(concrete, input_count, opset):
             node.attr["_XlaMustCompile"].b = False
     proto, _ = tf2onnx.convert.from_graph_def(
         graph_def, name=concrete.name, input_names=inputs, output_names=outputs, opset=opset,
-        tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(concrete, inputs, outputs))
+        tensors_to_rename=tf2onnx.convert.tensor_names_from_structed(concrete, inputs, outputs),
+        custom_op_handlers=_OP_HANDLERS)
     return proto
 
 

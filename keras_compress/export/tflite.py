@@ -2,6 +2,7 @@
 integer from calibration data or a quantization-aware model, float16)."""
 
 import re
+import warnings
 
 from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.errors import ExportError
@@ -70,6 +71,17 @@ def convert_to_tflite(model, batch_size, quantize, calibration, io):
     return converter.convert()
 
 
+def _warn_of_float_kernels(model, int8_kernels):
+    """A warning when the converter kept kernels of a Keras 3 QAT model float."""
+    from keras_compress.quantization.keras3_qat import quantized_kernel_count
+
+    quantized = quantized_kernel_count(model)
+    if int8_kernels < quantized:
+        warnings.warn(f"The TFLite converter kept {quantized - int8_kernels} of the {quantized} quantized "
+                      f"kernels of {model.name!r} float (Dense layers on inputs of rank 3 or more, for one, "
+                      "run as float matrix products): the file is larger than a full int8 one.", stacklevel=5)
+
+
 def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float"):
     """Writes `model` to `path` as a TFLite flatbuffer with a `serving_default` signature.
 
@@ -103,6 +115,8 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
         settings["int8_weights"] = tflite_int8_weights(content)
         if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
             settings["precision"] = "float32"  # nothing was quantized
+        if settings["quantize"] == "qat" and flavour_of(model) == KERAS3:
+            _warn_of_float_kernels(model, settings["int8_weights"]["tensors"])
     with open(path, "wb") as file:
         file.write(add_metadata(content, dict(metadata, settings=dict(metadata["settings"], **settings))))
     return settings

@@ -21,7 +21,8 @@ import warnings
 import keras
 import numpy as np
 
-from keras_compress._keras3 import call_takes_training, call_with_values, graph_nodes
+from keras_compress._keras3 import (call_count, call_takes_training, call_with_values, graph_nodes, producer,
+                                    sublayers)
 from keras_compress.errors import KerasCompressError
 
 __all__ = ["QuantizeActivations", "QuantizeWeights", "quantize_aware_keras3", "is_quantize_aware_keras3",
@@ -211,10 +212,15 @@ class QuantizeWeights(keras.layers.Wrapper):
         return cls(layer, batch_norm=batch_norm, **config)
 
 
+def quantized_kernel_count(model):
+    """How many kernels of a Keras 3 QAT model are quantized (one per `QuantizeWeights`)."""
+    return sum(isinstance(layer, QuantizeWeights) for layer in sublayers(model))
+
+
 def is_quantize_aware_keras3(model):
     """Whether a Keras 3 model holds keras_compress's QAT layers."""
     return any(isinstance(layer, (QuantizeWeights, QuantizeActivations))
-               for layer in model._flatten_layers(include_self=False))
+               for layer in sublayers(model))
 
 
 def _channel_peaks(kernel, depthwise, per_tensor):
@@ -236,18 +242,14 @@ def quantized_weights_keras3(layer):
     return [(layer.layer.kernel, value, (np.maximum(peaks, 1e-8) / 127.0).astype(np.float32))]
 
 
-def _producer(tensor):
-    return tensor._keras_history[0]
-
-
 def _foldable(layer, inputs, readers):
     """Whether BatchNormalization `layer` can fold into the convolution that makes its input: the
     convolution has no activation, and nothing else (no other layer, no model output) reads it."""
-    if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1 or len(layer._inbound_nodes) != 1:
+    if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1 or call_count(layer) != 1:
         return False
-    conv = _producer(inputs[0])
+    conv = producer(inputs[0])
     return (type(conv).__name__ in _FOLDS_INTO
-            and getattr(conv.activation, "__name__", "") == "linear" and len(conv._inbound_nodes) == 1
+            and getattr(conv.activation, "__name__", "") == "linear" and call_count(conv) == 1
             and len(readers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
 
 
@@ -317,7 +319,7 @@ def quantize_aware_keras3(model, sparse, strict):
     folded = {}  # convolution name -> BatchNormalization folded into it
     for layer, inputs, _ in nodes:
         if _foldable(layer, inputs, readers):
-            folded[_producer(inputs[0]).name] = layer
+            folded[producer(inputs[0]).name] = layer
     folded_norms = {id(norm) for norm in folded.values()}
     untrained = [norm.name for norm in folded.values() if not np.any(norm.moving_mean.numpy())
                  and np.all(norm.moving_variance.numpy() == 1)]
@@ -341,7 +343,7 @@ def quantize_aware_keras3(model, sparse, strict):
     # BatchNormalization) is quantized after it.
     def quantized_later(layer, outputs):
         after = [reader for tensor in outputs for reader in readers.get(id(tensor), [])]
-        return len(layer._inbound_nodes) == 1 and len(after) == 1 and after[0] is not None \
+        return call_count(layer) == 1 and len(after) == 1 and after[0] is not None \
             and (_is_activation(after[0]) or id(after[0]) in folded_norms)
 
     later = {layer.name for layer, _, outputs in nodes if quantized_later(layer, outputs)}
@@ -359,10 +361,10 @@ def quantize_aware_keras3(model, sparse, strict):
 
     def quantize_input(tensor):
         if not (isinstance(tensor, keras.KerasTensor) and "float" in str(tensor.dtype)
-                and isinstance(_producer(tensor), keras.layers.InputLayer)):
+                and isinstance(producer(tensor), keras.layers.InputLayer)):
             return tensor
         if id(tensor) not in quantized_inputs:
-            name = unique(f"{_producer(tensor).name}_quant")
+            name = unique(f"{producer(tensor).name}_quant")
             quantized_inputs[id(tensor)] = QuantizeActivations(name=name)(tensor)
         return quantized_inputs[id(tensor)]
 

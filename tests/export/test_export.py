@@ -340,3 +340,17 @@ def test_function_calls_tf2onnx_leaves_are_refused_naming_the_layer(keras3):
     with pytest.raises(kc.ExportError, match="ONNX cannot take layer.s. scores of model 'm': tf2onnx left "
                                              "StatefulPartitionedCall nodes"):
         _refuse_function_calls(proto, model)
+
+
+def test_exact_gelu_exports_to_onnx(keras_flavour, tmp_path):
+    """TensorFlow computes exact GELU with Erfc, which ONNX lacks (ConvNeXt): it becomes 1 - Erf."""
+    import onnx
+
+    layers = keras_flavour.layers
+    inputs = keras_flavour.Input((6,))
+    hidden = layers.Activation("gelu")(layers.Dense(4)(inputs))  # approximate=False by default
+    model = keras_flavour.Model(inputs, layers.Dense(2)(hidden))
+    x = np.random.default_rng(0).standard_normal((16, 6)).astype("float32") * 3
+    artifact = kc.export(model, str(tmp_path / "gelu.onnx"), sample_data=x)
+    assert "Erf" in {node.op_type for node in onnx.load(artifact.path).graph.node}
+    assert max(row["max_abs_diff"] for row in artifact.parity.values()) < 1e-4

@@ -257,3 +257,15 @@ def test_calibration_takes_the_tflite_representative_dataset_convention(float_an
     runner = artifact.load()
     assert artifact.settings["io"] == "uint8" and runner.inputs[0].dtype == "uint8"
     assert artifact.parity["logits"]["top1_agreement"] >= 0.9
+
+
+def test_qat_kernels_the_tflite_converter_keeps_float_are_counted_in_a_warning(keras3, tmp_path):
+    inputs = keras3.Input((4, 4, 8))
+    pointwise = keras3.layers.Dense(16, name="pointwise")(inputs)  # rank 4: a float matrix product in TFLite
+    model = keras3.Model(inputs, keras3.layers.Dense(2)(keras3.layers.Flatten()(pointwise)))
+    qat = kc.quantization.quantize_aware(model)
+    x = np.random.default_rng(0).standard_normal((32, 4, 4, 8)).astype("float32")
+    qat.compile("adam", "mse")
+    qat.fit(x, np.zeros((32, 2)), verbose=0)
+    with pytest.warns(UserWarning, match="TFLite converter kept 1 of the 2 quantized kernels of .* float"):
+        kc.export(qat, str(tmp_path / "pointwise.tflite"), sample_data=x, compare_speed=False)

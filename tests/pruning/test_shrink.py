@@ -93,8 +93,11 @@ def _application(keras, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, kept", [("MobileNetV2", 0.6), ("ResNet50", 0.6), ("DenseNet121", 0.6),
                                         ("EfficientNetB0", 0.9)])
-def test_applications_models_prune_and_shrink_exactly(keras_flavour, name, kept):
-    model = compile_classifier(_application(keras_flavour, name))
+def test_tf_keras_applications_prune_and_shrink_exactly(name, kept):
+    """tf_keras; the Keras 3 versions go through every stage in tests/test_applications.py."""
+    import tf_keras
+
+    model = compile_classifier(_application(tf_keras, name))
     rng = np.random.default_rng(0)
     x = rng.random((64, 32, 32, 3), dtype="float32")
     y = rng.integers(0, 10, 64)
