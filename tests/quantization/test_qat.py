@@ -82,9 +82,10 @@ def test_keras3_graph_cases_keep_the_model_s_outputs(keras3):
     x = np.random.default_rng(0).standard_normal((8, 6, 6, 3)).astype("float32")
     want, got = model.predict(x, verbose=0), qat.predict(x, verbose=0)
     assert sorted(got) == ["conv", "twice"]
-    for key in want:  # within int8 steps of the float model (ranges start at [-6, 6])
-        scale = np.abs(want[key]).max()
-        assert np.abs(want[key] - got[key]).max() <= 0.1 * scale, key
+    # Within int8 steps of the float model (ranges start at [-6, 6], steps add up over five
+    # quantized layers); the BatchNormalization folded wrongly into "conv" would be off by half.
+    for key, tolerance in (("conv", 0.1), ("twice", 0.25)):
+        assert np.abs(want[key] - got[key]).max() <= tolerance * np.abs(want[key]).max(), key
 
 
 def test_keras3_a_fused_softmax_is_split_off_so_its_dense_layer_runs_in_int8(keras3, digits, tmp_path):
