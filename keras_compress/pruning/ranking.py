@@ -6,6 +6,8 @@ value), so the same code ranks tf_keras and Keras 3 weights, and the weights of 
 training state that the variables do not hold during `fit`.
 """
 
+import warnings
+
 import numpy as np
 
 from keras_compress.pruning._channels import unwrap
@@ -24,13 +26,21 @@ def _dtype(variable):
 
 
 def global_weight_masks(wrappers, sparsity, read=read_value):
-    """One magnitude threshold over every wrapped weight: `[(mask variable, new mask)]`."""
-    pairs = [(read(weight), mask) for wrapper in wrappers for weight, mask, _ in wrapper.pruning_vars]
+    """One magnitude threshold over every wrapped weight: `[(mask variable, new mask)]`. Warns
+    when the threshold removes every weight of a layer."""
+    values = [[(read(weight), mask) for weight, mask, _ in wrapper.pruning_vars] for wrapper in wrappers]
+    pairs = [pair for layer_pairs in values for pair in layer_pairs]
     magnitudes = np.concatenate([np.abs(w).ravel() for w, _ in pairs])
     count = int(round(sparsity * magnitudes.size))
     if count == 0:
         return [(mask, np.ones(w.shape, _dtype(mask))) for w, mask in pairs]
     threshold = np.partition(magnitudes, count - 1)[count - 1]
+    emptied = [wrapper.layer.name for wrapper, layer_pairs in zip(wrappers, values)
+               if all(np.all(np.abs(w) <= threshold) for w, _ in layer_pairs)]
+    if emptied:
+        warnings.warn(f"Global pruning removes every weight of layer(s) {', '.join(emptied)} (the smallest "
+                      "weights of the model): their outputs become constant, and training can diverge. "
+                      'Exclude them (exclude=[...]) or prune with scope="layer".', stacklevel=2)
     return [(mask, (np.abs(w) > threshold).astype(_dtype(mask))) for w, mask in pairs]
 
 

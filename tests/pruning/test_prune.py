@@ -45,6 +45,16 @@ def test_weight_global_scope_meets_the_target_in_total_with_uneven_layers(traine
     assert max(per_layer) - min(per_layer) > 0.1
 
 
+def test_global_pruning_that_empties_a_layer_says_so(keras_flavour, digits):
+    model = compile_classifier(small_cnn(keras=keras_flavour))
+    small = model.get_layer("logits")
+    small.set_weights([w * 1e-3 for w in small.get_weights()])  # the smallest weights of the model
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5, begin_step=0), scope="global")
+    with pytest.warns(UserWarning, match="Global pruning removes every weight of layer.s. logits .*"
+                                         'scope="layer"'):
+        fit_pruned(pruned, digits, epochs=1)
+
+
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_filter_pruning_zeroes_whole_filters_and_their_biases(trained_cnn, digits, scope):
     pruned = kc.pruning.prune(trained_cnn, _schedule(0.5), granularity="filter", scope=scope)

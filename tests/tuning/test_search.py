@@ -174,7 +174,8 @@ def test_a_keras_3_model_is_searched_with_qat(data, tmp_path):
     model = compile_classifier(quantizable_cnn(keras=keras3))
     model.fit(*data[0], epochs=2, batch_size=64, verbose=0)
     result = kc.tuning.search(model, *data, max_trials=2, tuner="random", epochs=1,
-                              space={"final_sparsity": [0.5], "granularity": ["weight"], "qat": [True]},
+                              space={"final_sparsity": [0.5], "granularity": ["weight", "filter"],
+                                     "qat": [True]},
                               max_accuracy_drop=0.2, directory=str(tmp_path / "search"), verbose=0)
     assert len(result.trials) == 2 and all(row["values"]["qat"] for row in result.trials)
     assert all(row["size_bytes"] > 0 for row in result.trials), result.trials
