@@ -172,9 +172,9 @@ class QuantizeWeights(keras.layers.Wrapper):
                 bias = ops.add(bias, norm.beta.value)
         return kernel, bias
 
-    def quantized_kernel(self):
-        """The kernel the layer runs with: folded, then fake-quantized to int8."""
-        kernel, _ = self.folded()
+    def quantized_kernel(self, kernel=None):
+        """The kernel the layer runs with: folded (unless given, folded), then fake-quantized to int8."""
+        kernel = self.folded()[0] if kernel is None else kernel
         if type(self.layer).__name__ == "DepthwiseConv2D":
             # One range per output channel (channels x multiplier), as TFLite quantizes it.
             shape = kernel.shape
@@ -183,8 +183,8 @@ class QuantizeWeights(keras.layers.Wrapper):
         return _fake_quant_symmetric(kernel, self._axis)
 
     def call(self, inputs, training=None):
-        _, bias = self.folded()
-        replaced = {id(self.layer.kernel): self.quantized_kernel()}
+        kernel, bias = self.folded()
+        replaced = {id(self.layer.kernel): self.quantized_kernel(kernel)}
         if self.layer.use_bias:
             replaced[id(self.layer.bias)] = bias
         kwargs = {"training": training} if call_takes_training(self.layer) else {}
