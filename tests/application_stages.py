@@ -21,7 +21,13 @@ def _fit_pruned(keras, pruned, x, y):
     import keras_compress as kc
 
     callbacks = [kc.pruning.PruningCallback()]
-    _compile(keras, pruned).fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=callbacks)
+    history = _compile(keras, pruned).fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=callbacks)
+    return history.history["loss"][-1]
+
+
+def _named_layers(message):
+    """The layer names in "Global pruning removes every weight of layer(s) a, b (the ..."."""
+    return message.split("layer(s) ", 1)[1].split(" (the smallest", 1)[0].split(", ")
 
 
 def run(name, size, folder):
@@ -73,9 +79,15 @@ def run(name, size, folder):
     pruned = kc.pruning.prune(model, schedule, scope="global", exclude=exclude)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _fit_pruned(keras, pruned, x, y)
-    result["emptied_a_layer"] = any("removes every weight" in str(w.message) for w in caught)
-    result["sparsity"] = kc.pruning.sparsity(pruned).total_sparsity
+        loss = _fit_pruned(keras, pruned, x, y)
+    # Untrained (Glorot-initialized), the deep layers of most of these models hold only small
+    # weights, and one global threshold removes them whole: the warning must name each of them.
+    result["warned_empty"] = sorted({name for w in caught if "removes every weight" in str(w.message)
+                                     for name in _named_layers(str(w.message))})
+    report = kc.pruning.sparsity(pruned)
+    result["empty"] = sorted(row["layer"] for row in report.layers if row["sparsity"] == 1.0)
+    result["sparsity"] = report.total_sparsity
+    result["loss_finite"] = bool(np.isfinite(loss))
     return result
 
 
