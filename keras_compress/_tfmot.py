@@ -8,6 +8,7 @@ layers save and load.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -30,7 +31,10 @@ tfmot = _import_tfmot()
 
 # The imports below read tfmot, which must be imported through the guard above first.
 # ruff: noqa: E402
+from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper, clustering_registry
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+    cluster_preserve_quantize_registry as _cluster_preserve)
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
     prune_preserve_quantize_registry as _prune_preserve)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -41,13 +45,29 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 
 from keras_compress._keras import keras
 
-__all__ = ["tfmot", "TfmotPruneWrapper", "QuantizeLayer", "QuantizeWrapperV2", "data_classes",
-           "is_quantization_layer", "make_loadable", "prunability", "quantizable", "weight_quantizers"]
+__all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer", "QuantizeWrapperV2",
+           "clusterable_weights", "data_classes", "is_quantization_layer", "make_loadable", "prunability",
+           "quantizable", "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 
-# tfmot's pruning wrapper class (public only through `prune_low_magnitude`).
+# tfmot's pruning and clustering wrapper classes (public only through `prune_low_magnitude` and
+# `cluster_weights`).
 TfmotPruneWrapper = pruning_wrapper.PruneLowMagnitude
+ClusterWeights = cluster_wrapper.ClusterWeights
+
+
+def clusterable_weights(layer):
+    """The weights tfmot's clustering would cluster in `layer` ([] when it can wrap the layer but
+    clusters nothing in it), or None when it cannot wrap the layer."""
+    if isinstance(layer, tfmot.clustering.keras.ClusterableLayer):
+        return [weight for _, weight in layer.get_clusterable_weights()]
+    registry = clustering_registry.ClusteringRegistry
+    if not registry.supports(layer):
+        return None
+    if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional, keras.layers.MultiHeadAttention)):
+        return [weight for weight in layer.weights if "kernel" in weight.name]
+    return [getattr(layer, name) for name in registry._weight_names(layer)]
 
 
 def prunability(layer):
@@ -95,19 +115,43 @@ class QuantizeLayer(_quantize_layer.QuantizeLayer):
 
 class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
     """tfmot's QuantizeWrapperV2, saving its variables by name in `.keras` files and
-    remembering that its weights keep their sparsity.
+    remembering that its weights keep their sparsity or their clusters.
 
     tfmot's wrapper lists its variables in a different order (and count: the kernel
     appears twice) when built while loading, so Keras' index-based restore fails; its
-    config drops the pruning-preserving weight quantizer; and that quantizer keeps its
-    mask as a constant tensor computed at build time (stale after loading, and an extra
-    graph input for tf2onnx). Here the mask is a non-trainable variable, saved with the
-    model. Same class name, so the file layout is unchanged.
+    config drops the sparsity- and cluster-preserving weight quantizers; the sparsity
+    quantizer keeps its mask as a constant tensor computed at build time (stale after
+    loading, and an extra graph input for tf2onnx); and the cluster quantizer sizes its
+    centroids from the distinct values of the kernel it is built on (a random one, when
+    loading). Here the mask is a non-trainable variable saved with the model, and the config
+    records the centroids' shapes so that loading builds them as they were. Same class name,
+    so the file layout is unchanged.
     """
 
+    _centroid_shapes = None
+
     def build(self, input_shape):
+        if self._centroid_shapes:
+            self.layer.build(input_shape)
+            self.layer.built = True
+            sparse = self.quantize_config.weight_quantizer.preserve_sparsity
+            for name, shape in self._centroid_shapes.items():
+                weight = getattr(self.layer, name)
+                weight.assign(_with_distinct_values(weight.shape, shape, sparse))
         super().build(input_shape)
+        self._settle()
+
+    def _settle(self):
         self._keep_masks_in_variables()
+        # A cluster-preserved kernel is assigned from its centroids on every step, never
+        # trained by gradient: listed as trainable, every step would warn that it has none.
+        for kernel, _, variables in weight_quantizers(self):
+            if _cluster_preserve.CLUSTER_CENTROIDS not in variables:
+                continue
+            for owner in (self, self.layer):
+                if any(kernel is weight for weight in owner._trainable_weights):
+                    owner._trainable_weights = [w for w in owner._trainable_weights if w is not kernel]
+                    owner._non_trainable_weights.append(kernel)
 
     def _keep_masks_in_variables(self):
         for weight, _, quantizer_variables in weight_quantizers(self):
@@ -119,19 +163,34 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
                 variable.assign(mask)
                 quantizer_variables["sparsity_mask"] = variable
 
+    def _clusters(self):
+        """`[(quantizer variables, centroids variable)]` of the weights whose clusters are kept."""
+        key = _cluster_preserve.CLUSTER_CENTROIDS
+        return [(found, found[key]) for _, _, found in weight_quantizers(self) if key in found]
+
     def get_config(self):
         config = super().get_config()
         quantizer = getattr(self.quantize_config, "weight_quantizer", None)
         if isinstance(quantizer, _prune_preserve.PrunePreserveDefaultWeightsQuantizer):
             config["preserve_sparsity"] = True
+        if isinstance(quantizer, _cluster_preserve.ClusterPreserveDefaultWeightsQuantizer):
+            config["preserve_sparsity"] = bool(quantizer.preserve_sparsity)
+            config["preserve_clusters"] = {variables[_cluster_preserve.WEIGHT_NAME]: list(centroids.shape)
+                                           for variables, centroids in self._clusters()}
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         preserve_sparsity = config.pop("preserve_sparsity", False)
+        centroid_shapes = config.pop("preserve_clusters", None)
         wrapper = super().from_config(config)
-        if preserve_sparsity:
+        if centroid_shapes is not None:
+            registry = _cluster_preserve.Default8bitClusterPreserveQuantizeRegistry(preserve_sparsity)
+            quantizers = registry._config_quantizer_map
+            wrapper.quantize_config.weight_quantizer = quantizers[type(wrapper.quantize_config).__name__]
+            wrapper._centroid_shapes = centroid_shapes
+        elif preserve_sparsity:
             # tfmot's own `apply_sparsity_preserve_quantize_config` needs a built layer.
             quantizers = _prune_preserve.Default8bitPrunePreserveQuantizeRegistry()._config_quantizer_map
             wrapper.quantize_config.weight_quantizer = quantizers[type(wrapper.quantize_config).__name__]
@@ -154,6 +213,30 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
             raise ValueError(f"Layer {self.name!r}: the file has no values for {missing}.")
         for key, variable in variables.items():
             variable.assign(store[key])
+        for quantizer_variables, centroids in self._clusters():
+            if _cluster_preserve.CENTROIDS_MASK in quantizer_variables:  # which centroid is the zero
+                mask = tf.constant(_zero_centroid_mask(centroids))
+                quantizer_variables[_cluster_preserve.CENTROIDS_MASK] = mask
+
+
+def _with_distinct_values(shape, centroid_shape, with_zero):
+    """A kernel of `shape` from which tfmot's cluster quantizer builds centroids of
+    `centroid_shape`: (channels, values) per output channel, or (values,) over the whole kernel,
+    where the channels must then hold counts of distinct values that differ by more than one."""
+    count = centroid_shape[-1]
+    values = np.arange(count, dtype=np.float32) + (0.0 if with_zero else 1.0)
+    per_channel = np.full((shape[-1], int(np.prod(shape[:-1]))), values[0], np.float32)
+    if len(centroid_shape) == 2:
+        per_channel[:] = np.resize(values, per_channel.shape[1])
+    else:
+        per_channel.reshape(-1)[:count] = values
+    return per_channel.T.reshape(shape)
+
+
+def _zero_centroid_mask(centroids):
+    """tfmot's mask that keeps the centroid nearest zero at zero, for the loaded centroids."""
+    value = centroids.numpy()
+    return (1.0 - np.eye(value.shape[-1], dtype=value.dtype)[np.argmin(np.abs(value), axis=-1)])
 
 
 def _register_tfmot_objects():
@@ -163,6 +246,7 @@ def _register_tfmot_objects():
     for name in ("PrunePreserveDefault8BitConvWeightsQuantizer", "PrunePreserveDefault8BitWeightsQuantizer",
                  "PrunePreserveDefaultWeightsQuantizer"):
         objects[name] = getattr(_prune_preserve, name)
+    objects.update(tfmot.clustering.keras.cluster_scope().custom_objects[0])
     custom = keras.utils.get_custom_objects()
     for name, obj in objects.items():
         custom.setdefault(name, obj)
@@ -179,5 +263,5 @@ def make_loadable(model):
         loadable = {"QuantizeLayer": QuantizeLayer, "QuantizeWrapperV2": QuantizeWrapperV2}
         layer.__class__ = loadable.get(type(layer).__name__, type(layer))
         if isinstance(layer, QuantizeWrapperV2):
-            layer._keep_masks_in_variables()
+            layer._settle()
     return model

@@ -32,7 +32,8 @@ def _parse_granularity(granularity):
                      f'0 < m < n such as "2:4", got {granularity!r}')
 
 
-def _excluded_names(model, exclude):
+def excluded_names(model, exclude):
+    """The names of the layers `exclude` (names, one name, or a predicate on layers) picks."""
     names = {layer.name for layer in model.layers}
     if exclude is None:
         return set()
@@ -146,7 +147,7 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
     if pruning_wrappers(model):
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
-    excluded = _excluded_names(model, exclude)
+    excluded = excluded_names(model, exclude)
     copy = flavour.copy_model(model)
     if model.weights and not copy.trainable_weights:
         warnings.warn(f"Model {model.name!r} is frozen (trainable=False): its pruned copy is made trainable, "

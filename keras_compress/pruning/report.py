@@ -59,6 +59,16 @@ class SparsityReport:
         return "\n".join(lines)
 
 
+def has_sparse_kernel(model, threshold=0.05):
+    """Whether a kernel of the model has at least `threshold` exact zeros (it was pruned)."""
+    for layer in model.layers:
+        for weight in layer.weights:  # frozen layers too
+            if "kernel" in weight.name and len(weight.shape) >= 2:
+                if np.mean(weight.numpy() == 0) >= threshold:
+                    return True
+    return False
+
+
 def _effective_weights(layer):
     """`{id(variable): value}` with pruning masks applied where the layer is wrapped."""
     values = {}

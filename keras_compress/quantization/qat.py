@@ -8,14 +8,13 @@ import numpy as np
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._keras import inbound_layers, keras
 from keras_compress._tfmot import tfmot, is_quantization_layer, make_loadable, quantizable, weight_quantizers
-from keras_compress.errors import KerasCompressError
+from keras_compress.errors import KerasCompressError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
+from keras_compress.pruning.report import has_sparse_kernel
 
 __all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights"]
 
 _quantize = tfmot.quantization.keras
-
-
 
 
 def is_quantize_aware(model):
@@ -26,16 +25,6 @@ def is_quantize_aware(model):
         return is_quantize_aware_keras3(model)
     return any(is_quantization_layer(layer)
                for layer in getattr(model, "layers", ()))
-
-
-def _is_sparse(model, threshold=0.05):
-    """Whether a kernel of the model has at least `threshold` exact zeros (it was pruned)."""
-    for layer in model.layers:
-        for weight in layer.weights:  # frozen layers too
-            if "kernel" in weight.name and len(weight.shape) >= 2:
-                if np.mean(weight.numpy() == 0) >= threshold:
-                    return True
-    return False
 
 
 def _apply(model, annotated_names, scheme):
@@ -67,7 +56,25 @@ def _folded_batch_norm(layer):
     return len(before) == 1 and isinstance(before[0], (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
 
 
-def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
+def _preserve_clusters(model, preserve_clusters, keras3):
+    """Whether quantization-aware training keeps the model's clusters."""
+    if preserve_clusters not in ("auto", True, False):
+        raise ValueError(f'preserve_clusters must be "auto", True or False, got {preserve_clusters!r}')
+    if preserve_clusters is False or (keras3 and preserve_clusters == "auto"):
+        return False
+    if keras3:
+        raise UnsupportedModelError("preserve_clusters=True needs a tf_keras model: clustering and "
+                                    "cluster-preserving quantization are built on tfmot.")
+    from keras_compress.clustering.report import is_clustered
+
+    clustered = is_clustered(model)
+    if preserve_clusters is True and not clustered:
+        raise KerasCompressError(f"preserve_clusters=True, but model {model.name!r} is not clustered: "
+                                 "cluster and strip it first (kc.clustering), or pass \"auto\".")
+    return clustered
+
+
+def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto", strict=False):
     """A copy of `model` that trains with int8 fake quantization.
 
     Fine-tune the result with `fit` for an epoch or two, then export it: a QAT model
@@ -82,13 +89,19 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
     Layers that are not quantized (e.g. a BatchNormalization that does not directly
     follow a convolution) stay float and are listed in one warning; `strict=True`
     raises instead. With `preserve_sparsity="auto"` a sparse model (pruned, then
-    stripped) keeps its zeros zero through training.
+    stripped) keeps its zeros zero through training; with `preserve_clusters="auto"` a
+    clustered tf_keras model (`kc.clustering`, stripped) keeps its kernels on their
+    centroids (tfmot's cluster-preserving scheme: the centroids train, and with sparsity
+    too, the zeros stay).
 
     Args:
         model: a built Sequential or functional model, Keras 3 or tf_keras, without pruning
             wrappers.
         preserve_sparsity: "auto" (when a kernel has 5% zeros or more), True (refused for a
             dense model) or False.
+        preserve_clusters: "auto" (when a tf_keras kernel of more than 256 nonzero weights
+            holds at most 256 distinct values), True (refused for an unclustered or Keras 3 model) or
+            False.
         strict: raise `KerasCompressError` rather than leave layers float.
 
     Returns:
@@ -118,17 +131,22 @@ def quantize_aware(model, *, preserve_sparsity="auto", strict=False):
             f"Model {model.name!r} was post-training quantized with Keras' model.quantize() (layers "
             f"{', '.join(quantized)}): its int8 kernels are frozen and cannot be trained "
             "with fake quantization. Call quantize_aware on the float model, before model.quantize().")
-    sparse = _is_sparse(model)
+    sparse = has_sparse_kernel(model)
     if preserve_sparsity is True and not sparse:
         raise KerasCompressError(f"preserve_sparsity=True, but model {model.name!r} is dense (no kernel has "
                                  "5% zeros): prune and strip it first, or leave preserve_sparsity=\"auto\".")
     sparse = sparse and preserve_sparsity is not False
+    clusters = _preserve_clusters(model, preserve_clusters, keras3)
     if keras3:
         from keras_compress.quantization.keras3_qat import quantize_aware_keras3
 
         return quantize_aware_keras3(model, sparse, strict)
-    scheme = (_quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme() if sparse
-              else _quantize.default_8bit.Default8BitQuantizeScheme())
+    if clusters:
+        scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=sparse)
+    elif sparse:
+        scheme = _quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+    else:
+        scheme = _quantize.default_8bit.Default8BitQuantizeScheme()
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     annotated = {layer.name for layer in candidates if quantizable(layer) or _folded_batch_norm(layer)}
     # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule

@@ -104,7 +104,9 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
         objective: "size" (gzipped artifact) or "latency".
         max_accuracy_drop: in [0, 1): how far accuracy may fall below the baseline's.
         space: `{"final_sparsity": (low, high) or [values], "granularity": ["weight", "filter"],
-            "qat": [False, True], "temperature": ..., "alpha": ...}`; None for the default.
+            "qat": [False, True], "clusters": [0, 16], "temperature": ..., "alpha": ...}`; None
+            for the default. `clusters` (tf_keras models only) lists cluster counts, 0 for none:
+            the default space of a trained tf_keras model has [0, 16].
         max_trials: trials to run (Bayesian and random search; Hyperband sets its own).
         tuner: "bayesian", "random" or "hyperband".
 
@@ -130,7 +132,7 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
                     action="search")
     train_data = _check_data(train_data, "train_data")
     validation_data = _check_data(validation_data, "validation_data")
-    space = check_space(space, teacher)
+    space = check_space(space, teacher, model=model_or_build_fn if flavour else None)
 
     training = Training(epochs, batch_size, learning_rate, teacher)
     hypermodel = CandidateModel(model_or_build_fn, space)

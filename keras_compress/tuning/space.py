@@ -1,14 +1,19 @@
 """The compression search space: what a trial may change, validated before any trial runs."""
 
+from keras_compress._flavour import KERAS3, TF_KERAS, flavour_of
+
 __all__ = ["default_space", "check_space", "declare"]
 
 GRANULARITIES = ("weight", "filter")
 
 
-def default_space(teacher=None):
-    """Final sparsity, granularity (weight, or filter with shrink), QAT on/off and, with a teacher,
+def default_space(teacher=None, model=None):
+    """Final sparsity, granularity (weight, or filter with shrink), QAT on/off, weight clustering
+    (0: off, else the number of clusters) when `model` is a tf_keras model and, with a teacher,
     distillation temperature and alpha."""
     space = {"final_sparsity": (0.3, 0.9), "granularity": ["weight", "filter"], "qat": [False, True]}
+    if model is not None and flavour_of(model) == TF_KERAS:
+        space["clusters"] = [0, 16]
     if teacher is not None:
         space.update(temperature=[2.0, 4.0, 8.0], alpha=(0.1, 0.9))
     return space
@@ -29,14 +34,14 @@ def _check_range(name, value, low, high, open_high=False):
         raise ValueError(f"space[{name!r}] must be a (low, high) tuple or a list of values, got {value!r}")
 
 
-def check_space(space, teacher=None):
+def check_space(space, teacher=None, model=None):
     """The space to search (the default one when None), or a ValueError naming what is wrong."""
     if space is None:
-        return default_space(teacher)
+        return default_space(teacher, model)
     if not isinstance(space, dict) or not space:
         raise ValueError("space must be a non-empty dict, e.g. {'final_sparsity': (0.5, 0.9), "
                          "'granularity': ['weight'], 'qat': [True]}; pass None for the default space.")
-    known = {"final_sparsity", "granularity", "qat", "temperature", "alpha"}
+    known = {"final_sparsity", "granularity", "qat", "clusters", "temperature", "alpha"}
     unknown = sorted(set(space) - known)
     if unknown:
         raise ValueError(f"Unknown space entries {unknown}; the space takes {sorted(known)} (a build_fn "
@@ -59,6 +64,14 @@ def check_space(space, teacher=None):
     if not isinstance(result["qat"], list) or not result["qat"] \
             or any(not isinstance(q, bool) for q in result["qat"]):
         raise ValueError(f"space['qat'] must be a non-empty list of booleans, got {result['qat']!r}")
+    clusters = result.get("clusters", [0])
+    if not isinstance(clusters, list) or not clusters \
+            or any(type(c) is not int or c == 1 or not 0 <= c <= 256 for c in clusters):
+        raise ValueError(f"space['clusters'] must be a non-empty list of 0 (no clustering) or cluster counts "
+                         f"from 2 to 256, got {clusters!r}")
+    if any(clusters) and model is not None and flavour_of(model) == KERAS3:
+        raise ValueError("space['clusters'] asks for weight clustering, which works on tf_keras models only: "
+                         "drop it for a Keras 3 model.")
     if teacher is not None:
         _check_range("temperature", result["temperature"], 1.0, 100.0)
         _check_range("alpha", result["alpha"], 0.0, 1.0)
@@ -80,7 +93,7 @@ def declare(hp, space):
                              if len(set(space["granularity"])) > 1
                              else hp.Fixed("granularity", space["granularity"][0]))
     values["qat"] = (hp.Boolean("qat") if len(set(space["qat"])) > 1 else hp.Fixed("qat", space["qat"][0]))
-    for name in ("temperature", "alpha"):
+    for name in ("clusters", "temperature", "alpha"):
         if name in space:
             values[name] = _declare_number(hp, name, space[name])
     return values

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from keras_compress import pruning, quantization
+from keras_compress import clustering, pruning, quantization
 from keras_compress._flavour import keras_for
 from keras_compress.runtime.timing import latencies
 from keras_compress.benchmark.weights import gzipped_bytes
@@ -24,9 +24,9 @@ def outputs_logits(model):
 class Training:
     """How every candidate is trained: epochs, batch size, learning rate, the teacher."""
 
-    def __init__(self, epochs, batch_size, learning_rate, teacher, qat_epochs=1):
+    def __init__(self, epochs, batch_size, learning_rate, teacher, fine_tune_epochs=1):
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
-        self.teacher, self.qat_epochs = teacher, qat_epochs
+        self.teacher, self.fine_tune_epochs = teacher, fine_tune_epochs  # per clustering or QAT stage
 
     def loss(self, model, labels):
         keras = keras_for(model).keras
@@ -53,7 +53,8 @@ class Training:
 
 def train_candidate(model, train_data, values, training, epochs):
     """Prunes `model` while training it for `epochs` (sparsity rising over the first two
-    thirds), strips it, shrinks filter-pruned models, and fine-tunes with QAT if asked."""
+    thirds), strips it, shrinks filter-pruned models, then clusters and fine-tunes with QAT if
+    asked (QAT keeps the zeros and the clusters)."""
     end = (2 * epochs) // 3
     target = values["final_sparsity"]
     schedule = (pruning.PolynomialDecay(0.0, target, begin_epoch=0, end_epoch=end) if end >= 1
@@ -64,9 +65,13 @@ def train_candidate(model, train_data, values, training, epochs):
     candidate = pruning.strip(wrapped)
     if values["granularity"] == "filter":
         candidate = pruning.shrink(candidate)
+    if values.get("clusters"):
+        clustered = clustering.cluster(candidate, values["clusters"])
+        training.fit(clustered, train_data, values, training.fine_tune_epochs)
+        candidate = clustering.strip(clustered)
     if values["qat"]:
         candidate = quantization.quantize_aware(candidate)
-        training.fit(candidate, train_data, values, training.qat_epochs)
+        training.fit(candidate, train_data, values, training.fine_tune_epochs)
     return candidate
 
 

@@ -51,7 +51,7 @@ class CompressionTuner(keras_tuner.engine.base_tuner.BaseTuner):
         hp = trial.hyperparameters
         model = self.hypermodel.build(hp)
         values = {name: hp.get(name)
-                  for name in ("final_sparsity", "granularity", "qat", "temperature", "alpha")
+                  for name in ("final_sparsity", "granularity", "qat", "clusters", "temperature", "alpha")
                   if name in hp.values}
         epochs = hp.values.get("tuner/epochs", self.training.epochs)
         candidate = train_candidate(model, train_data, values, self.training, epochs)

@@ -107,6 +107,8 @@ def test_a_build_fn_adds_its_own_hyperparameters_and_a_teacher_adds_distillation
     (dict(space={"final_sparsity": [1.0]}), "final_sparsity"),
     (dict(space={"temperature": [4.0]}), "no teacher"),
     (dict(space={"depth": [2]}), "Unknown space entries"),
+    (dict(space={"clusters": [1]}), "0 \\(no clustering\\) or cluster counts from 2 to 256"),
+    (dict(space={"clusters": 8}), "non-empty list"),
     (dict(validation_data="x only"), "validation_data must be an \\(inputs, labels\\)"),
     (dict(objective="accuracy"), "objective must be"),
     (dict(tuner="grid"), "tuner must be one of"),
@@ -163,6 +165,30 @@ def test_distributed_search_with_a_chief_and_one_worker(float_and_qat, tmp_path)
     folders = sorted(name for name in os.listdir(tmp_path / "runs" / "distributed")
                      if name.startswith("trial_"))
     assert len(folders) == 2
+
+
+def test_a_trial_clusters_the_pruned_model_when_the_space_says(float_and_qat, data, tmp_path):
+    result = kc.tuning.search(float_and_qat[0], *data, max_trials=1, tuner="random", epochs=1,
+                              space={"final_sparsity": [0.5], "qat": [False], "clusters": [8]},
+                              max_accuracy_drop=0.5, directory=str(tmp_path / "search"), verbose=0)
+    (row,) = result.trials
+    assert row["values"]["clusters"] == 8
+    model = kc.load_model(os.path.join(row["folder"], "model.keras"))
+    assert kc.clustering.distinct_values(model).most_distinct <= 8 + 1  # the clusters, and zero
+    assert kc.pruning.sparsity(model).total_sparsity == pytest.approx(0.5, abs=0.02)
+
+
+def test_the_default_space_clusters_tf_keras_models_only(float_and_qat, data, tmp_path):
+    import keras as keras3
+
+    from models import quantizable_cnn
+
+    assert kc.tuning.default_space(model=float_and_qat[0])["clusters"] == [0, 16]
+    assert "clusters" not in kc.tuning.default_space(model=quantizable_cnn(keras=keras3))
+    with pytest.raises(ValueError, match="tf_keras models only"):
+        kc.tuning.search(quantizable_cnn(keras=keras3), *data, space={"clusters": [0, 8]},
+                         directory=str(tmp_path / "s"))
+    assert not os.path.exists(tmp_path / "s")
 
 
 def test_a_keras_3_model_is_searched_with_qat(data, tmp_path):
