@@ -1,13 +1,14 @@
 """The whole pipeline on the bundled digits, on Keras 3 (the TensorFlow or JAX backend that
-KERAS_BACKEND names): teacher, distilled student, pruned two ways, quantization-aware,
-exported, verified and benchmarked, with a report."""
+KERAS_BACKEND names): teacher, distilled student, pruned two ways, quantization-aware, clustered
+(on the student's tf_keras twin: clustering is tf_keras-only), exported, verified and
+benchmarked, with a report."""
 
 import os
 import shutil
 import tempfile
 import time
 
-from keras_compress import datasets, pruning, quantization
+from keras_compress import clustering, datasets, pruning, quantization
 from keras_compress import _keras
 from keras_compress._flavour import keras_for
 from keras_compress._tensorrt import require_tensorrt
@@ -94,7 +95,7 @@ def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
 
     def say(step, message):
         if verbose:
-            print(f"[{step}/7 {time.perf_counter() - start:5.0f}s] {message}", flush=True)
+            print(f"[{step}/8 {time.perf_counter() - start:5.0f}s] {message}", flush=True)
 
     import keras
 
@@ -133,9 +134,19 @@ def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
         student_int8 = _compile(quantization.quantize_aware(student_pruned))
         student_int8.fit(x, y, epochs=qat_epochs, batch_size=32, verbose=fit_verbose)
 
-        say(6, "Exporting each model to ONNX and TFLite, verified against it")
+        say(6, f"Clustering the pruned student to 8 weight values per layer (zeros kept) and QAT, "
+               f"{qat_epochs} + {qat_epochs} epochs, on its tf_keras twin (clustering is tf_keras-only)")
+        twin = digits_student(keras=_keras.keras)
+        twin.set_weights(student_pruned.get_weights())
+        clustered = _compile(clustering.cluster(twin, 8))
+        clustered.fit(x, y, epochs=qat_epochs, batch_size=32, verbose=fit_verbose)
+        student_clustered = _compile(quantization.quantize_aware(clustering.strip(clustered)))
+        student_clustered.fit(x, y, epochs=qat_epochs, batch_size=32, verbose=fit_verbose)
+
+        say(7, "Exporting each model to ONNX and TFLite, verified against it")
         models = {"teacher": teacher, "teacher shrunk": teacher_shrunk, "student": student,
-                  "student pruned": student_pruned, "student pruned int8": student_int8}
+                  "student pruned": student_pruned, "student pruned int8": student_int8,
+                  "student pruned clustered int8": student_clustered}
         artifacts = {}
         for label, model in models.items():
             stem = label.replace(" ", "_")
@@ -153,9 +164,9 @@ def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
             tensorrt = "built: " + ", ".join(name for name in artifacts if name.endswith("tensorrt"))
         except ImportError as error:
             tensorrt = f"skipped: {error}"
-        say(6, f"TensorRT engines {tensorrt}")
+        say(7, f"TensorRT engines {tensorrt}")
 
-        say(7, f"Benchmarking {len(artifacts) + 1} variants against the teacher (keras)")
+        say(8, f"Benchmarking {len(artifacts) + 1} variants against the teacher (keras)")
         variants = dict({"teacher keras": teacher}, **artifacts)
         report = benchmark(variants, (x_test, y_test), batch_sizes=(1, 32), runs=runs, warmup=5,
                            verbose=verbose)
@@ -170,5 +181,5 @@ def run_demo(out_dir="demo_out", *, quick=False, overwrite=False, verbose=1):
         shutil.rmtree(work, ignore_errors=True)
     relocated = {name: os.path.join(out_dir, os.path.basename(a.path)) for name, a in artifacts.items()}
     files = {name: os.path.join(out_dir, f"report.{name}") for name in ("md", "json", "png")}
-    say(7, f"Done: artifacts and report in {out_dir}")
+    say(8, f"Done: artifacts and report in {out_dir}")
     return DemoResult(report, relocated, files, tensorrt)

@@ -15,12 +15,13 @@ def test_quick_demo_runs_the_whole_pipeline_and_writes_a_report(tmp_path, capsys
     assert "TensorRT: " in printed and f"{out}/report.png" in printed
     files = set(os.listdir(out))
     assert {"report.md", "report.json", "report.png"} <= files
-    for stem in ("teacher", "teacher_shrunk", "student", "student_pruned", "student_pruned_int8"):
+    for stem in ("teacher", "teacher_shrunk", "student", "student_pruned", "student_pruned_int8",
+                 "student_pruned_clustered_int8"):
         assert {f"{stem}.keras", f"{stem}.onnx", f"{stem}.tflite"} <= files
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
     report = json.loads((out / "report.json").read_text())
     rows = {row["name"]: row for row in report["rows"]}
-    assert len(rows) == 11 and list(rows)[0] == "teacher keras"
+    assert len(rows) == 13 and list(rows)[0] == "teacher keras"
     teacher, shrunk = rows["teacher onnx"], rows["teacher shrunk onnx"]
     student, int8 = rows["student onnx"], rows["student pruned int8 tflite"]
     assert teacher["accuracy"] > 0.9 and student["accuracy"] > 0.85
@@ -28,6 +29,9 @@ def test_quick_demo_runs_the_whole_pipeline_and_writes_a_report(tmp_path, capsys
     assert int8["precision"] == "int8" and int8["sparsity"] == pytest.approx(0.7, abs=0.02)
     assert int8["gzipped_bytes"] * 20 < teacher["gzipped_bytes"]
     assert rows["student pruned int8 onnx"]["agreement"] > 0.85
+    clustered = rows["student pruned clustered int8 tflite"]
+    assert clustered["precision"] == "int8" and clustered["sparsity"] == pytest.approx(0.7, abs=0.02)
+    assert clustered["gzipped_bytes"] < int8["gzipped_bytes"] and clustered["agreement"] > 0.85
     assert all(row["memory_bytes"] for row in report["rows"])
     # Without a GPU the report says TensorRT was skipped, and why.
     assert "TensorRT: " in (out / "report.md").read_text()

@@ -18,7 +18,8 @@ def test_public_names_are_pinned():
                           "check_tensorrt", "clustering", "datasets", "distillation", "export", "load",
                           "load_model", "pruning", "quantization", "runtime", "tuning"]
     assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
-    assert kc.clustering.__all__ == ["ClusteringReport", "cluster", "distinct_values", "is_clustered", "strip"]
+    assert kc.clustering.__all__ == ["ClusteringReport", "cluster", "distinct_values", "is_clustered",
+                                     "strip"]
     assert importlib.import_module("keras_compress.benchmark").__all__ == ["Report", "benchmark", "latencies"]
     assert kc.runtime.__all__ == ["KerasRunner", "OnnxRunner", "Runner", "SavedModelRunner", "TFLiteRunner",
                                   "TensorRTRunner", "TensorInfo", "load"]

@@ -122,7 +122,8 @@ def test_keras3_models_are_refused_with_the_scope(keras3):
 
 
 def _quantized_kernels(model):
-    return {layer.name: value for layer in model.layers for _, value, _ in kc.quantization.quantized_weights(layer)}
+    return {layer.name: value for layer in model.layers
+            for _, value, _ in kc.quantization.quantized_weights(layer)}
 
 
 def _check_chain_invariants(qat, sparse):
