@@ -31,6 +31,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/export.py
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/keras3.py
+	$(PY) benchmarks/clustering.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
