@@ -92,6 +92,23 @@ def fit_pruned(pruned, data, epochs=2, callbacks=(), **kwargs):
                       callbacks=[kc.pruning.PruningCallback(), *callbacks], **kwargs)
 
 
+def int8_weight_arrays(path):
+    """The int8 weight tensors (2-D and up) of an ONNX or TFLite file, as numpy arrays."""
+    if path.endswith(".onnx"):
+        import onnx
+        from onnx import numpy_helper
+
+        arrays = [numpy_helper.to_array(init) for init in onnx.load(path).graph.initializer]
+    else:
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.read_model(path)
+        arrays = [np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.int8)
+                  .reshape(tensor.shape) for graph in model.subgraphs for tensor in graph.tensors
+                  if tensor.type == 9 and model.buffers[tensor.buffer].data is not None]  # 9: INT8
+    return [a for a in arrays if a.dtype == np.int8 and a.ndim >= 2]
+
+
 def random_inputs(model, n=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *model.input_shape[1:])).astype("float32")

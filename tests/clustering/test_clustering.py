@@ -8,7 +8,7 @@ import pytest
 import tf_keras
 
 import keras_compress as kc
-from conftest import compile_classifier, fit_pruned
+from conftest import compile_classifier, fit_pruned, int8_weight_arrays
 from models import reloaded, small_cnn
 
 
@@ -23,9 +23,10 @@ def _kernels(model):
 
 
 @pytest.fixture(scope="module")
-def pruned_and_clustered(tf_keras_cnn, digits):
-    """`(pruned and stripped, then clustered to 8 and stripped)` copies of the tf_keras CNN."""
-    pruned = kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.7))
+def pruned_and_clustered(float_and_qat, digits):
+    """`(pruned and stripped, then clustered to 8 and stripped)` copies of the tf_keras CNN whose
+    BatchNormalization QAT folds (every kernel becomes int8)."""
+    pruned = kc.pruning.prune(float_and_qat[0], kc.pruning.ConstantSparsity(0.7))
     fit_pruned(pruned, digits, epochs=1)
     sparse = kc.pruning.strip(pruned)
     clustered = _fit(kc.clustering.cluster(sparse, 8, init="linear"), digits)
@@ -167,12 +168,24 @@ def test_cluster_preserving_training_does_not_warn_of_missing_gradients(pruned_a
     assert not [m for m in records.messages if "Gradients do not exist" in m]
 
 
+def _most_distinct_per_channel(array):
+    """The most distinct values in one output channel (the first or the last axis, whichever
+    holds them: TFLite and ONNX put convolution filters first, ONNX MatMul weights last)."""
+    return min(max(np.unique(np.take(array, i, axis=axis)).size for i in range(array.shape[axis]))
+               for axis in (0, -1))
+
+
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
-def test_the_chain_exports_int8_and_verified(chain_qat, digits, tmp_path, suffix):
+def test_the_chain_exports_int8_with_its_zeros_and_clusters(chain_qat, pruned_and_clustered, digits, tmp_path,
+                                                           suffix):
     x = digits[1][0][:64]
     artifact = kc.export(chain_qat, str(tmp_path / f"chain{suffix}"), sample_data=x, compare_speed=False)
     assert artifact.precision == "int8"
     assert all(row["top1_agreement"] >= 0.98 for row in artifact.parity.values())
+    kernels = int8_weight_arrays(artifact.path)
+    assert len(kernels) == len(_kernels(pruned_and_clustered[0]))
+    for kernel in kernels:
+        assert np.mean(kernel == 0) >= 0.69 and _most_distinct_per_channel(kernel) <= 8 + 1
 
 
 def test_a_clustered_model_saves_and_loads_mid_training(tf_keras_cnn, digits, tmp_path):

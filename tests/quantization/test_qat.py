@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_compress as kc
-from conftest import compile_classifier, fit_pruned
+from conftest import compile_classifier, fit_pruned, int8_weight_arrays
 from models import quantizable_cnn, reloaded, small_cnn
 from keras_compress.demo import digits_student
 
@@ -231,19 +231,7 @@ def test_quantization_aware_training_keeps_a_pruned_model_sparse(pruned_qat):
 
 def _int8_kernel_zeros(path):
     """Fraction of zeros in each int8 weight tensor (2-D and up) of an ONNX or TFLite file."""
-    if path.endswith(".onnx"):
-        import onnx
-        from onnx import numpy_helper
-
-        arrays = [numpy_helper.to_array(init) for init in onnx.load(path).graph.initializer]
-    else:
-        from tensorflow.lite.tools import flatbuffer_utils
-
-        model = flatbuffer_utils.read_model(path)
-        arrays = [np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.int8)
-                  .reshape(tensor.shape) for graph in model.subgraphs for tensor in graph.tensors
-                  if tensor.type == 9 and model.buffers[tensor.buffer].data is not None]  # 9: INT8
-    return sorted(float(np.mean(a == 0)) for a in arrays if a.dtype == np.int8 and a.ndim >= 2)
+    return sorted(float(np.mean(a == 0)) for a in int8_weight_arrays(path))
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
