@@ -6,6 +6,7 @@ these names only. It also holds the subclasses that fix how tfmot's quantization
 layers save and load.
 """
 
+import copy
 import os
 
 import numpy as np
@@ -46,8 +47,8 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 from keras_compress._keras import keras
 
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer", "QuantizeWrapperV2",
-           "clusterable_weights", "data_classes", "is_quantization_layer", "make_loadable", "prunability",
-           "quantizable", "weight_quantizers"]
+           "cluster_preserving_scheme", "clusterable_weights", "data_classes", "is_quantization_layer",
+           "make_loadable", "prunability", "quantizable", "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 
@@ -131,7 +132,7 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
     _centroid_shapes = None
 
     def build(self, input_shape):
-        if self._centroid_shapes:
+        if self._centroid_shapes is not None:
             self.layer.build(input_shape)
             self.layer.built = True
             sparse = self.quantize_config.weight_quantizer.preserve_sparsity
@@ -175,8 +176,10 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
             config["preserve_sparsity"] = True
         if isinstance(quantizer, _cluster_preserve.ClusterPreserveDefaultWeightsQuantizer):
             config["preserve_sparsity"] = bool(quantizer.preserve_sparsity)
-            config["preserve_clusters"] = {variables[_cluster_preserve.WEIGHT_NAME]: list(centroids.shape)
-                                           for variables, centroids in self._clusters()}
+            key = _cluster_preserve.CLUSTER_CENTROIDS  # weights without centroids: None
+            config["preserve_clusters"] = {
+                self._weight_name(weight.name): list(variables[key].shape) if key in variables else None
+                for weight, _, variables in weight_quantizers(self)}
         return config
 
     @classmethod
@@ -221,16 +224,47 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
 
 def _with_distinct_values(shape, centroid_shape, with_zero):
     """A kernel of `shape` from which tfmot's cluster quantizer builds centroids of
-    `centroid_shape`: (channels, values) per output channel, or (values,) over the whole kernel,
-    where the channels must then hold counts of distinct values that differ by more than one."""
-    count = centroid_shape[-1]
-    values = np.arange(count, dtype=np.float32) + (0.0 if with_zero else 1.0)
-    per_channel = np.full((shape[-1], int(np.prod(shape[:-1]))), values[0], np.float32)
+    `centroid_shape`: (channels, values) per output channel, (values,) over the whole kernel, or
+    none at all (None: a constant kernel).
+
+    Over the whole kernel, a Conv2D's channels must hold counts of distinct values that differ
+    by more than one (else tfmot clusters it per channel): the values fill the channels one after
+    another, each channel repeating its own, and the channels left over repeat the first value.
+    """
+    base = 0.0 if with_zero else 1.0
+    if centroid_shape is None:
+        return np.full(shape, base, np.float32)
+    values = np.arange(centroid_shape[-1], dtype=np.float32) + base
+    channels, size = shape[-1], int(np.prod(shape[:-1]))
     if len(centroid_shape) == 2:
-        per_channel[:] = np.resize(values, per_channel.shape[1])
+        grid = np.tile(np.resize(values, size), (channels, 1))
     else:
-        per_channel.reshape(-1)[:count] = values
-    return per_channel.T.reshape(shape)
+        grid = np.stack([np.resize(values[c * size:(c + 1) * size], size) if c * size < values.size
+                         else np.full(size, values[0], np.float32) for c in range(channels)])
+    return grid.T.reshape(shape)
+
+
+class _OneQuantizerPerLayer(_cluster_preserve.Default8bitClusterPreserveQuantizeRegistry):
+    """tfmot's registry gives every layer of a kind the same weight quantizer, and the quantizer
+    turns sparsity off for good when it builds a layer without zeros: here each layer gets a copy."""
+
+    def get_quantize_config(self, layer):
+        config = super().get_quantize_config(layer)
+        quantizer = getattr(config, "weight_quantizer", None)
+        if isinstance(quantizer, _cluster_preserve.ClusterPreserveDefaultWeightsQuantizer):
+            config.weight_quantizer = copy.copy(quantizer)
+        return config
+
+
+class _ClusterPreservingScheme(tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme):
+    def get_quantize_registry(self):
+        return _OneQuantizerPerLayer(self.preserve_sparsity)
+
+
+def cluster_preserving_scheme(preserve_sparsity):
+    """tfmot's cluster-preserving 8-bit QAT scheme (sparsity too, where a layer has zeros), with a
+    weight quantizer of its own for every layer."""
+    return _ClusterPreservingScheme(preserve_sparsity=preserve_sparsity)
 
 
 def _zero_centroid_mask(centroids):

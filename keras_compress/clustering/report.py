@@ -4,14 +4,14 @@ import dataclasses
 
 import numpy as np
 
-from keras_compress._tfmot import clusterable_weights
+from keras_compress.pruning.report import kernels
 from keras_compress.clustering.cluster import check_model_to_cluster, clustering_wrappers, strip
 
 __all__ = ["ClusteringReport", "distinct_values", "is_clustered"]
 
-# A kernel of more nonzero weights than this, holding at most this many distinct values, is
-# clustered (a pruned kernel holds about as many distinct values as nonzero weights).
-_MOST_CLUSTERS = 256
+# A kernel is clustered when each of its distinct values (two or more) repeats this many times
+# on average, counting nonzero weights (a trained or pruned kernel repeats almost none).
+_REPEATS = 4
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ class ClusteringReport:
 def _kernel_rows(model):
     rows = []
     for layer in model.layers:
-        for weight in clusterable_weights(layer) or []:
+        for weight in kernels(layer):
             value = weight.numpy()
             rows.append({"layer": layer.name, "type": type(layer).__name__, "params": int(value.size),
                          "distinct": int(np.unique(value).size),
@@ -64,6 +64,7 @@ def distinct_values(model):
 
 
 def is_clustered(model):
-    """Whether a kernel of more than 256 nonzero weights holds at most 256 distinct values."""
-    rows = _kernel_rows(model)
-    return any(row["params"] - row["zeros"] > _MOST_CLUSTERS >= row["distinct"] for row in rows)
+    """Whether a kernel of the model holds few distinct values (two or more), each repeated four
+    times or more on average over its nonzero weights: it was clustered."""
+    return any(2 <= row["distinct"] and _REPEATS * row["distinct"] <= row["params"] - row["zeros"]
+               for row in _kernel_rows(model))

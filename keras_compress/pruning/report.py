@@ -59,6 +59,11 @@ class SparsityReport:
         return "\n".join(lines)
 
 
+def kernels(layer):
+    """A layer's kernels: (depthwise, pointwise, recurrent) kernels and embeddings."""
+    return [variable for variable in layer.weights if _kind(variable) in _PRUNABLE_KINDS]
+
+
 def has_sparse_kernel(model, threshold=0.05):
     """Whether a kernel of the model has at least `threshold` exact zeros (it was pruned)."""
     for layer in model.layers:

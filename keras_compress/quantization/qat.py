@@ -7,7 +7,8 @@ import numpy as np
 
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._keras import inbound_layers, keras
-from keras_compress._tfmot import tfmot, is_quantization_layer, make_loadable, quantizable, weight_quantizers
+from keras_compress._tfmot import (ClusterWeights, cluster_preserving_scheme, is_quantization_layer,
+                                   make_loadable, quantizable, tfmot, weight_quantizers)
 from keras_compress.errors import KerasCompressError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel
@@ -56,10 +57,15 @@ def _folded_batch_norm(layer):
     return len(before) == 1 and isinstance(before[0], (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
 
 
+def check_preserve_flag(name, value):
+    """Refuses a `preserve_*` argument that is not "auto", True or False (1 and 0 included)."""
+    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f'{name} must be "auto", True or False, got {value!r}')
+
+
 def _preserve_clusters(model, preserve_clusters, keras3):
     """Whether quantization-aware training keeps the model's clusters."""
-    if preserve_clusters not in ("auto", True, False):
-        raise ValueError(f'preserve_clusters must be "auto", True or False, got {preserve_clusters!r}')
+    check_preserve_flag("preserve_clusters", preserve_clusters)
     if preserve_clusters is False or (keras3 and preserve_clusters == "auto"):
         return False
     if keras3:
@@ -99,9 +105,10 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
             wrappers.
         preserve_sparsity: "auto" (when a kernel has 5% zeros or more), True (refused for a
             dense model) or False.
-        preserve_clusters: "auto" (when a tf_keras kernel of more than 256 nonzero weights
-            holds at most 256 distinct values), True (refused for an unclustered or Keras 3 model) or
-            False.
+        preserve_clusters: "auto" (when a tf_keras kernel holds few distinct values, each
+            repeated four times or more on average over its nonzero weights:
+            `kc.clustering.is_clustered`), True (refused for an unclustered or Keras 3 model)
+            or False.
         strict: raise `KerasCompressError` rather than leave layers float.
 
     Returns:
@@ -117,11 +124,13 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
     """
     check_graph_model(model, action="quantize")
     keras3 = flavour_of(model) == KERAS3
-    if preserve_sparsity not in ("auto", True, False):
-        raise ValueError(f'preserve_sparsity must be "auto", True or False, got {preserve_sparsity!r}')
+    check_preserve_flag("preserve_sparsity", preserve_sparsity)
     if pruning_wrappers(model):
         raise KerasCompressError("The model still has pruning wrappers: quantize "
                                  "keras_compress.pruning.strip(model) after pruning.")
+    if not keras3 and any(isinstance(layer, ClusterWeights) for layer in model.layers):
+        raise KerasCompressError("The model still has clustering wrappers: quantize "
+                                 "keras_compress.clustering.strip(model) after clustering.")
     if is_quantize_aware(model):
         raise KerasCompressError(f"Model {model.name!r} is already quantization-aware: train it as it is, "
                                  "or quantize the float model it came from.")
@@ -142,7 +151,7 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
 
         return quantize_aware_keras3(model, sparse, strict)
     if clusters:
-        scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=sparse)
+        scheme = cluster_preserving_scheme(sparse)
     elif sparse:
         scheme = _quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme()
     else:

@@ -66,9 +66,9 @@ def check_space(space, teacher=None, model=None):
         raise ValueError(f"space['qat'] must be a non-empty list of booleans, got {result['qat']!r}")
     clusters = result.get("clusters", [0])
     if not isinstance(clusters, list) or not clusters \
-            or any(type(c) is not int or c == 1 or not 0 <= c <= 256 for c in clusters):
+            or any(type(c) is not int or c in (1, 2) or not 0 <= c <= 256 for c in clusters):
         raise ValueError(f"space['clusters'] must be a non-empty list of 0 (no clustering) or cluster counts "
-                         f"from 2 to 256, got {clusters!r}")
+                         f"from 3 to 256 (a pruned layer keeps its zeros in one), got {clusters!r}")
     if any(clusters) and model is not None and flavour_of(model) == KERAS3:
         raise ValueError("space['clusters'] asks for weight clustering, which works on tf_keras models only: "
                          "drop it for a Keras 3 model.")

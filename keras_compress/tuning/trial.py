@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_compress import clustering, pruning, quantization
 from keras_compress._flavour import keras_for
+from keras_compress.pruning.report import kernels
 from keras_compress.runtime.timing import latencies
 from keras_compress.benchmark.weights import gzipped_bytes
 from keras_compress.distillation import Distiller
@@ -66,7 +67,10 @@ def train_candidate(model, train_data, values, training, epochs):
     if values["granularity"] == "filter":
         candidate = pruning.shrink(candidate)
     if values.get("clusters"):
-        clustered = clustering.cluster(candidate, values["clusters"])
+        count = values["clusters"]
+        too_small = [layer.name for layer in candidate.layers  # they keep their weights as they are
+                     if any(weight.shape.num_elements() < count for weight in kernels(layer))]
+        clustered = clustering.cluster(candidate, count, exclude=too_small)
         training.fit(clustered, train_data, values, training.fine_tune_epochs)
         candidate = clustering.strip(clustered)
     if values["qat"]:

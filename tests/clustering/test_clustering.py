@@ -25,8 +25,9 @@ def _kernels(model):
 @pytest.fixture(scope="module")
 def pruned_and_clustered(float_and_qat, digits):
     """`(pruned and stripped, then clustered to 8 and stripped)` copies of the tf_keras CNN whose
-    BatchNormalization QAT folds (every kernel becomes int8)."""
-    pruned = kc.pruning.prune(float_and_qat[0], kc.pruning.ConstantSparsity(0.7))
+    BatchNormalization QAT folds (every kernel becomes int8). The logits stay dense: a layer
+    without zeros is clustered freely, and must not turn sparsity off for the others."""
+    pruned = kc.pruning.prune(float_and_qat[0], kc.pruning.ConstantSparsity(0.7), exclude=["logits"])
     fit_pruned(pruned, digits, epochs=1)
     sparse = kc.pruning.strip(pruned)
     clustered = _fit(kc.clustering.cluster(sparse, 8, init="linear"), digits)
@@ -69,8 +70,17 @@ def test_a_pruned_model_keeps_its_zeros_through_clustering(pruned_and_clustered)
     for name, kernel in _kernels(sparse).items():
         after = _kernels(clustered)[name]
         assert np.all(after[kernel == 0] == 0), name
-        assert np.unique(after).size <= 8 + 1, name  # the clusters, and zero
+        assert np.unique(after).size <= 8 + (name != "logits"), name  # the clusters, and zero
+    assert np.all(_kernels(clustered)["logits"] != 0)  # a dense layer gets no zero forced on it
 
+
+def test_is_clustered_tells_clustered_kernels_from_trained_pruned_and_constant_ones(tf_keras_cnn, digits):
+    tiny = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(6, name="fc")])
+    assert not kc.clustering.is_clustered(tiny)
+    tiny.set_weights([np.resize(np.array([0.5, -0.5, 0.25], np.float32), (4, 6)), np.zeros(6, np.float32)])
+    assert kc.clustering.is_clustered(tiny)  # 3 values over 24 weights
+    tiny.set_weights([np.ones((4, 6), np.float32), np.zeros(6, np.float32)])
+    assert not kc.clustering.is_clustered(tiny)  # one value: nothing was clustered
 
 def test_exclude_and_unclusterable_layers_stay_as_they_were(tf_keras_cnn, digits):
     stripped = kc.clustering.strip(kc.clustering.cluster(tf_keras_cnn, 4, exclude=["dense_a"]))
@@ -113,7 +123,24 @@ def test_bad_input_is_refused_before_any_work(tf_keras_cnn):
         kc.clustering.cluster(kc.clustering.cluster(tf_keras_cnn))
     with pytest.raises(kc.KerasCompressError, match="not clustered"):
         kc.quantization.quantize_aware(tf_keras_cnn, preserve_clusters=True)
+    for flag in (1, 0, 1.0):
+        with pytest.raises(ValueError, match='must be "auto", True or False'):
+            kc.quantization.quantize_aware(tf_keras_cnn, preserve_clusters=flag)
+        with pytest.raises(ValueError, match='must be "auto", True or False'):
+            kc.clustering.cluster(tf_keras_cnn, preserve_sparsity=flag)
+    with pytest.raises(kc.KerasCompressError, match="clustering wrappers: quantize"):
+        kc.quantization.quantize_aware(kc.clustering.cluster(tf_keras_cnn))
+    with pytest.raises(kc.KerasCompressError, match="pruning wrappers"):
+        kc.clustering.distinct_values(kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.5)))
 
+
+def test_sparse_layers_need_a_third_cluster_and_frozen_layers_are_named(pruned_and_clustered, tf_keras_cnn):
+    with pytest.raises(ValueError, match="'conv_a' is sparse.*at least 3"):
+        kc.clustering.cluster(pruned_and_clustered[0], 2)
+    frozen = kc.clustering.strip(kc.clustering.cluster(tf_keras_cnn, 4))  # any plain copy
+    frozen.get_layer("dense_a").trainable = False
+    with pytest.warns(UserWarning, match=r"stay unclustered.*dense_a \(frozen\)"):
+        kc.clustering.cluster(frozen, 4)
 
 def test_keras3_models_are_refused_with_the_scope(keras3):
     with pytest.raises(kc.UnsupportedModelError, match="tf_keras models only"):
@@ -183,9 +210,45 @@ def test_the_chain_exports_int8_with_its_zeros_and_clusters(chain_qat, pruned_an
     assert artifact.precision == "int8"
     assert all(row["top1_agreement"] >= 0.98 for row in artifact.parity.values())
     kernels = int8_weight_arrays(artifact.path)
-    assert len(kernels) == len(_kernels(pruned_and_clustered[0]))
-    for kernel in kernels:
-        assert np.mean(kernel == 0) >= 0.69 and _most_distinct_per_channel(kernel) <= 8 + 1
+    zeros_before = sorted(float(np.mean(k == 0)) for k in _kernels(pruned_and_clustered[0]).values())
+    assert len(kernels) == len(zeros_before)
+    zeros_after = sorted(float(np.mean(kernel == 0)) for kernel in kernels)
+    assert all(after >= before - 0.01 for after, before in zip(zeros_after, zeros_before))
+    assert all(_most_distinct_per_channel(kernel) <= 8 + 1 for kernel in kernels)
+
+
+@pytest.mark.parametrize("shape, centroids", [
+    ((3, 3, 1, 2), (16,)), ((3, 3, 1, 2), (3,)), ((3, 3, 1, 2), (2, 9)), ((3, 3, 4, 8), (8, 4)),
+    ((3, 3, 4, 8), (20,)), ((3, 3, 4, 8), None), ((10, 5), (7,)), ((10, 5), None)])
+def test_a_reloaded_cluster_quantizer_builds_the_centroids_it_saved(shape, centroids):
+    # Loading builds the layer on a synthetic kernel from which tfmot must derive centroids of
+    # the saved shape (per channel or over the whole kernel), or none.
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as registry)
+
+    from keras_compress._tfmot import _with_distinct_values
+
+    layer = tf_keras.layers.Conv2D(shape[-1], 3) if len(shape) == 4 else tf_keras.layers.Dense(shape[-1])
+    kernel = tf.constant(_with_distinct_values(shape, centroids, with_zero=True))
+    found, count, _, _ = registry.get_centroids(SimpleNamespace(layer=layer), kernel, "channels_last")
+    if centroids is None:
+        assert int(count) <= 1  # tfmot builds no centroids for it
+    else:
+        assert tuple(found.shape) == centroids
+
+
+def test_a_layer_without_centroids_reloads(tf_keras_cnn, digits, tmp_path):
+    clustered = kc.clustering.strip(_fit(kc.clustering.cluster(tf_keras_cnn, 4), digits))
+    logits = clustered.get_layer("logits")
+    logits.set_weights([np.full(logits.kernel.shape, 0.5, np.float32), logits.bias.numpy()])
+    qat = _fit(kc.quantization.quantize_aware(clustered), digits)
+    assert qat.get_layer("quant_logits").get_config()["preserve_clusters"] == {"kernel": None}
+    x = digits[1][0][:32]
+    np.testing.assert_allclose(reloaded(qat, tmp_path).predict(x, verbose=0), qat.predict(x, verbose=0),
+                               atol=1e-6)
 
 
 def test_a_clustered_model_saves_and_loads_mid_training(tf_keras_cnn, digits, tmp_path):

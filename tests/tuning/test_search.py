@@ -107,7 +107,7 @@ def test_a_build_fn_adds_its_own_hyperparameters_and_a_teacher_adds_distillation
     (dict(space={"final_sparsity": [1.0]}), "final_sparsity"),
     (dict(space={"temperature": [4.0]}), "no teacher"),
     (dict(space={"depth": [2]}), "Unknown space entries"),
-    (dict(space={"clusters": [1]}), "0 \\(no clustering\\) or cluster counts from 2 to 256"),
+    (dict(space={"clusters": [2]}), "0 \\(no clustering\\) or cluster counts from 3 to 256"),
     (dict(space={"clusters": 8}), "non-empty list"),
     (dict(validation_data="x only"), "validation_data must be an \\(inputs, labels\\)"),
     (dict(objective="accuracy"), "objective must be"),
