@@ -5,6 +5,7 @@ process of its own: `python tests/application_stages.py NAME SIZE FOLDER` prints
 import json
 import os
 import sys
+import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +36,12 @@ def run(name, size, folder):
 
     import keras_compress as kc
 
+    seconds, last = {}, [time.perf_counter()]
+
+    def lap(stage):  # the seconds each stage took, in the result
+        now = time.perf_counter()
+        seconds[stage], last[0] = round(now - last[0], 1), now
+
     options = {"alpha": 0.35} if name == "MobileNetV2" else {}
     keras.utils.set_random_seed(0)
     model = _compile(keras, getattr(keras.applications, name)(
@@ -43,10 +50,12 @@ def run(name, size, folder):
     x = rng.random((16, size, size, 3), dtype="float32")
     y = rng.integers(0, 10, 16)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # BatchNormalization statistics move
-    result = {"params": model.count_params()}
+    result = {"params": model.count_params(), "seconds": seconds}
+    lap("build and fit")
     for suffix in (".onnx", ".tflite"):
         artifact = kc.export(model, os.path.join(folder, f"float{suffix}"), sample_data=x[:4])
         result[f"float{suffix}"] = max(row["max_abs_diff"] for row in artifact.parity.values())
+        lap(f"export {suffix[1:]}")
 
     clones = []
     clone = keras.models.clone_model
@@ -61,6 +70,7 @@ def run(name, size, folder):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         artifact = kc.export(qat, os.path.join(folder, "qat.tflite"), sample_data=x[:8], compare_speed=False)
+    lap("qat")
     wrappers = [layer for layer in qat.layers if type(layer).__name__ == "QuantizeWeights"]
     result["qat"] = {"clones": len(clones), "precision": artifact.precision,
                      "int8_kernels": artifact.settings["int8_weights"]["tensors"],
@@ -71,6 +81,7 @@ def run(name, size, folder):
     _fit_pruned(keras, pruned, x, y)
     small = kc.pruning.shrink(kc.pruning.strip(pruned))  # checks its outputs against the stripped model
     result["shrunk_params"] = small.count_params()
+    lap("filter pruning and shrink")
 
     schedule = kc.pruning.PolynomialDecay(0.0, 0.7, begin_step=0, end_step=1)
     # Untrained, DenseNet121's stem holds the smallest weights: global pruning would remove it
@@ -88,6 +99,7 @@ def run(name, size, folder):
     result["empty"] = sorted(row["layer"] for row in report.layers if row["sparsity"] == 1.0)
     result["sparsity"] = report.total_sparsity
     result["loss_finite"] = bool(np.isfinite(loss))
+    lap("global pruning")
     return result
 
 

@@ -32,6 +32,7 @@ def test_an_application_goes_through_every_stage(name, tmp_path):
                           text=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"), timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ")[-1])
+    print(name, "seconds per stage:", result["seconds"])  # shown with pytest -rA
     assert result["float.onnx"] <= 1e-3 and result["float.tflite"] <= 1e-3
     qat = result["qat"]
     assert qat["clones"] <= 2  # one copy, one transform: the cost grows with the model, once
