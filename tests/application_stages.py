@@ -1,6 +1,7 @@
-"""One `keras.applications` architecture (Keras 3, `weights=None`) through every stage, in a
-process of its own: `python tests/application_stages.py NAME SIZE FOLDER` prints one line,
-`RESULT {...}`, with what each stage gave. `test_applications.py` runs it and checks the result."""
+"""One `keras.applications` architecture (`weights=None`) through every stage, in a process of
+its own: `python tests/application_stages.py FLAVOUR NAME SIZE FOLDER` (FLAVOUR: keras3 or
+tf_keras) prints one line, `RESULT {...}`, with what each stage gave. `test_applications.py`
+runs it and checks the result."""
 
 import json
 import os
@@ -14,7 +15,12 @@ import numpy as np  # noqa: E402
 
 
 def _compile(keras, model):
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Eagerly: tracing the training step of a model of hundreds of layers takes a minute or two
+    # for the two steps each fit here runs (three times the whole run, for NASNetMobile). The
+    # exports trace the inference graph of each model; the compiled training step of each layer
+    # kind is tested on small models.
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=True)
     return model
 
 
@@ -31,10 +37,19 @@ def _named_layers(message):
     return message.split("layer(s) ", 1)[1].split(" (the smallest", 1)[0].split(", ")
 
 
-def run(name, size, folder):
-    import keras
+def _keras(flavour):
+    if flavour == "keras3":
+        import keras
+    else:
+        import tf_keras as keras
+    return keras
+
+
+def run(flavour, name, size, folder):
+    keras = _keras(flavour)
 
     import keras_compress as kc
+    from keras_compress.quantization.qat import quantized_weights
 
     seconds, last = {}, [time.perf_counter()]
 
@@ -71,10 +86,9 @@ def run(name, size, folder):
         warnings.simplefilter("always")
         artifact = kc.export(qat, os.path.join(folder, "qat.tflite"), sample_data=x[:8], compare_speed=False)
     lap("qat")
-    wrappers = [layer for layer in qat.layers if type(layer).__name__ == "QuantizeWeights"]
     result["qat"] = {"clones": len(clones), "precision": artifact.precision,
                      "int8_kernels": artifact.settings["int8_weights"]["tensors"],
-                     "quantized_kernels": len(wrappers),
+                     "quantized_kernels": sum(len(quantized_weights(layer)) for layer in qat.layers),
                      "kept_float_warning": any("kept" in str(w.message) for w in caught)}
 
     pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
@@ -104,5 +118,5 @@ def run(name, size, folder):
 
 
 if __name__ == "__main__":
-    name, size, folder = sys.argv[1:]
-    print("RESULT " + json.dumps(run(name, int(size), folder)), flush=True)
+    flavour, name, size, folder = sys.argv[1:]
+    print("RESULT " + json.dumps(run(flavour, name, int(size), folder)), flush=True)

@@ -78,8 +78,9 @@ def _warn_of_float_kernels(model, int8_kernels):
     quantized = quantized_kernel_count(model)
     if int8_kernels < quantized:
         warnings.warn(f"The TFLite converter kept {quantized - int8_kernels} of the {quantized} quantized "
-                      f"kernels of {model.name!r} float (Dense layers on inputs of rank 3 or more, for one, "
-                      "run as float matrix products): the file is larger than a full int8 one.", stacklevel=5)
+                      f"kernels of {model.name!r} float (Dense layers on inputs of rank 3 or more whose "
+                      "sizes are not all known, for one, run as float matrix products): the file is larger "
+                      "than a full int8 one.", stacklevel=5)
 
 
 def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float"):

@@ -44,6 +44,10 @@ class PruningCallback(keras.callbacks.Callback):
 
     # tf_keras's CallbackList asks these of every callback.
     _supports_tf_logs = False
+    # Keras 3's CallbackList may run `on_train_batch_end` on a worker thread: in `fit` ours
+    # returns at once (the masks are applied inside the train step), so `fit` need not wait
+    # for each step's logs on the host before starting the next step.
+    async_safe = True
 
     def _implements_train_batch_hooks(self):
         return True

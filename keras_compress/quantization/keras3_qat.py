@@ -188,9 +188,17 @@ class QuantizeWeights(keras.layers.Wrapper):
         if self.layer.use_bias:
             replaced[id(self.layer.bias)] = bias
         kwargs = {"training": training} if call_takes_training(self.layer) else {}
+        shape = tuple(inputs.shape)
+        # A Dense layer on inputs of rank 3 and more runs on rows: TFLite makes the batched
+        # matrix product a float BATCH_MATMUL, and a matrix product of rows an int8 FULLY_CONNECTED.
+        rows = type(self.layer).__name__ == "Dense" and len(shape) > 2 and None not in shape[1:]
+        if rows:
+            inputs = keras.ops.reshape(inputs, (-1, shape[-1]))
         outputs = call_with_values(self, replaced, inputs, **kwargs)
         if bias is not None and not self.layer.use_bias:  # a folded BatchNormalization's shift
             outputs = keras.ops.add(outputs, bias)
+        if rows:
+            outputs = keras.ops.reshape(outputs, (-1, *shape[1:-1], outputs.shape[-1]))
         return outputs
 
     def compute_output_shape(self, input_shape):

@@ -260,11 +260,12 @@ def test_calibration_takes_the_tflite_representative_dataset_convention(float_an
 
 
 def test_qat_kernels_the_tflite_converter_keeps_float_are_counted_in_a_warning(keras3, tmp_path):
-    inputs = keras3.Input((4, 4, 8))
-    pointwise = keras3.layers.Dense(16, name="pointwise")(inputs)  # rank 4: a float matrix product in TFLite
-    model = keras3.Model(inputs, keras3.layers.Dense(2)(keras3.layers.Flatten()(pointwise)))
+    inputs = keras3.Input((None, 8))  # sequences of any length
+    # On rank 3 of unknown length: a float matrix product in TFLite
+    pointwise = keras3.layers.Dense(16, name="pointwise")(inputs)
+    model = keras3.Model(inputs, keras3.layers.Dense(2)(keras3.layers.GlobalAveragePooling1D()(pointwise)))
     qat = kc.quantization.quantize_aware(model)
-    x = np.random.default_rng(0).standard_normal((32, 4, 4, 8)).astype("float32")
+    x = np.random.default_rng(0).standard_normal((32, 4, 8)).astype("float32")
     qat.compile("adam", "mse")
     qat.fit(x, np.zeros((32, 2)), verbose=0)
     with pytest.warns(UserWarning, match="TFLite converter kept 1 of the 2 quantized kernels of .* float"):

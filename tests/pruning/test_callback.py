@@ -9,6 +9,7 @@ import pytest
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
+from models import small_cnn
 from keras_compress.pruning.prune import pruning_wrappers
 
 
@@ -220,8 +221,6 @@ def test_a_custom_loop_with_keras_own_callback_list_prunes(digits):
     import tensorflow as tf
     import tf_keras
 
-    from models import small_cnn
-
     (x, y), _ = digits
     for keras in (tf_keras, keras3):
         pruned = kc.pruning.prune(small_cnn(keras=keras), kc.pruning.ConstantSparsity(0.5), scope="global")
@@ -249,3 +248,26 @@ def test_pruning_many_models_in_one_process_prints_no_retracing_warning(tf_keras
         pruned.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
     # (tf_keras itself warns about its own train functions, one per model, as for unpruned models)
     assert not [r for r in caplog.records if "retracing" in r.getMessage() and "_remask" in r.getMessage()]
+
+
+def test_fit_keeps_keras_asynchronous_step_ends_with_pruning(digits, keras3):
+    """On JAX, Keras 3's `fit` runs batch-end callbacks on a worker thread (so it need not wait
+    for each step's logs before the next step) unless a callback in the list needs the main
+    thread: `PruningCallback` must not. TensorFlow's backend always runs them in line."""
+    import threading
+
+    (x, y), _ = digits
+
+    class ThreadProbe(keras3.callbacks.Callback):
+        async_safe = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.threads.add(threading.current_thread())
+
+    probe = ThreadProbe()
+    probe.threads = set()
+    pruned = kc.pruning.prune(small_cnn(keras=keras3), kc.pruning.ConstantSparsity(0.5))
+    fit_pruned(pruned, digits, epochs=1, callbacks=[probe])
+    asynchronous = threading.main_thread() not in probe.threads
+    assert asynchronous == (keras3.backend.backend() == "jax")
+    assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(0.5, abs=0.005)

@@ -105,6 +105,34 @@ def test_keras3_a_fused_softmax_is_split_off_so_its_dense_layer_runs_in_int8(ker
     assert tensors[dense["inputs"][1]]["dtype"] == np.int8
 
 
+def test_keras3_dense_layers_on_feature_maps_run_in_int8(keras3, digits, tmp_path):
+    """ConvNeXt's pointwise Dense layers read rank-4 tensors: quantized, they run on rows, so
+    TFLite makes them int8 FULLY_CONNECTED ops (a batched matrix product would stay float)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras3.utils.set_random_seed(0)
+    layers = keras3.layers
+    model = compile_classifier(keras3.Sequential([
+        keras3.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", activation="relu"),
+        layers.Dense(16, activation="relu", name="pointwise"), layers.Dense(8, name="pointwise_back"),
+        layers.Flatten(), layers.Dense(10)], name="pointwise_cnn"))
+    (x, y), (x_test, _) = digits
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    qat = compile_classifier(quantization.quantize_aware(model))
+    qat.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    assert qat.get_layer("quant_pointwise").output.shape == (None, 8, 8, 16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        artifact = kc.export(qat, str(tmp_path / "pointwise.tflite"), compare_speed=False, sample_data=x_test)
+    assert not [w for w in caught if "kept" in str(w.message)]
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    ops = interpreter._get_ops_details()
+    kernels = [op for op in ops if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
+    assert len(kernels) == 4 and all(tensors[op["inputs"][1]]["dtype"] == np.int8 for op in kernels)
+    assert not [op for op in ops if op["op_name"] == "BATCH_MATMUL"]
+
+
 def test_keras3_untrained_batch_normalization_statistics_are_flagged(keras3):
     with pytest.warns(UserWarning, match="BatchNormalization layers bn_a of 'quantizable_cnn' hold their "
                                          "initial statistics .* Train the float model first"):
