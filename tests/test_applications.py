@@ -41,8 +41,8 @@ def _run_stages(flavour, name, folder):
 @pytest.fixture(scope="module")
 def stage_runs(request, tmp_path_factory):
     """`(flavour, name) -> future result` for every run the session selected, two at a time."""
-    selected = [item.callspec.params for item in request.session.items
-                if item.originalname == "test_an_application_goes_through_every_stage"]
+    selected = [item.callspec.params for item in request.session.items  # doctests among them
+                if getattr(item, "originalname", None) == "test_an_application_goes_through_every_stage"]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         yield {(params["flavour"], params["name"]): pool.submit(
             _run_stages, params["flavour"], params["name"],
