@@ -39,6 +39,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cl
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
     prune_preserve_quantize_registry as _prune_preserve)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_configs as _configs, default_8bit_quantize_layout_transform as _layout,
     default_8bit_quantize_registry as _registry)
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware_activation import (
     NoOpActivation, QuantizeAwareActivation)
@@ -46,9 +47,10 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 
 from keras_compress._keras import keras
 
-__all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer", "QuantizeWrapperV2",
-           "cluster_preserving_scheme", "clusterable_weights", "data_classes", "is_quantization_layer",
-           "make_loadable", "prunability", "quantizable", "weight_quantizers"]
+__all__ = ["tfmot", "DEPTHWISE_LAYERS", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
+           "QuantizeWrapperV2", "clusterable_weights", "data_classes",
+           "is_quantization_layer", "known_to_tfmot", "make_loadable", "no_op_quantize_config",
+           "output_quantize_config", "prunability", "quantizable", "quantize_scheme", "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 
@@ -71,10 +73,16 @@ def clusterable_weights(layer):
     return [getattr(layer, name) for name in registry._weight_names(layer)]
 
 
+# tfmot's registry prunes no depthwise kernel (none of DepthwiseConv2D's, only the pointwise one of
+# SeparableConv); keras_compress prunes every kernel of these, in tf_keras as in Keras 3.
+DEPTHWISE_LAYERS = (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+
+
 def prunability(layer):
     """"weights" if tfmot can wrap `layer` and prune some of its weights, "none" if it can
     wrap it but there is nothing to prune, None if tfmot cannot wrap it at all."""
-    if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
+    if (isinstance(layer, (tfmot.sparsity.keras.PrunableLayer, *DEPTHWISE_LAYERS))
+            or hasattr(layer, "get_prunable_weights")):
         return "weights"
     registry = prune_registry.PruneRegistry
     if not registry.supports(layer):
@@ -82,9 +90,31 @@ def prunability(layer):
     return "weights" if registry._weight_names(layer) or registry._is_rnn_layer(layer) else "none"
 
 
-def quantizable(layer):
-    """Whether tfmot's default 8-bit registry quantizes `layer` on its own."""
+def known_to_tfmot(layer):
+    """Whether tfmot's default 8-bit registry knows `layer`'s kind."""
     return _registry.Default8BitQuantizeRegistry().supports(layer)
+
+
+def quantizable(layer):
+    """Whether tfmot's default 8-bit registry quantizes `layer` on its own (an Activation layer only
+    for the activations it knows: it raises for the others when it quantizes the model)."""
+    if not known_to_tfmot(layer):
+        return False
+    try:
+        _registry.Default8BitQuantizeRegistry().get_quantize_config(layer).get_output_quantizers(layer)
+    except ValueError:
+        return False
+    return True
+
+
+def output_quantize_config():
+    """tfmot's quantize config that quantizes a layer's output alone."""
+    return _configs.Default8BitOutputQuantizeConfig()
+
+
+def no_op_quantize_config():
+    """tfmot's quantize config that leaves a layer float."""
+    return _configs.NoOpQuantizeConfig()
 
 
 def data_classes():
@@ -261,10 +291,42 @@ class _ClusterPreservingScheme(tfmot.experimental.combine.Default8BitClusterPres
         return _OneQuantizerPerLayer(self.preserve_sparsity)
 
 
-def cluster_preserving_scheme(preserve_sparsity):
-    """tfmot's cluster-preserving 8-bit QAT scheme (sparsity too, where a layer has zeros), with a
-    weight quantizer of its own for every layer."""
-    return _ClusterPreservingScheme(preserve_sparsity=preserve_sparsity)
+_KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+class _KernelKeepingLayout(_layout.Default8BitQuantizeLayoutTransform):
+    """tfmot's layout transform, except that a Conv2D, DepthwiseConv2D or Dense layer before a ReLU
+    keeps its kernel quantized.
+
+    To keep fake quantization out from between such a layer and its ReLU, tfmot turns the layer's
+    quantization off whole, kernel included (a squeeze-excite block's first convolution, any
+    `Conv2D` then `ReLU()`): its kernel never trains on the int8 grid. Here only its output is
+    left unquantized, as tfmot does for a convolution before a BatchNormalization.
+    """
+
+    def apply(self, model, layer_quantize_map):
+        transformed, quantize_map = super().apply(model, layer_quantize_map)
+        for layer in transformed.layers:
+            entry = quantize_map.get(layer.name, {})
+            if (isinstance(entry.get("quantize_config"), _configs.NoOpQuantizeConfig)
+                    and isinstance(layer, _KERNEL_LAYERS) and layer.activation is keras.activations.linear):
+                layer.activation = NoOpActivation()
+                entry["quantize_config"] = None  # the scheme's own config for the layer
+        return transformed, quantize_map
+
+
+def quantize_scheme(preserve_sparsity, preserve_clusters):
+    """The 8-bit QAT scheme: tfmot's default one, its sparsity-preserving one, or its
+    cluster-preserving one (sparsity too, where a layer has zeros) with a weight quantizer of its
+    own for every layer; each with `_KernelKeepingLayout`."""
+    if preserve_clusters:
+        scheme = _ClusterPreservingScheme(preserve_sparsity=preserve_sparsity)
+    elif preserve_sparsity:
+        scheme = _quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+    else:
+        scheme = _quantize.default_8bit.Default8BitQuantizeScheme()
+    scheme.get_layout_transformer = _KernelKeepingLayout
+    return scheme
 
 
 def _zero_centroid_mask(centroids):

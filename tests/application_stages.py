@@ -100,7 +100,8 @@ def run(flavour, name, size, folder):
     schedule = kc.pruning.PolynomialDecay(0.0, 0.7, begin_step=0, end_step=1)
     # Untrained, DenseNet121's stem holds the smallest weights: global pruning would remove it
     # whole (and says so), and training then diverges to NaN. As the warning advises:
-    exclude = ["conv1_conv"] if name == "DenseNet121" else None
+    stem = next(layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    exclude = [stem] if name == "DenseNet121" else None
     pruned = kc.pruning.prune(model, schedule, scope="global", exclude=exclude)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,10 +1,10 @@
-"""Ten `keras.applications` architectures in Keras 3 (TensorFlow backend), and four of them in
+"""Ten `keras.applications` architectures in Keras 3 (TensorFlow backend), and six of them in
 tf_keras (`weights=None`, their smallest input, 10 classes), through every stage a user takes them: ONNX
 and TFLite export with parity, quantization-aware training exported to int8 TFLite, 50% filter
 pruning + `strip` + `shrink`, and 70% global weight pruning in `fit`.
 
 Each runs in a process of its own (`application_stages.py`): TensorFlow keeps what it traced
-for the whole process, and fourteen large models in one would need far more memory than any one
+for the whole process, and sixteen large models in one would need far more memory than any one
 of them. Most of a run is single-threaded Python (tracing, conversion), so the selected runs go
 two at a time, started when the first of these tests asks for its result."""
 
@@ -24,7 +24,7 @@ APPLICATIONS = {
 }
 # tf_keras (tfmot underneath) takes these through every stage; the README's table says what
 # the others fail at.
-TF_KERAS_APPLICATIONS = ("MobileNet", "ResNet50", "VGG16", "Xception")
+TF_KERAS_APPLICATIONS = ("MobileNetV2", "MobileNet", "ResNet50", "DenseNet121", "VGG16", "Xception")
 RUNS = [("keras3", name) for name in APPLICATIONS] + [("tf_keras", name) for name in TF_KERAS_APPLICATIONS]
 SCRIPT = os.path.join(os.path.dirname(__file__), "application_stages.py")
 

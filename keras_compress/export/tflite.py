@@ -8,7 +8,7 @@ from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.errors import ExportError
 from keras_compress.export.int8_weights import tflite_int8_weights
 from keras_compress.export.signature import serving_function
-from keras_compress.quantization.qat import is_quantize_aware
+from keras_compress.quantization.qat import is_quantize_aware, quantized_kernel_count
 from keras_compress.runtime.tflite_metadata import add_metadata
 
 __all__ = ["export_tflite", "convert_to_tflite"]
@@ -72,15 +72,13 @@ def convert_to_tflite(model, batch_size, quantize, calibration, io):
 
 
 def _warn_of_float_kernels(model, int8_kernels):
-    """A warning when the converter kept kernels of a Keras 3 QAT model float."""
-    from keras_compress.quantization.keras3_qat import quantized_kernel_count
-
+    """A warning when the converter kept kernels of a QAT model float."""
     quantized = quantized_kernel_count(model)
     if int8_kernels < quantized:
         warnings.warn(f"The TFLite converter kept {quantized - int8_kernels} of the {quantized} quantized "
-                      f"kernels of {model.name!r} float (Dense layers on inputs of rank 3 or more whose "
-                      "sizes are not all known, for one, run as float matrix products): the file is larger "
-                      "than a full int8 one.", stacklevel=5)
+                      f"kernels of {model.name!r} float (a kernel whose input comes from a layer left float, "
+                      "or a Dense layer on inputs of rank 3 or more whose sizes are not all known, runs as a "
+                      "float operation): the file is larger than a full int8 one.", stacklevel=5)
 
 
 def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float"):
@@ -116,7 +114,7 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
         settings["int8_weights"] = tflite_int8_weights(content)
         if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
             settings["precision"] = "float32"  # nothing was quantized
-        if settings["quantize"] == "qat" and flavour_of(model) == KERAS3:
+        if settings["quantize"] == "qat":
             _warn_of_float_kernels(model, settings["int8_weights"]["tensors"])
     with open(path, "wb") as file:
         file.write(add_metadata(content, dict(metadata, settings=dict(metadata["settings"], **settings))))

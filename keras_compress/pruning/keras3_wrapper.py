@@ -12,12 +12,11 @@ import keras
 
 from keras_compress._keras3 import call_takes_mask, call_takes_training, call_with_values
 from keras_compress.pruning.layer_rules import rule_for
+from keras_compress.pruning.report import kernels
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
-__all__ = ["PruneLowMagnitude", "prunable_weights", "PRUNABLE_KINDS"]
+__all__ = ["PruneLowMagnitude", "prunable_weights"]
 
-# Weights that pruning makes sparse; biases and normalization parameters are not pruned.
-PRUNABLE_KINDS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
 _SCHEDULES = {cls.__name__: cls for cls in (PolynomialDecay, ConstantSparsity)}
 
 
@@ -34,7 +33,7 @@ def prunable_weights(layer, channelwise=False):
         return rule.masked_weights(layer) if rule is not None else []
     if not _is_keras_layer(layer):
         return []
-    return [variable for variable in layer.weights if variable.name in PRUNABLE_KINDS]
+    return kernels(layer)
 
 
 @keras.saving.register_keras_serializable(package="keras_compress")

@@ -12,7 +12,8 @@ from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.layer_rules import builtin_name, rule_for
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
-from keras_compress.pruning.keras3_wrapper import PRUNABLE_KINDS, prunable_weights
+from keras_compress.pruning.keras3_wrapper import prunable_weights
+from keras_compress.pruning.report import kernels
 from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
 
 __all__ = ["prune", "strip"]
@@ -209,8 +210,7 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
 
 
 def _kernel_parameters(layer):
-    return sum(int(np.prod(variable.shape)) for variable in layer.weights
-               if variable.name.split("/")[-1].split(":")[0] in PRUNABLE_KINDS)
+    return sum(int(np.prod(variable.shape)) for variable in kernels(layer))
 
 
 def _warn_when_filters_reach_little(graph, layers, statuses):

@@ -7,10 +7,10 @@ import numpy as np
 from keras_compress._flavour import check_model
 from keras_compress.pruning._channels import unwrap
 
-__all__ = ["sparsity", "SparsityReport"]
+__all__ = ["sparsity", "SparsityReport", "kernels", "PRUNABLE_KINDS"]
 
 # Weights that pruning makes sparse; biases and normalization parameters are not counted.
-_PRUNABLE_KINDS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
+PRUNABLE_KINDS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
 
 
 def _kind(variable):
@@ -61,7 +61,7 @@ class SparsityReport:
 
 def kernels(layer):
     """A layer's kernels: (depthwise, pointwise, recurrent) kernels and embeddings."""
-    return [variable for variable in layer.weights if _kind(variable) in _PRUNABLE_KINDS]
+    return [variable for variable in layer.weights if _kind(variable) in PRUNABLE_KINDS]
 
 
 def has_sparse_kernel(model, threshold=0.05):
@@ -109,7 +109,7 @@ def sparsity(model):
             value = masked.get(id(variable))
             value = variable.numpy() if value is None else value
             nonzero += int(np.count_nonzero(value))
-            if _kind(variable) in _PRUNABLE_KINDS:
+            if _kind(variable) in PRUNABLE_KINDS:
                 params += value.size
                 zeros += value.size - int(np.count_nonzero(value))
         if params:

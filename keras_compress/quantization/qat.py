@@ -7,15 +7,29 @@ import numpy as np
 
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._keras import inbound_layers, keras
-from keras_compress._tfmot import (ClusterWeights, cluster_preserving_scheme, is_quantization_layer,
-                                   make_loadable, quantizable, tfmot, weight_quantizers)
+from keras_compress._tfmot import (ClusterWeights, is_quantization_layer, known_to_tfmot, make_loadable,
+                                   no_op_quantize_config, output_quantize_config, quantizable,
+                                   quantize_scheme, tfmot, weight_quantizers)
 from keras_compress.errors import KerasCompressError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel
 
-__all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights"]
+__all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights", "quantized_kernel_count"]
 
 _quantize = tfmot.quantization.keras
+# Layers tfmot's registry does not know but TFLite computes in int8: with their outputs quantized,
+# the convolutions they feed run in int8 too (squeeze-excite and hard-swish products, an input
+# scaled in the model).
+_OUTPUT_ONLY = (keras.layers.Multiply, keras.layers.Rescaling)
+# TFLite's average pool takes one scale on both sides; tfmot gives it an output range of its own,
+# and the conversion fails where the two differ (DenseNet's transitions). Unquantized, it runs
+# on its input's scale.
+_SAME_SCALE = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D)
+
+
+def _same_scale_config():
+    """A no-op config (the layer keeps its input's scale) that is not counted as left float."""
+    return no_op_quantize_config()
 
 
 def is_quantize_aware(model):
@@ -28,11 +42,14 @@ def is_quantize_aware(model):
                for layer in getattr(model, "layers", ()))
 
 
-def _apply(model, annotated_names, scheme):
+def _apply(model, annotations, scheme):
+    """tfmot's `quantize_apply` on `model` with `annotations`: layer name -> a function making
+    its quantize config, or None for the scheme's own."""
     def annotate(layer):
-        if layer.name in annotated_names:
-            return _quantize.quantize_annotate_layer(layer)
-        return layer
+        if layer.name not in annotations:
+            return layer
+        make_config = annotations[layer.name]
+        return _quantize.quantize_annotate_layer(layer, make_config() if make_config else None)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
@@ -40,7 +57,10 @@ def _apply(model, annotated_names, scheme):
     # again what the caller had frozen.
     frozen = {layer.name for layer in model.layers if not layer.trainable}
     annotated.trainable = True
-    with _quantize.quantize_scope():
+    # tfmot rebuilds the model from its config: let it find the model's own layer classes, which
+    # tf_keras cannot always find by name (tf_keras ConvNeXt's LayerScale).
+    classes = {type(layer).__name__: type(layer) for layer in model.layers}
+    with keras.utils.custom_object_scope(classes), _quantize.quantize_scope():
         quantized = _quantize.quantize_apply(annotated, scheme)
     for layer in quantized.layers:
         if layer.name in frozen or getattr(getattr(layer, "layer", None), "name", None) in frozen:
@@ -150,26 +170,33 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
         from keras_compress.quantization.keras3_qat import quantize_aware_keras3
 
         return quantize_aware_keras3(model, sparse, strict)
-    if clusters:
-        scheme = cluster_preserving_scheme(sparse)
-    elif sparse:
-        scheme = _quantize.collab_opts.Default8BitPrunePreserveQuantizeScheme()
-    else:
-        scheme = _quantize.default_8bit.Default8BitQuantizeScheme()
+    scheme = quantize_scheme(sparse, clusters)
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    annotated = {layer.name for layer in candidates if quantizable(layer) or _folded_batch_norm(layer)}
+    annotations = {}
+    for layer in candidates:
+        if isinstance(layer, _SAME_SCALE):
+            annotations[layer.name] = _same_scale_config
+        elif quantizable(layer) or _folded_batch_norm(layer):
+            annotations[layer.name] = None
+        elif isinstance(layer, _OUTPUT_ONLY):
+            annotations[layer.name] = output_quantize_config
+        elif known_to_tfmot(layer):
+            # tfmot would quantize its output before a quantized layer, and fail: keep it float.
+            annotations[layer.name] = no_op_quantize_config
     # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule
     # above makes that rare: each try clones the whole model).
     while True:
         try:
-            result = _apply(model, annotated, scheme)
+            result = _apply(model, annotations, scheme)
             break
         except RuntimeError as error:
-            name = next((n for n in annotated if f"Layer {n}:" in str(error)), None)
+            name = next((n for n in annotations if f"Layer {n}:" in str(error)), None)
             if name is None:
                 raise
-            annotated.discard(name)
-    left_float = [layer.name for layer in candidates if layer.name not in annotated]
+            del annotations[name]
+    # Not annotated, or annotated to stay float.
+    left_float = [layer.name for layer in candidates
+                  if annotations.get(layer.name, no_op_quantize_config) is no_op_quantize_config]
     if left_float:
         message = (f"These layers of {model.name!r} stay float (tfmot cannot quantize them): "
                    f"{', '.join(left_float)}.")
@@ -199,3 +226,13 @@ def quantized_weights(layer):
         scale = (np.maximum(np.abs(low), np.abs(high)) / 127.0).astype(np.float32)
         result.append((weight, value, scale))
     return result
+
+
+def quantized_kernel_count(model):
+    """How many kernels of a QAT model train on the int8 grid."""
+    if flavour_of(model) == KERAS3:
+        from keras_compress.quantization.keras3_qat import quantized_kernel_count as keras3_count
+
+        return keras3_count(model)
+    return sum(len(weight_quantizers(layer)) for layer in model.layers
+               if isinstance(layer, _quantize.QuantizeWrapper))

@@ -133,6 +133,29 @@ def test_keras3_dense_layers_on_feature_maps_run_in_int8(keras3, digits, tmp_pat
     assert not [op for op in ops if op["op_name"] == "BATCH_MATMUL"]
 
 
+def test_an_average_pool_feeding_a_concatenation_exports_to_int8(keras_flavour, digits, tmp_path):
+    """DenseNet's transitions: TFLite's average pool needs one scale on both sides."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras_flavour.utils.set_random_seed(0)
+    layers = keras_flavour.layers
+    inputs = keras_flavour.Input((8, 8, 1))
+    pooled = layers.AveragePooling2D(2)(layers.Conv2D(8, 3, padding="same")(inputs))
+    branch = layers.Conv2D(8, 3, padding="same", use_bias=False)(layers.ReLU()(pooled))
+    joined = layers.Concatenate()([pooled, branch])
+    model = compile_classifier(keras_flavour.Model(inputs, layers.Dense(10)(layers.Flatten()(joined))))
+    (x, y), (x_test, _) = digits
+    model.fit(x[:256], y[:256], epochs=1, verbose=0)
+    qat = compile_classifier(quantization.quantize_aware(model))
+    qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+    artifact = kc.export(qat, str(tmp_path / "pool.tflite"), compare_speed=False, sample_data=x_test)
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    ops = {op["op_name"]: op for op in interpreter._get_ops_details()}
+    assert tensors[ops["AVERAGE_POOL_2D"]["outputs"][0]]["dtype"] == np.int8
+    assert artifact.settings["int8_weights"]["tensors"] == 3
+
+
 def test_keras3_untrained_batch_normalization_statistics_are_flagged(keras3):
     with pytest.warns(UserWarning, match="BatchNormalization layers bn_a of 'quantizable_cnn' hold their "
                                          "initial statistics .* Train the float model first"):
@@ -192,6 +215,85 @@ def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
     assert isinstance(qat.get_layer("bn_a"), keras.layers.BatchNormalization)
     with pytest.raises(kc.KerasCompressError, match="bn_a.*strict=False"):
         quantization.quantize_aware(model, strict=True)
+
+
+def test_tf_keras_squeeze_excite_products_run_in_int8(digits, tmp_path):
+    """tfmot's registry does not know Multiply: its output is quantized all the same, so the
+    convolution after a squeeze-excite product reads int8 and runs in int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    features = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    squeezed = layers.Conv2D(4, 1, activation="relu")(layers.GlobalAveragePooling2D(keepdims=True)(features))
+    excited = layers.Multiply()([features, layers.Conv2D(8, 1, activation="sigmoid")(squeezed)])
+    outputs = layers.Dense(10)(layers.Flatten()(layers.Conv2D(8, 3, name="after")(excited)))
+    model = compile_classifier(keras.Model(inputs, outputs))
+    (x, y), (x_test, _) = digits
+    model.fit(x[:256], y[:256], epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing stays float
+        qat = compile_classifier(quantization.quantize_aware(model))
+    qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+    artifact = kc.export(qat, str(tmp_path / "excite.tflite"), compare_speed=False, sample_data=x_test)
+    assert artifact.settings["int8_weights"]["tensors"] == quantization.qat.quantized_kernel_count(qat) == 5
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    assert all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in interpreter._get_ops_details()
+               if op["op_name"] == "CONV_2D")
+
+
+def test_tf_keras_kernels_before_a_relu_layer_train_on_the_int8_grid(digits, tmp_path):
+    """tfmot alone turns off the whole quantization of a Conv2D or Dense layer that a ReLU layer
+    follows, kernel included; here the kernel is quantized and only the output between the two is not."""
+    layers = keras.layers
+    model = compile_classifier(keras.Sequential([
+        keras.Input((8, 8, 1)), layers.Conv2D(8, 3, name="conv"), layers.ReLU(), layers.Flatten(),
+        layers.Dense(16, name="hidden"), layers.Activation("relu"), layers.Dense(10, name="logits")]))
+    qat = compile_classifier(quantization.quantize_aware(model))
+    assert {name: len(quantization.quantized_weights(qat.get_layer(f"quant_{name}")))
+            for name in ("conv", "hidden", "logits")} == {"conv": 1, "hidden": 1, "logits": 1}
+    (x, y), (x_test, _) = digits
+    qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+    artifact = kc.export(qat, str(tmp_path / "relu.tflite"), compare_speed=False, sample_data=x_test)
+    assert artifact.settings["int8_weights"]["tensors"] == 3
+    np.testing.assert_allclose(reloaded(qat, tmp_path).predict(x_test, verbose=0),
+                               qat.predict(x_test, verbose=0), atol=1e-6)
+
+
+class _Scale(keras.layers.Layer):
+    """A custom layer registered nowhere, as tf_keras ConvNeXt's LayerScale."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=input_shape[-1:], initializer="ones")
+
+    def call(self, inputs):
+        return inputs * self.gamma
+
+
+def test_tf_keras_a_custom_layer_registered_nowhere_stays_float():
+    """tfmot rebuilds the model from its config, which needs the custom layer's class."""
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(8, 3), _Scale(name="scale"),
+                              layers.Flatten(), layers.Dense(10)])
+    with pytest.warns(UserWarning, match="stay float.*: scale."):
+        qat = quantization.quantize_aware(model)
+    assert type(qat.get_layer("scale")) is _Scale
+
+
+def test_an_activation_tfmot_does_not_know_stays_float_and_the_export_says_what_it_cost(digits, tmp_path):
+    layers = keras.layers
+    model = compile_classifier(keras.Sequential([
+        keras.Input((8, 8, 1)), layers.Conv2D(8, 3, name="conv_a"),
+        layers.Activation("hard_sigmoid", name="hard"), layers.Conv2D(8, 3, name="conv_b"), layers.Flatten(),
+        layers.Dense(10)]))
+    with pytest.warns(UserWarning, match="stay float.*: hard."):
+        qat = compile_classifier(quantization.quantize_aware(model))
+    (x, y), (x_test, _) = digits
+    qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match="TFLite converter kept 1 of the 3 quantized kernels of .* float"):
+        kc.export(qat, str(tmp_path / "hard.tflite"), compare_speed=False, sample_data=x_test)
 
 
 @pytest.mark.parametrize("make, message", [
