@@ -47,7 +47,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 
 from keras_compress._keras import keras
 
-__all__ = ["tfmot", "DEPTHWISE_LAYERS", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
+__all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
            "QuantizeWrapperV2", "clusterable_weights", "data_classes",
            "is_quantization_layer", "known_to_tfmot", "make_loadable", "no_op_quantize_config",
            "output_quantize_config", "prunability", "quantizable", "quantize_scheme", "weight_quantizers"]
@@ -73,16 +73,10 @@ def clusterable_weights(layer):
     return [getattr(layer, name) for name in registry._weight_names(layer)]
 
 
-# tfmot's registry prunes no depthwise kernel (none of DepthwiseConv2D's, only the pointwise one of
-# SeparableConv); keras_compress prunes every kernel of these, in tf_keras as in Keras 3.
-DEPTHWISE_LAYERS = (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-
-
 def prunability(layer):
     """"weights" if tfmot can wrap `layer` and prune some of its weights, "none" if it can
     wrap it but there is nothing to prune, None if tfmot cannot wrap it at all."""
-    if (isinstance(layer, (tfmot.sparsity.keras.PrunableLayer, *DEPTHWISE_LAYERS))
-            or hasattr(layer, "get_prunable_weights")):
+    if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
         return "weights"
     registry = prune_registry.PruneRegistry
     if not registry.supports(layer):

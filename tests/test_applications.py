@@ -1,10 +1,10 @@
-"""Ten `keras.applications` architectures in Keras 3 (TensorFlow backend), and six of them in
+"""Ten `keras.applications` architectures in Keras 3 (TensorFlow backend), and five of them in
 tf_keras (`weights=None`, their smallest input, 10 classes), through every stage a user takes them: ONNX
 and TFLite export with parity, quantization-aware training exported to int8 TFLite, 50% filter
 pruning + `strip` + `shrink`, and 70% global weight pruning in `fit`.
 
 Each runs in a process of its own (`application_stages.py`): TensorFlow keeps what it traced
-for the whole process, and sixteen large models in one would need far more memory than any one
+for the whole process, and fifteen large models in one would need far more memory than any one
 of them. Most of a run is single-threaded Python (tracing, conversion), so the selected runs go
 two at a time, started when the first of these tests asks for its result."""
 
@@ -22,9 +22,9 @@ APPLICATIONS = {
     "DenseNet121": (32, 0.3), "EfficientNetB0": (32, 0.55), "VGG16": (32, 0.3), "NASNetMobile": (32, 0.4),
     "Xception": (71, 0.35), "ConvNeXtTiny": (32, 0.6),
 }
-# tf_keras (tfmot underneath) takes these through every stage; the README's table says what
-# the others fail at.
-TF_KERAS_APPLICATIONS = ("MobileNetV2", "MobileNet", "ResNet50", "DenseNet121", "VGG16", "Xception")
+# tf_keras (tfmot underneath) takes these through every stage; the README says what the others
+# fail at.
+TF_KERAS_APPLICATIONS = ("MobileNet", "ResNet50", "DenseNet121", "VGG16", "Xception")
 RUNS = [("keras3", name) for name in APPLICATIONS] + [("tf_keras", name) for name in TF_KERAS_APPLICATIONS]
 SCRIPT = os.path.join(os.path.dirname(__file__), "application_stages.py")
 

@@ -8,9 +8,8 @@ plain `keras.models.load_model`, without tfmot's `prune_scope`.
 import tensorflow as tf
 
 from keras_compress._keras import is_saving, keras
-from keras_compress._tfmot import DEPTHWISE_LAYERS, tfmot, TfmotPruneWrapper
+from keras_compress._tfmot import tfmot, TfmotPruneWrapper
 from keras_compress.pruning.layer_rules import rule_for
-from keras_compress.pruning.report import kernels
 
 __all__ = ["PruneLowMagnitude", "RankedSchedule"]
 
@@ -51,8 +50,7 @@ class RankedSchedule(tfmot.sparsity.keras.PruningSchedule):
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)
 class PruneLowMagnitude(TfmotPruneWrapper):
-    """tfmot's pruning wrapper, saving its m-by-n pattern, with whole-channel masks, and masking
-    the depthwise kernels tfmot leaves dense (DepthwiseConv2D, SeparableConv), as in Keras 3.
+    """tfmot's pruning wrapper, saving its m-by-n pattern, with whole-channel masks.
 
     Args:
         layer: the layer to prune.
@@ -65,8 +63,6 @@ class PruneLowMagnitude(TfmotPruneWrapper):
     def __init__(self, layer, channelwise=False, **kwargs):
         if channelwise:  # before tfmot checks the layer: a layer kind with a channel rule is prunable
             layer.get_prunable_weights = lambda: rule_for(layer).masked_weights(layer)
-        elif isinstance(layer, DEPTHWISE_LAYERS):  # all its kernels, where tfmot would prune fewer
-            layer.get_prunable_weights = lambda: kernels(layer)
         super().__init__(layer, **kwargs)
         self.channelwise = channelwise
         # Set by PruningCallback when it drives this layer; global and filter masks are

@@ -51,17 +51,23 @@ def _apply(model, annotations, scheme):
         make_config = annotations[layer.name]
         return _quantize.quantize_annotate_layer(layer, make_config() if make_config else None)
 
-    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated = keras.models.clone_model(model, clone_function=annotate)  # the caller's layers
     annotated.set_weights(model.get_weights())
     # tfmot finds a layer's sparsity in its trainable weights: quantize unfrozen, then freeze
-    # again what the caller had frozen.
-    frozen = {layer.name for layer in model.layers if not layer.trainable}
+    # again what the caller had frozen, in the caller's model and in the result.
+    frozen_layers = [layer for layer in model.layers if not layer.trainable]
+    frozen = {layer.name for layer in frozen_layers}
     annotated.trainable = True
-    # tfmot rebuilds the model from its config: let it find the model's own layer classes, which
-    # tf_keras cannot always find by name (tf_keras ConvNeXt's LayerScale).
-    classes = {type(layer).__name__: type(layer) for layer in model.layers}
-    with keras.utils.custom_object_scope(classes), _quantize.quantize_scope():
-        quantized = _quantize.quantize_apply(annotated, scheme)
+    # tfmot rebuilds the model from its config: let it find the model's own custom layer classes,
+    # which tf_keras cannot always find by name (tf_keras ConvNeXt's LayerScale).
+    classes = {type(layer).__name__: type(layer) for layer in model.layers
+               if not hasattr(keras.layers, type(layer).__name__)}
+    try:
+        with keras.utils.custom_object_scope(classes), _quantize.quantize_scope():
+            quantized = _quantize.quantize_apply(annotated, scheme)
+    finally:
+        for layer in frozen_layers:
+            layer.trainable = False
     for layer in quantized.layers:
         if layer.name in frozen or getattr(getattr(layer, "layer", None), "name", None) in frozen:
             layer.trainable = False

@@ -5,7 +5,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_uti
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
-from models import reloaded, small_cnn
+from models import small_cnn
 
 import tf_keras
 PolynomialDecay = kc.pruning.PolynomialDecay
@@ -43,24 +43,6 @@ def test_weight_global_scope_meets_the_target_in_total_with_uneven_layers(traine
     assert report.total_sparsity == pytest.approx(0.7, abs=0.005)
     per_layer = [row["sparsity"] for row in report.layers]
     assert max(per_layer) - min(per_layer) > 0.1
-
-
-def test_depthwise_and_separable_kernels_are_pruned_like_the_others(keras_flavour, digits, tmp_path):
-    """tfmot leaves depthwise kernels dense; keras_compress prunes them in both Keras flavours, so
-    a MobileNet reaches the sparsity asked for, and the pruned model reloads with its masks."""
-    layers = keras_flavour.layers
-    model = keras_flavour.Sequential([
-        keras_flavour.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", name="conv"),
-        layers.DepthwiseConv2D(3, padding="same", name="depthwise"),
-        layers.SeparableConv2D(8, 3, padding="same", name="separable"), layers.Flatten(),
-        layers.Dense(10, name="logits")])
-    pruned = kc.pruning.prune(model, _schedule(0.5))
-    fit_pruned(pruned, digits)
-    assert {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(pruned).layers} == pytest.approx(
-        {"conv": 0.5, "depthwise": 0.5, "separable": 0.5, "logits": 0.5}, abs=0.02)
-    separable = kc.pruning.strip(reloaded(pruned, tmp_path)).get_layer("separable")
-    for kernel in (separable.depthwise_kernel, separable.pointwise_kernel):
-        assert np.mean(np.asarray(kernel) == 0) == pytest.approx(0.5, abs=0.02)
 
 
 def test_global_pruning_that_empties_a_layer_says_so(keras_flavour, digits):

@@ -465,6 +465,7 @@ def test_a_frozen_sparse_model_gets_the_sparsity_preserving_scheme(float_and_qat
                        for w in float_and_qat[0].get_weights()])
     model.trainable = False  # frozen: its kernels are not trainable weights
     qat = quantization.quantize_aware(model)
+    assert not [layer.name for layer in model.layers if layer.weights and layer.trainable]  # still frozen
     qat.trainable = True
     (x, y), _ = digits
     compile_classifier(qat).fit(x, y, epochs=1, batch_size=64, verbose=0)
