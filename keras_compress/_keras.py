@@ -8,8 +8,8 @@ import os
 import tf_keras as keras
 
 __all__ = ["keras", "copy_model", "forget_step_function",
-           "graph_nodes", "inbound_layers", "input_names", "output_names", "output_tensors", "tensor_key",
-           "rank",
+           "graph_nodes", "op_calls", "inbound_layers", "input_names", "output_names", "output_tensors",
+           "tensor_key", "rank",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
            "steps_per_execution", "train_function",
            "public_symbol",
@@ -34,6 +34,14 @@ def graph_nodes(model):
     return [(node.layer, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs))
             for depth in sorted(model._nodes_by_depth, reverse=True)
             for node in model._nodes_by_depth[depth]]
+
+
+def op_calls(model):
+    """`{id(layer): (layer, args, kwargs)}`: how the TF-op layers of a graph model (`x + 3.0`,
+    `tf.nn.relu6(x)`) were called in it (the last call, for one called more than once)."""
+    return {id(node.layer): (node.layer, node.call_args, node.call_kwargs)
+            for nodes in model._nodes_by_depth.values() for node in nodes
+            if type(node.layer).__name__ == "TFOpLambda"}
 
 
 def output_tensors(model):

@@ -6,7 +6,7 @@ Keras 3 runs on the TensorFlow or the JAX backend; `backend()` says which.
 
 import keras
 
-__all__ = ["keras", "backend", "copy_model", "functional", "forget_step_function", "graph_nodes",
+__all__ = ["keras", "backend", "copy_model", "functional", "forget_step_function", "graph_nodes", "op_calls",
            "is_graph_model",
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
@@ -56,6 +56,15 @@ def graph_nodes(model):
     return [(node.operation, list(node.input_tensors), list(node.outputs))
             for depth in sorted(graph._nodes_by_depth, reverse=True)
             for node in graph._nodes_by_depth[depth]]
+
+
+def op_calls(model):
+    """`{id(operation): (operation, args, kwargs)}`: how the operations of a graph model that are
+    not layers (`x + 3.0`, `keras.ops.relu6(x)`) were called in it (the last call, for one called
+    more than once)."""
+    return {id(node.operation): (node.operation, node.arguments.args, node.arguments.kwargs)
+            for nodes in functional(model)._nodes_by_depth.values() for node in nodes
+            if not isinstance(node.operation, keras.layers.Layer)}
 
 
 def output_tensors(model):

@@ -180,6 +180,18 @@ def _check_keras3(fmt, model):
             "or \"static\" instead, or export this one to ONNX or a SavedModel.")
 
 
+def _check_weights_finite(model):
+    """Training that diverged leaves NaN or Inf in the weights; converters crash on them (TFLite's
+    on a quantization-aware model's NaN ranges, with a segmentation fault)."""
+    values = [(layer.name, np.asarray(weight.numpy())) for layer in model.layers for weight in layer.weights]
+    broken = list(dict.fromkeys(name for name, value in values
+                                if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all()))
+    if broken:
+        raise ExportError(f"Layers {', '.join(broken)} of {model.name!r} hold NaN or Inf weights (training "
+                          "diverged): nothing was exported. Train again (a lower learning rate, or from a "
+                          "checkpoint saved before the loss became NaN), then export.")
+
+
 def _check_samples(samples, inputs):
     if not len(samples[0]):
         raise ExportError("sample_data has no rows: verification needs at least one input row.")
@@ -351,6 +363,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         raise PermissionError(f"The folder {folder} is not writable: export to another folder.")
     if pruning_wrappers(model):
         raise ExportError("The model still has pruning wrappers: export keras_compress.pruning.strip(model).")
+    _check_weights_finite(model)
     source = KerasRunner(model)
     calibration = None
     if quantize == "static":

@@ -171,7 +171,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         if kind == "m:n":
             _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
     left_dense = [f"{name} ({type(layers[name]).__name__})"
-                  for name, status in statuses.items() if status is None and name not in targets]
+                  for name, status in statuses.items()
+                  if status is None and name not in targets and _holds_weights_to_prune(layers[name])]
     if kind == "filter":  # layers with weights but no channel rule: filter pruning leaves them whole
         left_dense += [f"{name} ({type(layers[name]).__name__}: no filters to remove)"
                        for name, status in statuses.items()
@@ -187,6 +188,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
                       stacklevel=2)
     if kind == "filter":
         _warn_when_filters_reach_little(graph, layers, statuses)
+    elif not keras3:
+        _warn_when_depthwise_kernels_stay_dense(layers, excluded)
 
     if keras3:
         def wrap(layer):
@@ -209,6 +212,11 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
     return flavour.keras.models.clone_model(copy, clone_function=wrap)
 
 
+def _holds_weights_to_prune(layer):
+    """Kernels, or any weights of a custom layer (not Rescaling's or Normalization's constants)."""
+    return bool(kernels(layer) or (layer.weights and not builtin_name(layer)))
+
+
 def _kernel_parameters(layer):
     return sum(int(np.prod(variable.shape)) for variable in kernels(layer))
 
@@ -227,6 +235,20 @@ def _warn_when_filters_reach_little(graph, layers, statuses):
             f"channels of {', '.join(kept)} must stay (model outputs, layers joined with those, or layers "
             "filter pruning does not know). Prune single weights (granularity=\"weight\") instead, or "
             "expect little to be removed.", stacklevel=3)
+
+
+def _warn_when_depthwise_kernels_stay_dense(layers, excluded):
+    """tfmot prunes no depthwise kernel (of DepthwiseConv2D and SeparableConv2D): says which stay
+    dense, and how much of the model's kernels they hold, since the model ends less sparse."""
+    depthwise = {name: int(np.prod(layer.depthwise_kernel.shape)) for name, layer in layers.items()
+                 if getattr(layer, "depthwise_kernel", None) is not None and name not in excluded}
+    if depthwise:
+        share = sum(depthwise.values()) / sum(_kernel_parameters(layer) for layer in layers.values())
+        warnings.warn(
+            f"tfmot does not prune depthwise kernels: those of {', '.join(depthwise)} stay dense "
+            f"({share:.1%} of the model's kernels), so the model's total sparsity ends below the "
+            "schedule's target. Keras 3 models (`import keras`) have their depthwise kernels pruned "
+            "too.", stacklevel=3)
 
 
 def _keras3_prunability(layer):

@@ -108,8 +108,10 @@ def shrink(model, *, verify=True):
     removes them from the layers that make them (Conv2D, Dense), carry them
     (BatchNormalization, DepthwiseConv2D) and read them (the next Conv2D or Dense,
     through Flatten), and removes channels coupled by Add-like joins together.
-    Removal stops at model inputs and outputs and at layers it does not know
-    (custom layers, TF-op layers, Reshape...), which keep their channels.
+    It follows them through activations, elementwise arithmetic with numbers and
+    products (hard-swish, squeeze-excite gates), and through a Reshape that keeps
+    the last axis. Removal stops at model inputs and outputs and at layers it does
+    not know (custom layers, other TF-op layers...), which keep their channels.
 
     Args:
         model: a filter-pruned model, wrapped or stripped.
@@ -139,6 +141,8 @@ def shrink(model, *, verify=True):
         config = layer.get_config()
         if layer.name in graph.outputs:
             config[rule_for(layer).size_key] = int(graph.output_channels(layer.name, keep).sum())
+        if layer.name in graph.reshapes:
+            config["target_shape"] = (*config["target_shape"][:-1], graph.reshaped_channels(layer.name, keep))
         try:
             return layer.__class__.from_config(config)
         except Exception as error:
@@ -147,6 +151,8 @@ def shrink(model, *, verify=True):
 
     small = flavour.keras.models.clone_model(plain, clone_function=rebuild)
     for layer in small.layers:
+        if not layer.weights:  # Keras 3 may rename an unnamed input in the copy
+            continue
         original = layers[layer.name]
         try:
             layer.set_weights(_sliced_weights(graph, original, keep))

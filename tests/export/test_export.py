@@ -156,11 +156,16 @@ def test_verification_cannot_pass_on_nothing_or_on_nan(models, tmp_path):
     with pytest.raises(kc.ExportError, match="NaN or Inf in input"):
         kc.export(model, str(tmp_path / "a.onnx"), sample_data=np.full(shape, np.nan, "float32"))
     broken = keras.models.clone_model(model)
-    broken.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    broken.set_weights([np.full_like(w, 1e30) for w in model.get_weights()])  # outputs overflow
     with pytest.raises(kc.ExportVerificationError, match="NaN or Inf values"):
         kc.export(broken, str(tmp_path / "a.onnx"), sample_data=np.ones((4, *shape[1:]), "float32"))
     with pytest.raises(kc.ExportError, match="generated .* do not suit it \\(the model's outputs are NaN"):
         kc.export(broken, str(tmp_path / "a.onnx"))
+    diverged = keras.models.clone_model(model)
+    diverged.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    for path in ("a.onnx", "a.tflite"):  # refused before any converter runs (TFLite's may crash)
+        with pytest.raises(kc.ExportError, match="Layers .* hold NaN or Inf weights \\(training diverged\\)"):
+            kc.export(diverged, str(tmp_path / path), sample_data=np.ones((4, *shape[1:]), "float32"))
     assert os.listdir(tmp_path) == []
 
 

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -123,12 +125,31 @@ def test_layers_pruning_cannot_wrap_stay_dense_and_are_named_in_one_warning(digi
     messages = [str(w.message) for w in record if "stay dense" in str(w.message)]
     assert len(messages) == 1
     assert "scale (Scale)" in messages[0]
-    if keras is tf_keras:  # tfmot cannot wrap these; Keras 3 has nothing to prune in them
-        assert "rescale (Rescaling)" in messages[0] and "TFOpLambda" in messages[0]
+    # Layers without weights (tfmot cannot wrap these either) have nothing to keep dense.
+    assert "rescale" not in messages[0] and "TFOpLambda" not in messages[0]
     fit_pruned(pruned, digits, epochs=2)
     rows = {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(pruned).layers}
     assert rows["conv"] == pytest.approx(0.5, abs=0.01) and rows["logits"] == pytest.approx(0.5, abs=0.01)
     assert rows["scale"] == 0.0 if "scale" in rows else True
+
+
+def test_tf_keras_weight_pruning_names_the_depthwise_kernels_tfmot_leaves_dense(keras_flavour):
+    keras, L = keras_flavour, keras_flavour.layers
+    inputs = keras.Input((8, 8, 3))
+    x = L.SeparableConv2D(4, 3, name="separable")(L.DepthwiseConv2D(3, name="depthwise")(inputs))
+    model = keras.Model(inputs, L.Dense(2, name="logits")(L.Flatten()(x)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kc.pruning.prune(model, _schedule(0.5))
+        kc.pruning.prune(model, _schedule(0.5), granularity="filter")  # removes depthwise channels
+    messages = [str(w.message) for w in caught if "depthwise kernels" in str(w.message)]
+    if keras is tf_keras:  # 27 + 27 of the 27 + 27 + 12 + 128 kernel weights
+        assert messages == ["tfmot does not prune depthwise kernels: those of depthwise, separable stay "
+                            "dense (27.8% of the model's kernels), so the model's total sparsity ends below "
+                            "the schedule's target. Keras 3 models (`import keras`) have their depthwise "
+                            "kernels pruned too."]
+    else:
+        assert messages == []
 
 
 def _subclassed(keras):
