@@ -48,7 +48,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 from keras_compress._keras import keras
 
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
-           "QuantizeWrapperV2", "clusterable_weights", "data_classes",
+           "QuantizeWrapperV2", "clusterable_weights", "config_without_activation_quantizer", "data_classes",
            "is_quantization_layer", "known_to_tfmot", "make_loadable", "no_op_quantize_config",
            "output_quantize_config", "prunability", "quantizable", "quantize_scheme", "weight_quantizers"]
 
@@ -101,6 +101,14 @@ def quantizable(layer):
     return True
 
 
+def config_without_activation_quantizer(layer):
+    """tfmot's registry config for `layer` (a Conv2D, Dense...) with its weights quantized but
+    not its activation's output."""
+    config = _registry.Default8BitQuantizeRegistry().get_quantize_config(layer)
+    config.activation_attrs = []
+    return config
+
+
 def output_quantize_config():
     """tfmot's quantize config that quantizes a layer's output alone."""
     return _configs.Default8BitOutputQuantizeConfig()
@@ -128,6 +136,62 @@ def weight_quantizers(layer):
     return list(layer._weight_vars)
 
 
+# The narrowest activation range the first batch sets (256 steps of 4e-6), as in Keras 3 QAT.
+_MIN_RANGE = 1e-3
+
+
+class FirstBatchMovingAverageQuantizer(_quantize.quantizers.MovingAverageQuantizer):
+    """tfmot's activation quantizer (moving average of each batch's range), with its range set
+    from the first training batch instead of moved from tfmot's initial [-6, 6] at 0.1% a step,
+    as Keras 3 models' `QuantizeActivations` does. A range still at exactly [-6, 6] is unset.
+
+    From [-6, 6], small activations (an untrained model's) round to zero for hundreds of steps; a
+    BatchNormalization after them sees a batch of zeros and multiplies the gradient by
+    1/sqrt(epsilon), layer after layer, until it overflows: tf_keras EfficientNetB0 went to NaN
+    in one step."""
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if training is not None and training is not False:
+            low, high = weights["min_var"], weights["max_var"]
+            first = tf.logical_and(tf.cast(training, tf.bool),
+                                   tf.logical_and(tf.equal(low, -6.0), tf.equal(high, 6.0)))
+
+            def start():
+                batch_low = tf.minimum(tf.reduce_min(inputs), 0.0)  # 0 always inside
+                batch_high = tf.maximum(tf.maximum(tf.reduce_max(inputs), 0.0), batch_low + _MIN_RANGE)
+                with tf.control_dependencies([low.assign(batch_low), high.assign(batch_high)]):
+                    return tf.constant(True)
+
+            with tf.control_dependencies([tf.cond(first, start, lambda: tf.constant(False))]):
+                inputs = tf.identity(inputs)
+        return super().__call__(inputs, training, weights, **kwargs)
+
+
+def _start_ranges_from_first_batch(quantizer):
+    """Turns tfmot's default activation quantizer (per tensor, asymmetric) into
+    `FirstBatchMovingAverageQuantizer`; the variables and the config stay as they are."""
+    if (type(quantizer) is _quantize.quantizers.MovingAverageQuantizer and not quantizer.per_axis
+            and not quantizer.symmetric):
+        quantizer.__class__ = FirstBatchMovingAverageQuantizer
+
+
+class QuantizeAwareSwish(QuantizeAwareActivation):
+    """tfmot's activation wrapper, quantizing swish's input as well as its output, as tfmot does
+    for gelu: TFLite fuses no swish into the convolution before it, so without a range of its
+    own the convolution's output stays float and so does the convolution (EfficientNet's
+    squeeze-excite reductions)."""
+
+    _PRE_QUANT_ACTIVATIONS = QuantizeAwareActivation._PRE_QUANT_ACTIVATIONS | {"swish"}
+
+
+def _quantize_swish_input(activation, wrapper):
+    """Makes a built `QuantizeAwareActivation` of swish a `QuantizeAwareSwish`, with the range
+    variables it needs added to `wrapper`."""
+    if type(activation) is QuantizeAwareActivation and activation._name(activation.activation) == "swish":
+        activation.__class__ = QuantizeAwareSwish
+        activation._pre_activation_vars = activation.quantizer.build(None, "pre_activation", wrapper)
+
+
 class QuantizeLayer(_quantize_layer.QuantizeLayer):
     """tfmot's QuantizeLayer, marked built after `build`: otherwise a `.keras` load builds
     it twice (from the saved build config, then on first call) and its weights do not match.
@@ -150,7 +214,9 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
     centroids from the distinct values of the kernel it is built on (a random one, when
     loading). Here the mask is a non-trainable variable saved with the model, and the config
     records the centroids' shapes so that loading builds them as they were. Same class name,
-    so the file layout is unchanged.
+    so the file layout is unchanged. Its activation ranges start from the first training batch
+    (`FirstBatchMovingAverageQuantizer`), swish's input gets one (`QuantizeAwareSwish`), and a
+    Dense layer on feature maps runs on rows (an int8 FULLY_CONNECTED in TFLite).
     """
 
     _centroid_shapes = None
@@ -166,8 +232,21 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
         super().build(input_shape)
         self._settle()
 
+    def call(self, inputs, training=None, **kwargs):
+        # A Dense layer on inputs of rank 3 and more runs on rows, as in Keras 3 QAT: tf_keras'
+        # tensordot reshapes by the dynamic batch size, and TFLite keeps that product float.
+        shape = tuple(getattr(inputs, "shape", ()))
+        if isinstance(self.layer, keras.layers.Dense) and len(shape) > 2 and None not in shape[1:]:
+            outputs = super().call(tf.reshape(inputs, (-1, shape[-1])), training=training, **kwargs)
+            return tf.reshape(outputs, (-1, *shape[1:-1], outputs.shape[-1]))
+        return super().call(inputs, training=training, **kwargs)
+
     def _settle(self):
         self._keep_masks_in_variables()
+        for activation in self._quantize_activations:
+            _quantize_swish_input(activation, self)
+        for quantizer in [a.quantizer for a in self._quantize_activations] + (self._output_quantizers or []):
+            _start_ranges_from_first_batch(quantizer)
         # A cluster-preserved kernel is assigned from its centroids on every step, never
         # trained by gradient: listed as trainable, every step would warn that it has none.
         for kernel, _, variables in weight_quantizers(self):
@@ -332,7 +411,9 @@ def _zero_centroid_mask(centroids):
 def _register_tfmot_objects():
     """Lets QAT models load with plain `load_model`, without tfmot's `quantize_scope`."""
     objects = dict(_quantize.quantize_scope().custom_objects[0], QuantizeLayer=QuantizeLayer,
-                   QuantizeWrapperV2=QuantizeWrapperV2)
+                   QuantizeWrapperV2=QuantizeWrapperV2,
+                   FirstBatchMovingAverageQuantizer=FirstBatchMovingAverageQuantizer,
+                   QuantizeAwareSwish=QuantizeAwareSwish)
     for name in ("PrunePreserveDefault8BitConvWeightsQuantizer", "PrunePreserveDefault8BitWeightsQuantizer",
                  "PrunePreserveDefaultWeightsQuantizer"):
         objects[name] = getattr(_prune_preserve, name)

@@ -1,15 +1,17 @@
 """Quantization-aware training, sparsity-preserving when the model is sparse: tfmot for tf_keras
 models, `keras3_qat` for Keras 3 models."""
 
+import functools
 import warnings
 
 import numpy as np
 
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
-from keras_compress._keras import inbound_layers, keras
-from keras_compress._tfmot import (ClusterWeights, is_quantization_layer, known_to_tfmot, make_loadable,
-                                   no_op_quantize_config, output_quantize_config, quantizable,
-                                   quantize_scheme, tfmot, weight_quantizers)
+from keras_compress._keras import CODE_LAYER_NAMES, inbound_layers, keras
+from keras_compress._tfmot import (ClusterWeights, config_without_activation_quantizer, is_quantization_layer,
+                                   known_to_tfmot, make_loadable, no_op_quantize_config,
+                                   output_quantize_config, quantizable, quantize_scheme, tfmot,
+                                   weight_quantizers)
 from keras_compress.errors import KerasCompressError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel
@@ -30,6 +32,47 @@ _SAME_SCALE = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D)
 def _same_scale_config():
     """A no-op config (the layer keeps its input's scale) that is not counted as left float."""
     return no_op_quantize_config()
+
+
+def _float_before_quantized_config():
+    """For a layer left float whose output a quantized layer reads: its output is quantized, so
+    that the next layer reads int8 and runs in int8 (tfmot quantizes no input but the model's)."""
+    return output_quantize_config()
+
+
+def _quantize_after_concatenations(model, annotations):
+    """tfmot quantizes a Concatenate's output alone, turning off its inputs' output quantizers,
+    but not the activation quantizer of a Conv2D or Dense before it: the TFLite converter then
+    puts the concatenation on one input's scale and clips the others to it (DenseNet's blocks).
+    Those layers read by concatenations alone keep their weights quantized, not their outputs."""
+    readers = {}
+    for layer in model.layers:
+        for before in inbound_layers(layer):
+            readers.setdefault(before.name, []).append(layer)
+    for layer in model.layers:
+        if (annotations.get(layer.name, no_op_quantize_config) is None and readers.get(layer.name)
+                and all(isinstance(reader, keras.layers.Concatenate) for reader in readers[layer.name])
+                and not isinstance(layer, keras.layers.Activation) and hasattr(layer, "activation")):
+            annotations[layer.name] = functools.partial(config_without_activation_quantizer, layer)
+
+
+def _wrappable(layer):
+    """Whether tfmot's quantize wrapper can call `layer`: not an input, a nested model, or a
+    Lambda or TF-op layer (an op on two tensors gets them as one list in the wrapper)."""
+    return not (isinstance(layer, (keras.layers.InputLayer, keras.Model))
+                or type(layer).__name__ in CODE_LAYER_NAMES)
+
+
+def _quantize_outputs_read_by_quantized_layers(model, annotations):
+    """Turns the float layers in `annotations` (not annotated, or no-op) whose outputs a layer
+    quantized by the scheme reads into `_float_before_quantized_config`."""
+    for layer in model.layers:
+        if annotations.get(layer.name, no_op_quantize_config) is not None:
+            continue
+        for before in inbound_layers(layer):
+            if (annotations.get(before.name, no_op_quantize_config) is no_op_quantize_config
+                    and _wrappable(before)):
+                annotations[before.name] = _float_before_quantized_config
 
 
 def is_quantize_aware(model):
@@ -113,14 +156,16 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
     exports to int8 TFLite and ONNX (explicit Q/DQ) without calibration data.
 
     Weights are symmetric int8, per output channel for convolutions and per tensor for
-    Dense; activations 8-bit over ranges learned while training. tf_keras models use
+    Dense; activations 8-bit over ranges set by the first training batch, then moving averages
+    of the batches' ranges. tf_keras models use
     tfmot's default 8-bit scheme; Keras 3 models (TensorFlow or JAX backend) keras_compress's
     own layers (`keras3_qat`), which fold a BatchNormalization that follows a convolution
     into it, with frozen statistics, as TFLite and TensorRT run it.
 
     Layers that are not quantized (e.g. a BatchNormalization that does not directly
     follow a convolution) stay float and are listed in one warning; `strict=True`
-    raises instead. With `preserve_sparsity="auto"` a sparse model (pruned, then
+    raises instead. Their outputs are quantized where a quantized layer reads them, so that
+    layer still runs in int8. With `preserve_sparsity="auto"` a sparse model (pruned, then
     stripped) keeps its zeros zero through training; with `preserve_clusters="auto"` a
     clustered tf_keras model (`kc.clustering`, stripped) keeps its kernels on their
     centroids (tfmot's cluster-preserving scheme: the centroids train, and with sparsity
@@ -187,8 +232,11 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
         elif isinstance(layer, _OUTPUT_ONLY):
             annotations[layer.name] = output_quantize_config
         elif known_to_tfmot(layer):
-            # tfmot would quantize its output before a quantized layer, and fail: keep it float.
+            # tfmot would quantize its output before a quantized layer with the layer's own
+            # config, and fail: keep it float (its output is quantized below, where needed).
             annotations[layer.name] = no_op_quantize_config
+    _quantize_outputs_read_by_quantized_layers(model, annotations)
+    _quantize_after_concatenations(model, annotations)
     # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule
     # above makes that rare: each try clones the whole model).
     while True:
@@ -201,8 +249,8 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
                 raise
             del annotations[name]
     # Not annotated, or annotated to stay float.
-    left_float = [layer.name for layer in candidates
-                  if annotations.get(layer.name, no_op_quantize_config) is no_op_quantize_config]
+    left_float = [layer.name for layer in candidates if annotations.get(layer.name, no_op_quantize_config)
+                  in (no_op_quantize_config, _float_before_quantized_config)]
     if left_float:
         message = (f"These layers of {model.name!r} stay float (tfmot cannot quantize them): "
                    f"{', '.join(left_float)}.")
