@@ -48,9 +48,10 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 from keras_compress._keras import keras
 
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
-           "QuantizeWrapperV2", "clusterable_weights", "config_without_activation_quantizer", "data_classes",
-           "is_quantization_layer", "known_to_tfmot", "make_loadable", "no_op_quantize_config",
-           "output_quantize_config", "prunability", "quantizable", "quantize_scheme", "weight_quantizers"]
+           "QuantizeWrapperV2", "clusterable_weights", "data_classes",
+           "is_quantization_layer", "known_to_tfmot", "leave_activation_ranges_out", "make_loadable",
+           "no_op_quantize_config", "output_quantize_config", "prunability", "quantizable", "quantize_scheme",
+           "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 
@@ -101,14 +102,6 @@ def quantizable(layer):
     return True
 
 
-def config_without_activation_quantizer(layer):
-    """tfmot's registry config for `layer` (a Conv2D, Dense...) with its weights quantized but
-    not its activation's output."""
-    config = _registry.Default8BitQuantizeRegistry().get_quantize_config(layer)
-    config.activation_attrs = []
-    return config
-
-
 def output_quantize_config():
     """tfmot's quantize config that quantizes a layer's output alone."""
     return _configs.Default8BitOutputQuantizeConfig()
@@ -148,10 +141,12 @@ class FirstBatchMovingAverageQuantizer(_quantize.quantizers.MovingAverageQuantiz
     From [-6, 6], small activations (an untrained model's) round to zero for hundreds of steps; a
     BatchNormalization after them sees a batch of zeros and multiplies the gradient by
     1/sqrt(epsilon), layer after layer, until it overflows: tf_keras EfficientNetB0 went to NaN
-    in one step."""
+    in one step. Under a strategy of several replicas, each would set its own copy from its own
+    batch: there the range starts at [-6, 6] as in tfmot."""
 
     def __call__(self, inputs, training, weights, **kwargs):
-        if training is not None and training is not False:
+        if (training is not None and training is not False
+                and tf.distribute.get_strategy().num_replicas_in_sync == 1):
             low, high = weights["min_var"], weights["max_var"]
             first = tf.logical_and(tf.cast(training, tf.bool),
                                    tf.logical_and(tf.equal(low, -6.0), tf.equal(high, 6.0)))
@@ -220,6 +215,8 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
     """
 
     _centroid_shapes = None
+    # Whether swish activations get an input range: files saved before they did load without.
+    _swish_input_ranges = True
 
     def build(self, input_shape):
         if self._centroid_shapes is not None:
@@ -243,8 +240,9 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
 
     def _settle(self):
         self._keep_masks_in_variables()
-        for activation in self._quantize_activations:
-            _quantize_swish_input(activation, self)
+        if self._swish_input_ranges:
+            for activation in self._quantize_activations:
+                _quantize_swish_input(activation, self)
         for quantizer in [a.quantizer for a in self._quantize_activations] + (self._output_quantizers or []):
             _start_ranges_from_first_batch(quantizer)
         # A cluster-preserved kernel is assigned from its centroids on every step, never
@@ -273,7 +271,7 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
         return [(found, found[key]) for _, _, found in weight_quantizers(self) if key in found]
 
     def get_config(self):
-        config = super().get_config()
+        config = dict(super().get_config(), swish_input_ranges=self._swish_input_ranges)
         quantizer = getattr(self.quantize_config, "weight_quantizer", None)
         if isinstance(quantizer, _prune_preserve.PrunePreserveDefaultWeightsQuantizer):
             config["preserve_sparsity"] = True
@@ -290,7 +288,9 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
         config = dict(config)
         preserve_sparsity = config.pop("preserve_sparsity", False)
         centroid_shapes = config.pop("preserve_clusters", None)
+        swish_input_ranges = config.pop("swish_input_ranges", False)
         wrapper = super().from_config(config)
+        wrapper._swish_input_ranges = swish_input_ranges
         if centroid_shapes is not None:
             registry = _cluster_preserve.Default8bitClusterPreserveQuantizeRegistry(preserve_sparsity)
             quantizers = registry._config_quantizer_map
@@ -399,6 +399,30 @@ def quantize_scheme(preserve_sparsity, preserve_clusters):
     else:
         scheme = _quantize.default_8bit.Default8BitQuantizeScheme()
     scheme.get_layout_transformer = _KernelKeepingLayout
+    return scheme
+
+
+class _ActivationRangesLeftOut:
+    """A scheme's quantize registry whose configs for the layers named quantize their weights
+    (with the scheme's own weight quantizer) but not their activation's output."""
+
+    def __init__(self, registry, names):
+        self._registry, self._names = registry, frozenset(names)
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+    def get_quantize_config(self, layer):
+        config = self._registry.get_quantize_config(layer)
+        if layer.name in self._names:
+            config.activation_attrs = []
+        return config
+
+
+def leave_activation_ranges_out(scheme, names):
+    """Makes `scheme` quantize no activation output of the layers named (Conv2D, Dense...)."""
+    registry = scheme.get_quantize_registry()
+    scheme.get_quantize_registry = lambda: _ActivationRangesLeftOut(registry, names)
     return scheme
 
 

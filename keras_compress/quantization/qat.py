@@ -1,15 +1,15 @@
 """Quantization-aware training, sparsity-preserving when the model is sparse: tfmot for tf_keras
 models, `keras3_qat` for Keras 3 models."""
 
-import functools
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._keras import CODE_LAYER_NAMES, inbound_layers, keras
-from keras_compress._tfmot import (ClusterWeights, config_without_activation_quantizer, is_quantization_layer,
-                                   known_to_tfmot, make_loadable, no_op_quantize_config,
+from keras_compress._tfmot import (ClusterWeights, is_quantization_layer, known_to_tfmot,
+                                   leave_activation_ranges_out, make_loadable, no_op_quantize_config,
                                    output_quantize_config, quantizable, quantize_scheme, tfmot,
                                    weight_quantizers)
 from keras_compress.errors import KerasCompressError, UnsupportedModelError
@@ -40,27 +40,33 @@ def _float_before_quantized_config():
     return output_quantize_config()
 
 
-def _quantize_after_concatenations(model, annotations):
+def _read_by_concatenations_alone(model, annotations):
     """tfmot quantizes a Concatenate's output alone, turning off its inputs' output quantizers,
     but not the activation quantizer of a Conv2D or Dense before it: the TFLite converter then
-    puts the concatenation on one input's scale and clips the others to it (DenseNet's blocks).
-    Those layers read by concatenations alone keep their weights quantized, not their outputs."""
+    puts the concatenation on that input's scale and clips the others to it (DenseNet's blocks).
+    The names of those layers, read by concatenations alone, whose outputs must stay unquantized."""
     readers = {}
     for layer in model.layers:
         for before in inbound_layers(layer):
             readers.setdefault(before.name, []).append(layer)
-    for layer in model.layers:
-        if (annotations.get(layer.name, no_op_quantize_config) is None and readers.get(layer.name)
-                and all(isinstance(reader, keras.layers.Concatenate) for reader in readers[layer.name])
-                and not isinstance(layer, keras.layers.Activation) and hasattr(layer, "activation")):
-            annotations[layer.name] = functools.partial(config_without_activation_quantizer, layer)
+    return [layer.name for layer in model.layers
+            if annotations.get(layer.name, no_op_quantize_config) is None and readers.get(layer.name)
+            and all(isinstance(reader, keras.layers.Concatenate) for reader in readers[layer.name])
+            and not isinstance(layer, keras.layers.Activation) and hasattr(layer, "activation")]
 
 
 def _wrappable(layer):
-    """Whether tfmot's quantize wrapper can call `layer`: not an input, a nested model, or a
-    Lambda or TF-op layer (an op on two tensors gets them as one list in the wrapper)."""
-    return not (isinstance(layer, (keras.layers.InputLayer, keras.Model))
-                or type(layer).__name__ in CODE_LAYER_NAMES)
+    """Whether tfmot's quantize wrapper can take `layer` and quantize its output: not an input,
+    a nested model, a Lambda or TF-op layer (an op on two tensors gets them as one list), an
+    Embedding (tfmot would quantize the token ids before it), a layer of several outputs, or one
+    reading masked or non-float tensors (the wrapper drops masks)."""
+    if (isinstance(layer, (keras.layers.InputLayer, keras.Model, keras.layers.Embedding))
+            or type(layer).__name__ in CODE_LAYER_NAMES or not layer._inbound_nodes):
+        return False
+    node = layer._inbound_nodes[0]
+    inputs = tf.nest.flatten(node.input_tensors)
+    return (len(tf.nest.flatten(node.outputs)) == 1 and all(tensor.dtype.is_floating for tensor in inputs)
+            and all(getattr(tensor, "_keras_mask", None) is None for tensor in inputs))
 
 
 def _quantize_outputs_read_by_quantized_layers(model, annotations):
@@ -236,7 +242,7 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
             # config, and fail: keep it float (its output is quantized below, where needed).
             annotations[layer.name] = no_op_quantize_config
     _quantize_outputs_read_by_quantized_layers(model, annotations)
-    _quantize_after_concatenations(model, annotations)
+    leave_activation_ranges_out(scheme, _read_by_concatenations_alone(model, annotations))
     # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule
     # above makes that rare: each try clones the whole model).
     while True:

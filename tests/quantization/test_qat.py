@@ -291,6 +291,56 @@ def test_tf_keras_activation_ranges_start_from_the_first_training_batch(tmp_path
     np.testing.assert_allclose(_output_range(qat), 1.099 * np.array(first), rtol=0.05)
 
 
+def test_tf_keras_qat_files_saved_before_swish_input_ranges_still_load():
+    """A swish activation gets an input range now; a wrapper config without the flag (a file
+    saved before) builds the variables it was saved with."""
+    qat = quantization.quantize_aware(
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="swish", name="dense")]))
+    wrapper = qat.get_layer("quant_dense")
+
+    def ranges(layer):
+        return sorted(w.name.split("/")[-1].split(":")[0] for w in layer.weights if "activation_" in w.name)
+
+    assert ranges(wrapper) == ["post_activation_max", "post_activation_min", "pre_activation_max",
+                               "pre_activation_min"]
+    config = wrapper.get_config()
+    del config["swish_input_ranges"]
+    old = type(wrapper).from_config(config)
+    old.build((None, 4))
+    assert ranges(old) == ["post_activation_max", "post_activation_min"]
+
+
+def test_tf_keras_a_sparse_convolution_read_by_a_concatenation_keeps_its_zeros(digits):
+    """Its output is left to the concatenation's range, with the scheme's own weight quantizer."""
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    first = layers.Conv2D(8, 3, padding="same", activation="relu", name="first")(inputs)
+    joined = layers.Concatenate()([first, layers.Conv2D(8, 3, padding="same", name="branch")(first)])
+    model = compile_classifier(keras.Model(inputs, layers.Dense(10)(layers.Flatten()(joined))))
+    for layer in model.layers:
+        if hasattr(layer, "kernel"):
+            kernel = layer.kernel.numpy()
+            kernel[np.abs(kernel) < np.median(np.abs(kernel))] = 0
+            layer.kernel.assign(kernel)
+    qat = compile_classifier(quantization.quantize_aware(model))
+    assert not qat.get_layer("quant_branch")._quantize_activations  # no range of its own
+    (x, y), _ = digits
+    qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+    assert fake_quantized_zeros(qat)["quant_branch"] >= 0.5
+
+
+def test_tf_keras_an_embedding_is_not_wrapped_for_its_output():
+    """tfmot would quantize the token ids before a wrapped Embedding (and drop its mask)."""
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((5,)), layers.Embedding(100, 4, name="embedding"),
+                              layers.GlobalAveragePooling1D(), layers.Dense(2)])
+    with pytest.warns(UserWarning, match="stay float.*embedding"):
+        qat = quantization.quantize_aware(model)
+    assert type(qat.get_layer("embedding")) is layers.Embedding
+    ids = np.array([[1, 2, 97, 98, 99]], dtype="float32")
+    np.testing.assert_allclose(qat.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=0.1)
+
+
 class _Scale(keras.layers.Layer):
     """A custom layer registered nowhere, as tf_keras ConvNeXt's LayerScale."""
 
