@@ -32,6 +32,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/keras3.py
 	$(PY) benchmarks/clustering.py
+	$(PY) benchmarks/quantize_aware.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

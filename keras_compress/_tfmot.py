@@ -6,6 +6,7 @@ these names only. It also holds the subclasses that fix how tfmot's quantization
 layers save and load.
 """
 
+import collections
 import copy
 import os
 
@@ -40,16 +41,18 @@ from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.pr
     prune_preserve_quantize_registry as _prune_preserve)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_configs as _configs, default_8bit_quantize_layout_transform as _layout,
-    default_8bit_quantize_registry as _registry)
+    default_8bit_quantize_registry as _registry, default_8bit_transforms as _transforms)
+from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
+    model_transformer)
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware_activation import (
     NoOpActivation, QuantizeAwareActivation)
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_wrapper
 
-from keras_compress._keras import keras
+from keras_compress._keras import inbound_layers, keras
 
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
            "QuantizeWrapperV2", "clusterable_weights", "data_classes",
-           "is_quantization_layer", "known_to_tfmot", "leave_activation_ranges_out", "make_loadable",
+           "is_quantization_layer", "known_to_tfmot", "leave_activation_ranges_out", "quantize_apply",
            "no_op_quantize_config", "output_quantize_config", "prunability", "quantizable", "quantize_scheme",
            "weight_quantizers"]
 
@@ -229,6 +232,11 @@ class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
         super().build(input_shape)
         self._settle()
 
+    def _should_use_autograph(self):
+        # tfmot's wrapper branches with smart_cond and needs no autograph, whose conversion costs
+        # more than building the layer (half of quantizing a model); a custom layer inside may.
+        return self.layer._should_use_autograph()
+
     def call(self, inputs, training=None, **kwargs):
         # A Dense layer on inputs of rank 3 and more runs on rows, as in Keras 3 QAT: tf_keras'
         # tensordot reshapes by the dynamic batch size, and TFLite keeps that product float.
@@ -364,12 +372,37 @@ class _ClusterPreservingScheme(tfmot.experimental.combine.Default8BitClusterPres
         return _OneQuantizerPerLayer(self.preserve_sparsity)
 
 
+class _IndexedModelTransformer(model_transformer.ModelTransformer):
+    """tfmot's ModelTransformer with an index of each layer's consumers: tfmot's own lookup scans
+    every layer's inputs, so matching its patterns grows with the square of the model."""
+
+    _consumers = None
+
+    def transform(self):
+        self._consumers = None
+        return super().transform()
+
+    def _get_consuming_layers(self, check_layer):
+        if self._consumers is None:
+            self._consumers = collections.defaultdict(list)
+            for layer in self._config["layers"]:
+                # tfmot also lists keyword arguments' first items, not all of them names
+                names = [name for name in self._get_inbound_layer_names(layer) if isinstance(name, str)]
+                for name in dict.fromkeys(names):
+                    self._consumers[name].append(layer)
+        return list(self._consumers.get(check_layer["config"]["name"], ()))
+
+    def _replace(self, match_layer_node, replacement_layer_node):
+        super()._replace(match_layer_node, replacement_layer_node)
+        self._consumers = None
+
+
 _KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
 class _KernelKeepingLayout(_layout.Default8BitQuantizeLayoutTransform):
-    """tfmot's layout transform, except that a Conv2D, DepthwiseConv2D or Dense layer before a ReLU
-    keeps its kernel quantized.
+    """tfmot's layout transform (its transforms, in its order, through `_IndexedModelTransformer`),
+    except that a Conv2D, DepthwiseConv2D or Dense layer before a ReLU keeps its kernel quantized.
 
     To keep fake quantization out from between such a layer and its ReLU, tfmot turns the layer's
     quantization off whole, kernel included (a squeeze-excite block's first convolution, any
@@ -377,8 +410,28 @@ class _KernelKeepingLayout(_layout.Default8BitQuantizeLayoutTransform):
     left unquantized, as tfmot does for a convolution before a BatchNormalization.
     """
 
+    _TRANSFORMS = ("InputLayerQuantize", "SeparableConv1DQuantize", "SeparableConvQuantize",
+                   "Conv2DReshapeBatchNormReLUQuantize", "Conv2DReshapeBatchNormActivationQuantize",
+                   "Conv2DBatchNormReLUQuantize", "Conv2DBatchNormActivationQuantize",
+                   "Conv2DReshapeBatchNormQuantize", "Conv2DBatchNormQuantize", "ConcatTransform6Inputs",
+                   "ConcatTransform5Inputs", "ConcatTransform4Inputs", "ConcatTransform3Inputs",
+                   "ConcatTransform", "DenseBatchNormQuantize", "DenseBatchNormReLUQuantize",
+                   "DenseBatchNormActivationQuantize", "LayerReLUQuantize", "LayerReluActivationQuantize")
+
     def apply(self, model, layer_quantize_map):
-        transformed, quantize_map = super().apply(model, layer_quantize_map)
+        transforms = [getattr(_transforms, name)() for name in self._TRANSFORMS]
+        # tfmot's transformer marks the model it reads, and tf_keras the models nested in it.
+        models = [layer for layer in model._flatten_layers() if isinstance(layer, keras.Model)]
+        marks = [layer.__dict__.get("use_legacy_config") for layer in models]
+        try:
+            transformed, quantize_map = _IndexedModelTransformer(
+                model, transforms, set(layer_quantize_map), layer_quantize_map).transform()
+        finally:
+            for layer, mark in zip(models, marks):
+                if mark is None:
+                    layer.__dict__.pop("use_legacy_config", None)
+                else:
+                    layer.use_legacy_config = mark
         for layer in transformed.layers:
             entry = quantize_map.get(layer.name, {})
             if (isinstance(entry.get("quantize_config"), _configs.NoOpQuantizeConfig)
@@ -386,6 +439,54 @@ class _KernelKeepingLayout(_layout.Default8BitQuantizeLayoutTransform):
                 layer.activation = NoOpActivation()
                 entry["quantize_config"] = None  # the scheme's own config for the layer
         return transformed, quantize_map
+
+
+def quantize_apply(model, layer_quantize_map, scheme):
+    """tfmot's `quantize_apply` on `model`, which it only reads, for the layers named in
+    `layer_quantize_map` (name -> QuantizeConfig, or None for the scheme's own; not empty, which
+    tfmot's transformer takes for every layer), with this module's loadable layer classes.
+    Frozen layers stay frozen.
+
+    tfmot's own wants the layers annotated and clones the model four times on the way; here the
+    layout transform reads `model` itself and the result is wrapped in one more clone. Only the
+    layers named are wrapped (tfmot also wraps a layer its registry knows for the output, where
+    a quantized layer reads it).
+    """
+    quantize_map = {name: {"quantize_config": config} for name, config in layer_quantize_map.items()}
+    for layer in model.layers:  # an input read by a quantized layer is matched by the input's transform
+        if layer.name in quantize_map:
+            quantize_map.update({before.name: {} for before in inbound_layers(layer)
+                                 if isinstance(before, keras.layers.InputLayer)})
+    transformed, quantize_map = scheme.get_layout_transformer().apply(model, quantize_map)
+    registry = scheme.get_quantize_registry()
+    # tfmot finds a kernel's sparsity in the trainable weights: wrap frozen layers unfrozen.
+    frozen = [layer for layer in transformed.layers if not layer.trainable]
+    for layer in frozen:
+        layer.trainable = True
+
+    def wrap(layer):
+        if isinstance(layer, _quantize_layer.QuantizeLayer):
+            config = layer.get_config()
+            if len(layer._outbound_nodes) <= 1:
+                config.update(quantize_map.get(layer.name, {}))
+            return QuantizeLayer.from_config(config)
+        if layer.name not in quantize_map:
+            return layer
+        config = quantize_map[layer.name].get("quantize_config")
+        if not config and registry.supports(layer):
+            config = registry.get_quantize_config(layer)
+        if not config:
+            raise RuntimeError(f"Layer {layer.name}:{type(layer)} is not supported: give it a "
+                               "QuantizeConfig, or leave it out.")
+        return QuantizeWrapperV2(layer, config, name_prefix="quant_")
+
+    with _quantize.quantize_scope():
+        quantized = keras.models.clone_model(transformed, clone_function=wrap)
+    frozen = {layer.name for layer in frozen}
+    for layer in quantized.layers:
+        if layer.name in frozen or getattr(getattr(layer, "layer", None), "name", None) in frozen:
+            layer.trainable = False
+    return quantized
 
 
 def quantize_scheme(preserve_sparsity, preserve_clusters):
@@ -449,14 +550,3 @@ def _register_tfmot_objects():
 
 
 _register_tfmot_objects()
-
-
-def make_loadable(model):
-    """Gives a freshly quantized model's layers this module's loadable subclasses (they add
-    only saving methods; rebuilding from the config would recompute sparsity masks)."""
-    for layer in model.layers:
-        loadable = {"QuantizeLayer": QuantizeLayer, "QuantizeWrapperV2": QuantizeWrapperV2}
-        layer.__class__ = loadable.get(type(layer).__name__, type(layer))
-        if isinstance(layer, QuantizeWrapperV2):
-            layer._settle()
-    return model

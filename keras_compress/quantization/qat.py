@@ -9,9 +9,9 @@ import tensorflow as tf
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
 from keras_compress._keras import CODE_LAYER_NAMES, inbound_layers, keras
 from keras_compress._tfmot import (ClusterWeights, is_quantization_layer, known_to_tfmot,
-                                   leave_activation_ranges_out, make_loadable, no_op_quantize_config,
-                                   output_quantize_config, quantizable, quantize_scheme, tfmot,
-                                   weight_quantizers)
+                                   leave_activation_ranges_out, no_op_quantize_config,
+                                   output_quantize_config, quantizable, quantize_apply, quantize_scheme,
+                                   tfmot, weight_quantizers)
 from keras_compress.errors import KerasCompressError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel
@@ -92,35 +92,15 @@ def is_quantize_aware(model):
 
 
 def _apply(model, annotations, scheme):
-    """tfmot's `quantize_apply` on `model` with `annotations`: layer name -> a function making
-    its quantize config, or None for the scheme's own."""
-    def annotate(layer):
-        if layer.name not in annotations:
-            return layer
-        make_config = annotations[layer.name]
-        return _quantize.quantize_annotate_layer(layer, make_config() if make_config else None)
-
-    annotated = keras.models.clone_model(model, clone_function=annotate)  # the caller's layers
-    annotated.set_weights(model.get_weights())
-    # tfmot finds a layer's sparsity in its trainable weights: quantize unfrozen, then freeze
-    # again what the caller had frozen, in the caller's model and in the result.
-    frozen_layers = [layer for layer in model.layers if not layer.trainable]
-    frozen = {layer.name for layer in frozen_layers}
-    annotated.trainable = True
+    """tfmot's quantization of `model` with `annotations`: layer name -> a function making its
+    quantize config, or None for the scheme's own."""
     # tfmot rebuilds the model from its config: let it find the model's own custom layer classes,
     # which tf_keras cannot always find by name (tf_keras ConvNeXt's LayerScale).
     classes = {type(layer).__name__: type(layer) for layer in model.layers
                if not hasattr(keras.layers, type(layer).__name__)}
-    try:
-        with keras.utils.custom_object_scope(classes), _quantize.quantize_scope():
-            quantized = _quantize.quantize_apply(annotated, scheme)
-    finally:
-        for layer in frozen_layers:
-            layer.trainable = False
-    for layer in quantized.layers:
-        if layer.name in frozen or getattr(getattr(layer, "layer", None), "name", None) in frozen:
-            layer.trainable = False
-    return make_loadable(quantized)
+    with keras.utils.custom_object_scope(classes):
+        return quantize_apply(model, {name: make_config() if make_config else None
+                                      for name, make_config in annotations.items()}, scheme)
 
 
 def _folded_batch_norm(layer):
@@ -246,6 +226,11 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
     # Should tfmot refuse a layer all the same, leave it float and try again (the graph rule
     # above makes that rare: each try clones the whole model).
     while True:
+        if not annotations:
+            raise KerasCompressError(
+                f"Model {model.name!r} has no layer tfmot can quantize (Conv, Dense, pooling, known "
+                "activations...): quantization-aware training would change nothing. Export it as it "
+                'is, or post-training quantize it (kc.export(..., quantize="dynamic")).')
         try:
             result = _apply(model, annotations, scheme)
             break
