@@ -11,10 +11,12 @@ layers may call pure math only; Lambda layers are refused.
 """
 
 import json
+import math
 import re
 import sys
 import zipfile
 
+from keras_compress._declared_sizes import read_json_member
 from keras_compress._keras import (CODE_LAYER_NAMES, OP_LAYER_NAMES, keras, public_symbol, registered_object,
                                    saved_model_keras_metadata)
 from keras_compress._tfmot import data_classes
@@ -49,7 +51,7 @@ def _configs(path, kind):
     """The JSON configs tf_keras would deserialize from the file or folder."""
     if kind == "keras":
         with zipfile.ZipFile(path) as archive:
-            return [json.loads(archive.read("config.json"))]
+            return [read_json_member(archive, "config.json")]
     if kind == "h5":
         import h5py
 
@@ -60,6 +62,22 @@ def _configs(path, kind):
         return [json.loads(text if isinstance(text, str) else text.decode())
                 for text in texts if text is not None]
     return [json.loads(text) for text in saved_model_keras_metadata(path)]
+
+
+# Config keys whose string value Keras reads as a path (lookup and text layers' vocabularies).
+_PATH_KEYS = ("vocabulary", "idf_weights")
+
+
+def _path_reason(node):
+    """Why the node reads a file outside the model file, or None."""
+    config = node.get("config")
+    for key in _PATH_KEYS:
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, str):
+            return (f"a {node['class_name']} whose {key} is the path {value!r}: safe mode reads no file "
+                    f"outside the model file. Save the layer with its {key} as a list (it is then "
+                    "stored in the file)")
+    return None
 
 
 def _nodes(config):
@@ -112,12 +130,37 @@ def _resolve_legacy(class_name, custom_objects):
             or public_symbol(f"keras.models.{class_name}"))
 
 
+def _declared_elements(value):
+    """The most elements a constant argument of an op layer asks for: a shape (a list of
+    ints) or a count (an int), as `tf.fill`, `tf.range` or `tf.tile` take them."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, list) and value and all(type(v) is int for v in value):
+        return math.prod(value)
+    if isinstance(value, (list, dict)):
+        return max(map(_declared_elements, value.values() if isinstance(value, dict) else value), default=0)
+    return 0
+
+
 def _op_layer_reason(node):
     function = (node.get("config") or {}).get("function") if isinstance(node.get("config"), dict) else None
     if isinstance(function, str) and _MODULE.match(function.replace("__operators__", "operators")) \
             and (function in _OPS or function.startswith(_OP_PREFIXES)):
         return None
     return f"an op layer calling TensorFlow's {function!r}, which is not a pure math op"
+
+
+def _allocation_reason(node, budget):
+    """Why an op layer's constant arguments ask for more memory than `budget`, or None (an op
+    layer on constants runs while the model is built)."""
+    elements = _declared_elements(node.get("inbound_nodes"))
+    if node["class_name"] in OP_LAYER_NAMES and elements * 4 > budget:
+        function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
+        return (f"an op layer calling TensorFlow's {function!r} on constants that ask for {elements:,} "
+                f"elements, over the memory budget of {budget:,} bytes")
+    return None
 
 
 def _class_reason(found, node, where, top_level):
@@ -179,13 +222,14 @@ def _check_node(node, custom_objects, top_level):
         return f"{name!r} from module {module!r}, which is neither Keras, keras_compress nor tfmot"
     if class_name in CODE_LAYER_NAMES - OP_LAYER_NAMES:
         return f"a {class_name} layer (it holds Python code)"
-    return (_current_reason(node, name, is_function, custom_objects, top_level)
+    return (_path_reason(node) or _current_reason(node, name, is_function, custom_objects, top_level)
             or (None if is_function else _legacy_reason(class_name, custom_objects, node, top_level)))
 
 
-def unsafe_reason(path, kind, custom_objects=None):
+def unsafe_reason(path, kind, custom_objects=None, budget=None):
     """Why the model at `path` (a file of `kind` "keras"/"h5", or "saved_model") may not be
-    loaded under safe mode, or None when every object its config names is allowed."""
+    loaded under safe mode, or None when every object its config names is allowed (and no
+    op layer asks for more than `budget` bytes)."""
     configs = _configs(path, kind)
     if not configs:
         return "it holds no Keras model configuration"
@@ -193,7 +237,8 @@ def unsafe_reason(path, kind, custom_objects=None):
         return "its model configuration is not a Keras object"
     for index, config in enumerate(configs):
         for node in _nodes(config):
-            reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
+            reason = (_check_node(node, custom_objects, top_level=index == 0 and node is config)
+                      or (budget and _allocation_reason(node, budget)))
             if reason:
                 return f"it names {reason}"
     return None
@@ -241,6 +286,8 @@ def _keras3_node_reason(node, custom_objects, top_level):
                                or module.split(".")[0] not in ("keras", "keras_compress", "builtins")):
         return f"{name!r} from module {module!r}, which is neither Keras nor keras_compress"
     where = f"{module}.{name}" if module else name
+    if _path_reason(node):
+        return _path_reason(node)
     found = _keras3_resolve(node, name, is_function, custom_objects)
     if found is None:
         return None if module is None else f"{where!r}, which is not a registered or built-in Keras object"

@@ -2,6 +2,7 @@
 
 import os
 
+from keras_compress._private_copy import check_regular_tree
 from keras_compress.errors import KerasCompressError, ModelFileError
 from keras_compress.formats import FORMATS, for_path
 
@@ -26,6 +27,7 @@ def load(path, **options):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No artifact at {path}")
+    check_regular_tree(path)  # no pipe to block on, no symlink out of a SavedModel folder
     fmt = FORMATS["saved_model"] if os.path.isdir(path) else for_path(path)
     if fmt is None or fmt.is_folder != os.path.isdir(path):
         suffixes = ", ".join(suffix for f in FORMATS.values() for suffix in f.suffixes)

@@ -1,0 +1,152 @@
+"""Sizes a model file declares, checked against budgets before anything is allocated.
+
+A small file can declare huge things: a zip member that inflates a thousandfold, a
+`config.json` of gigabytes, an HDF5 dataset or checkpoint variable of billions of elements
+stored as a fill value. Loading allocates what is declared before it notices that the bytes
+are not there. Each check here reads only headers and refuses with what was declared and
+the limit.
+"""
+
+import json
+import os
+import zipfile
+
+from keras_compress.errors import ModelFileError
+
+__all__ = ["check_declared_sizes", "default_memory_budget", "read_json_member"]
+
+# A zip member or a stored weight may declare this many times its stored bytes, above the floor
+# (Keras 3's own guard uses the same ratio): deflate reaches ~1000:1 only on constant data.
+MAX_EXPANSION = 100
+EXPANSION_FLOOR = 16 << 20
+# config.json and metadata.json: the configs of the largest keras.applications are ~1 MB.
+MAX_JSON_BYTES = 64 << 20
+BUDGET_VARIABLE = "KERAS_COMPRESS_MEMORY_BUDGET"
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def default_memory_budget():
+    """Bytes a model file may declare: `$KERAS_COMPRESS_MEMORY_BUDGET` (bytes), or half of this
+    machine's memory."""
+    text = os.environ.get(BUDGET_VARIABLE)
+    if text is None:
+        return _physical_memory() // 2
+    try:
+        budget = int(text)
+    except ValueError:
+        budget = 0
+    if budget < 1:
+        raise ValueError(f"{BUDGET_VARIABLE} must be a number of bytes >= 1, got {text!r}")
+    return budget
+
+
+def _size(count):
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1024 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.2f} {unit}"
+        count /= 1024
+
+
+_RAISE_BUDGET = (f"If the file is genuine and this machine has the memory, raise the budget (memory_budget=, "
+                 f"or ${BUDGET_VARIABLE} in bytes).")
+
+
+def _refuse(path, what, declared, limit, hint=_RAISE_BUDGET):
+    raise ModelFileError(f"{path} was refused: {what} declares {_size(declared)}, over the limit of "
+                         f"{_size(limit)}. {hint}")
+
+
+def _check_json(path, what, declared):
+    if declared > MAX_JSON_BYTES:
+        _refuse(path, what, declared, MAX_JSON_BYTES, "The configuration of a real model takes a few MB at "
+                "most: the file is built to exhaust memory, or is damaged.")
+
+
+def _check_expansion(path, what, declared, stored, budget):
+    limit = max(EXPANSION_FLOOR, MAX_EXPANSION * stored)
+    if declared > limit:
+        raise ModelFileError(f"{path} was refused: {what} declares {_size(declared)} but only "
+                             f"{_size(stored)} are stored (more than {MAX_EXPANSION}x, the limit): the "
+                             "file is built to exhaust memory or disk, or is damaged.")
+    if declared > budget:
+        _refuse(path, what, declared, budget)
+
+
+def _check_zip(path, budget, name):
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        for info in members:
+            what = f"the archive member {info.filename!r}"
+            if info.filename.endswith(".json"):
+                _check_json(name, what, info.file_size)
+            _check_expansion(name, what, info.file_size, info.compress_size, budget)
+        total = sum(info.file_size for info in members)
+        if total > budget:
+            _refuse(name, "the archive", total, budget)
+        for info in members:
+            if info.filename.endswith(".h5"):
+                with archive.open(info) as member:
+                    _check_h5(name, member, budget, f"{info.filename}: ")
+
+
+def _check_h5(path, source, budget, where=""):
+    import h5py
+    import numpy as np
+
+    datasets = []
+    with h5py.File(source, "r") as file:
+        for key in ("model_config", "training_config"):
+            text = file.attrs.get(key)
+            if text is not None:
+                _check_json(path, f"the HDF5 attribute {key!r}", len(text))
+        file.visititems(lambda name, item: datasets.append((name, item))
+                        if isinstance(item, h5py.Dataset) else None)
+        total = 0
+        for name, dataset in datasets:
+            declared = int(np.prod(dataset.shape or (), dtype=np.float64)) * dataset.dtype.itemsize
+            total += declared
+            _check_expansion(path, f"the weight {where}{name!r} (shape {dataset.shape})", declared,
+                             dataset.id.get_storage_size(), budget)
+    if total > budget:
+        _refuse(path, f"the weights ({where or 'HDF5'})", total, budget)
+
+
+def _check_saved_model(path, budget, name):
+    import numpy as np
+    import tensorflow as tf
+
+    prefix = os.path.join(path, "variables", "variables")
+    if not os.path.exists(prefix + ".index"):
+        return
+    reader = tf.train.load_checkpoint(prefix)
+    dtypes = reader.get_variable_to_dtype_map()
+    declared = sum(int(np.prod(shape, dtype=np.float64)) * max(dtypes[name].size, 1)
+                   for name, shape in reader.get_variable_to_shape_map().items())
+    folder = os.path.dirname(prefix)
+    stored = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)
+                 if name.startswith("variables.data"))
+    _check_expansion(name, "the variables", declared, stored, budget)
+
+
+def check_declared_sizes(path, kind, budget, name=None):
+    """Refuses the file at `path` (`kind` "keras", "h5" or "saved_model"; messages call it
+    `name`) when what it declares exceeds `budget` bytes or far exceeds what it stores."""
+    if kind == "keras":
+        _check_zip(path, budget, name or path)
+    elif kind == "h5":
+        _check_h5(name or path, path, budget)
+    else:
+        _check_saved_model(path, budget, name or path)
+
+
+def read_json_member(archive, name):
+    """The JSON member `name` of an open zip archive, refused above `MAX_JSON_BYTES`."""
+    info = archive.getinfo(name)
+    _check_json(archive.filename, f"the archive member {name!r}", info.file_size)
+    return json.loads(archive.read(info))
