@@ -98,6 +98,11 @@ def _alive(pid):
     return True
 
 
+def _empty_file(path):
+    """An empty regular file, as `tempfile.mkstemp` makes for a path to export to: taken as it is."""
+    return os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == 0
+
+
 def _partial_folder(folder):
     """A temporary folder in `folder` for the artifact being made, named after this process
     (and short, whatever the target's name); those left by processes that died are removed."""
@@ -350,12 +355,14 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
             raise ExportError("batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, "
                               f"got {batch_sizes!r}")
-    if os.path.exists(path) and not overwrite:
+    replace = overwrite or _empty_file(path)  # an empty file is a path made for the artifact
+    if os.path.exists(path) and not replace:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
-    if os.path.exists(path) and (os.path.isdir(path) != fmt.is_folder or not fmt.holds(path)):
+    if os.path.exists(path) and not _empty_file(path) and not fmt.replaceable(path):
         kind = "a folder" if os.path.isdir(path) else "a file"
-        raise ExportError(f"{path} is {kind} that holds no {fmt.title} artifact: overwrite replaces only an "
-                          "artifact of the same kind. Choose another path, or move it away yourself.")
+        raise ExportError(f"{path} is {kind} that holds no {fmt.title} model: overwrite replaces only a "
+                          "model file of the same kind (read from its content), never other data. Choose "
+                          "another path, or move it away yourself.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"The folder {folder} does not exist: create it first.")
@@ -432,7 +439,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             settings["speed"] = _speed_against_float(runner, load(twin), samples)
             _slower_warning(settings["speed"], precision, fmt.title, model)
         del runner
-        _move_into_place(target, path, overwrite)
+        _move_into_place(target, path, replace)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return Artifact(path=path, format=fmt.name, size_bytes=path_size(path), precision=precision,

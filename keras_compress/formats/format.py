@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import importlib
+import os
 
 __all__ = ["Format"]
 
@@ -31,6 +32,8 @@ class Format:
         export_options: the `keras_compress.export` options this format takes.
         runner_options: the keyword options its runner takes (`keras_compress.load`).
         holds: `holds(path)`, whether a file or folder holds an artifact of this format.
+        holds_model: `holds_model(path)`, whether it holds a model this format's exporter could
+            have written, read from its content (what `overwrite` may replace); None: `holds`.
         weight_counts: `weight_counts(path) -> (parameters, zeros)` read from the file, or None.
         op_counts: `op_counts(path) -> {operator: count}`, or None.
         serve: `serve(path, arrays, threads)`, running the file with the fewest imports (for
@@ -46,6 +49,7 @@ class Format:
     export_options: tuple = ()
     runner_options: tuple = ()
     holds: object = None
+    holds_model: object = None
     weight_counts: object = None
     op_counts: object = None
     serve: object = None
@@ -53,6 +57,15 @@ class Format:
     @property
     def is_folder(self):
         return not self.suffixes
+
+    def replaceable(self, path):
+        """Whether `overwrite` may replace what is at `path`: a model of this format, by content."""
+        if os.path.isdir(path) != self.is_folder:
+            return False
+        try:
+            return bool((self.holds_model or self.holds)(path))
+        except OSError:
+            return False
 
     def export(self, model, path, metadata, **options):
         return _resolve(self.exporter)(model, path, metadata, **options)

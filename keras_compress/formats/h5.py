@@ -12,9 +12,20 @@ def _holds(path):
         return file.read(8) == SIGNATURE or h5py.is_hdf5(path)
 
 
+def _holds_model(path):
+    """A Keras HDF5 model file (its `model_config` attribute), not any HDF5 data file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            return "model_config" in file.attrs
+    except OSError:
+        return False
+
+
 FORMAT = Format(
     name="h5", title=".h5", suffixes=(".h5", ".hdf5"),
     exporter="keras_compress.export.saved_model:export_h5",
     runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
     libraries=("tensorflow", "tf-keras", "h5py"), runner_options=("safe_mode", "custom_objects"),
-    holds=_holds)
+    holds=_holds, holds_model=_holds_model)

@@ -2,6 +2,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -108,15 +109,41 @@ def test_existing_destination_is_kept_unless_overwrite(models, tmp_path):
     (".onnx", lambda path: path.write_text("years of work")),
     (".tflite", lambda path: path.write_text("years of work")),
     ("", lambda path: path.write_text("years of work")),
+    (".h5", lambda path: _hdf5_data(path)),
+    (".keras", lambda path: _zip_of(path)),
 ])
 def test_overwrite_replaces_only_an_artifact_of_the_same_kind(models, tmp_path, suffix, make):
     path = tmp_path / f"target{suffix}"
     make(path)
-    before = sorted(str(p) for p in tmp_path.rglob("*"))
-    with pytest.raises(kc.ExportError, match="holds no .* artifact: overwrite replaces only"):
+    before = {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(kc.ExportError, match="holds no .* model: overwrite replaces only a model file"):
         kc.export(models["cnn"], str(path), overwrite=True)
-    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
-    assert "years of work" in (path.read_text() if path.is_file() else (path / "thesis.txt").read_text())
+    assert {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def _hdf5_data(path):
+    """Training data in HDF5, the container of legacy .h5 models."""
+    import h5py
+
+    with h5py.File(path, "w") as file:
+        file["x"] = np.arange(12.0).reshape(3, 4)
+
+
+def _zip_of(path):
+    """A backup zip named like a .keras archive."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "years of work")
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+def test_an_empty_file_made_for_the_artifact_is_taken(models, tmp_path, suffix):
+    handle, path = tempfile.mkstemp(suffix=suffix, dir=tmp_path)  # as the tfmot and TFLite guides do
+    os.close(handle)
+    artifact = kc.export(models["cnn"], path)
+    assert os.path.getsize(path) == artifact.size_bytes > 0
+    assert kc.load(path).format == suffix[1:]
 
 
 def test_partial_folders_of_dead_exports_are_cleaned_and_names_stay_short(models, tmp_path):
