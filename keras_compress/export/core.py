@@ -2,14 +2,13 @@
 
 import importlib.metadata
 import os
-import re
 import shutil
-import tempfile
 import warnings
 
 import numpy as np
 
 from keras_compress._environment import has_vnni
+from keras_compress._files import partial_folder
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError, ExportVerificationError
@@ -44,8 +43,6 @@ _SLOW_REASONS = {"int8": "int8 kernels are slow on CPUs without VNNI",
                  "int8_dynamic": "activations are quantized at every call",
                  "float16": "CPUs without native float16 arithmetic convert the weights back to float32"}
 _DEFAULT_BATCH_SIZES = (1, 8, 32)
-# Temporary folders of exports in progress: ".kc-<process id>-<random>.partial".
-_PARTIAL = re.compile(r"^\.kc-(\d+)-\w+\.partial$")
 
 
 def _format_of(path, name):
@@ -88,29 +85,9 @@ def _versions(libraries):
     return versions
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _empty_file(path):
     """An empty regular file, as `tempfile.mkstemp` makes for a path to export to: taken as it is."""
     return os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == 0
-
-
-def _partial_folder(folder):
-    """A temporary folder in `folder` for the artifact being made, named after this process
-    (and short, whatever the target's name); those left by processes that died are removed."""
-    for name in os.listdir(folder):
-        match = _PARTIAL.match(name)
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f".kc-{os.getpid()}-", suffix=".partial", dir=folder)
 
 
 def _move_into_place(partial, path, overwrite):
@@ -405,9 +382,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
                "batch_sizes": tuple(batch_sizes)}
     options = {name: value for name, value in options.items() if name in fmt.export_options}
 
-    partial = _partial_folder(folder)
-    target = os.path.join(partial, "artifact" + (fmt.suffixes[0] if fmt.suffixes else ""))
-    try:
+    with partial_folder(folder) as partial:
+        target = os.path.join(partial, "artifact" + (fmt.suffixes[0] if fmt.suffixes else ""))
         settings = fmt.export(model, target, artifact_metadata(model, fmt.name, {"precision": precision}),
                               **options)
         if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
@@ -440,7 +416,5 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             _slower_warning(settings["speed"], precision, fmt.title, model)
         del runner
         _move_into_place(target, path, replace)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return Artifact(path=path, format=fmt.name, size_bytes=path_size(path), precision=precision,
                     source=model.name, parity=result, versions=_versions(fmt.libraries), settings=settings)

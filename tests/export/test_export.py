@@ -146,16 +146,37 @@ def test_an_empty_file_made_for_the_artifact_is_taken(models, tmp_path, suffix):
     assert kc.load(path).format == suffix[1:]
 
 
-def test_partial_folders_of_dead_exports_are_cleaned_and_names_stay_short(models, tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    stale, live = tmp_path / f".kc-{dead}-abc123.partial", tmp_path / f".kc-{os.getpid()}-abc123.partial"
-    for folder in (stale, live):
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_partial_folders_of_dead_writers_are_cleaned_and_live_ones_kept_whatever_their_pid(models, tmp_path):
+    # Names with process ids that mean nothing here: a writer in another PID namespace has them too.
+    dead_export, dead_report = tmp_path / ".kc-1-abc123.partial", tmp_path / ".kc-2-def456.partial"
+    live = tmp_path / ".kc-999999-fed321.partial"
+    for folder in (dead_export, live):
         folder.mkdir()
         (folder / "artifact.onnx").write_bytes(b"x" * 1000)
-    name = "m" * 245 + ".onnx"  # as long as a file name may be
-    kc.export(models["cnn"], str(tmp_path / name))
-    assert sorted(os.listdir(tmp_path)) == sorted([live.name, name])
+    dead_report.write_text('{"rows": [')  # a report writer killed mid-write
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(live)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        name = "m" * 245 + ".onnx"  # as long as a file name may be
+        kc.export(models["cnn"], str(tmp_path / name))
+        assert sorted(os.listdir(tmp_path)) == sorted([live.name, name])
+    finally:
+        holder.kill()
+        holder.wait()
+    report = kc.benchmark({"cnn": models["cnn"]}, np.zeros((2, 8, 8, 1), "float32"), runs=1, memory=False,
+                          verbose=0)
+    report.to_json(str(tmp_path / "report.json"))  # the writer is dead now: its folder goes
+    assert sorted(os.listdir(tmp_path)) == sorted(["report.json", name])
 
 
 def test_a_target_that_appears_during_export_is_not_replaced(models, tmp_path, monkeypatch):
