@@ -23,7 +23,7 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check keras_compress tests examples benchmarks
 	$(PY) -m pytest
-	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/quantization tests/export
+	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/quantization tests/export tests/runtime
 
 benchmark: $(INSTALLED)
 	$(PY) benchmarks/pruning.py

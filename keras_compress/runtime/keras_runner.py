@@ -1,5 +1,6 @@
 """Runs a Keras model in memory through a compiled function (not eager calls)."""
 
+import threading
 import weakref
 
 import numpy as np
@@ -14,7 +15,8 @@ __all__ = ["KerasRunner"]
 
 
 # One compiled function per model, shared by its runners (a new tf.function per runner
-# would retrace whenever a model is exported and verified again).
+# would retrace whenever a model is exported and verified again). The function holds the model
+# weakly: the entry, its graph and the model go when the caller drops the model.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
@@ -26,12 +28,20 @@ def _on_jax(model):
 
 
 def _compiled(model):
-    """`f(*inputs)`: a tf.function with a dynamic batch; on JAX, Keras' jitted predict step."""
+    """`f(*inputs)`: a tf.function with a dynamic batch; on JAX, Keras' jitted predict step,
+    one call at a time (Keras' JAX state is not safe to share between threads: concurrent
+    calls fail with "Invalid buffer passed to Execute()")."""
     if _on_jax(model):
-        return lambda *xs: model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
+        lock = threading.Lock()
+
+        def predict(*xs):
+            with lock:
+                return model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
+        return predict
     if model not in _COMPILED:
         specs = [tf.TensorSpec(t.shape, numpy_dtype(t.dtype)) for t in model.inputs]
-        _COMPILED[model] = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+        held = weakref.ref(model)
+        _COMPILED[model] = tf.function(lambda *xs: held()(list(xs) if len(xs) > 1 else xs[0], training=False),
                                        input_signature=specs)
     return _COMPILED[model]
 

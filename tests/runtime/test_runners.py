@@ -80,3 +80,34 @@ def test_runners_give_each_thread_its_own_answer(tf_keras_cnn, digits, tmp_path,
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(calls, range(8)))
     assert all(all(result) for result in results)
+
+
+def test_a_keras_3_runner_gives_each_thread_its_own_answer_on_every_backend(keras3, digits):
+    import concurrent.futures
+
+    model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Conv2D(4, 3, activation="relu"),
+                               keras3.layers.Flatten(), keras3.layers.Dense(10)])
+    runner = kc.runtime.KerasRunner(model)
+    batches = [digits[1][0][i:i + 1 + i % 3] for i in range(8)]
+    expected = [runner.predict(batch) for batch in batches]
+
+    def calls(index):
+        return [np.array_equal(runner.predict(batches[index]), expected[index]) for _ in range(200)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(calls, range(8)))
+    assert all(all(result) for result in results)
+
+
+def test_a_runner_keeps_no_model_alive_after_the_caller_drops_it(keras_flavour):
+    import gc
+    import weakref
+
+    models = [keras_flavour.Sequential([keras_flavour.Input((3,)), keras_flavour.layers.Dense(2)])
+              for _ in range(3)]
+    for model in models:
+        kc.runtime.KerasRunner(model).predict(np.ones((2, 3), "float32"))
+    references = [weakref.ref(model) for model in models]
+    del models, model
+    gc.collect()
+    assert [reference() for reference in references] == [None, None, None]
