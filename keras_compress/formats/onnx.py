@@ -14,6 +14,29 @@ def _holds(path):
         return False
 
 
+# Operator domains ONNX Runtime's CPU build implements (besides functions the file defines).
+_RUNTIME_DOMAINS = ("com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental",
+                    "com.ms.internal.nhwc")
+
+
+def unknown_operators(path):
+    """`["domain:Op", ...]`: the file's operators that are neither standard ONNX (for its opset),
+    nor ONNX Runtime's own, nor functions the file defines."""
+    import onnx
+
+    model = onnx.load_model(path, load_external_data=False)
+    local = {(function.domain, function.name) for function in model.functions}
+    unknown = []
+    for node in model.graph.node:
+        domain = node.domain or "ai.onnx"
+        if (node.domain, node.op_type) in local or domain in _RUNTIME_DOMAINS:
+            continue
+        if domain in ("ai.onnx", "ai.onnx.ml") and onnx.defs.has(node.op_type, node.domain):
+            continue
+        unknown.append(f"{domain}:{node.op_type}")
+    return sorted(set(unknown))
+
+
 def _weight_counts(path):
     import numpy as np
     import onnx

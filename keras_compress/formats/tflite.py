@@ -14,6 +14,19 @@ def _holds(path):
         return file.read(8)[4:8] == b"TFL3"
 
 
+_CUSTOM = 32  # the builtin code of custom operators
+
+
+def unknown_operators(path):
+    """`["custom:Op", ...]`: the file's custom operators, which LiteRT's interpreter lacks unless
+    they are registered with it."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    return sorted({f"custom:{code.customCode.decode(errors='replace')}" for code in model.operatorCodes
+                   if max(code.builtinCode, code.deprecatedBuiltinCode) == _CUSTOM})
+
+
 def _weight_counts(path):
     import numpy as np
     from tensorflow.lite.tools import flatbuffer_utils

@@ -2,7 +2,7 @@
 
 from keras_compress._environment import has_vnni
 from keras_compress.runtime.metadata import KEY, decode
-from keras_compress.runtime.runner import Runner
+from keras_compress.runtime.runner import Runner, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
 
 __all__ = ["OnnxRunner"]
@@ -48,7 +48,12 @@ class OnnxRunner(Runner):
             return onnxruntime.InferenceSession(str(path), sess_options=options,
                                                 providers=providers or ["CPUExecutionProvider"])
 
-        self.session = session(int8_kernels is not False)
+        try:
+            self.session = session(int8_kernels is not False)
+        except Exception as error:
+            from keras_compress.formats.onnx import unknown_operators
+
+            refuse_unknown_operators(path, "ONNX Runtime", unknown_operators(str(path)), error)
         self.metadata = decode(self.session.get_modelmeta().custom_metadata_map.get(KEY))
         if int8_kernels is None:
             full_range = self.metadata.get("settings", {}).get("full_range_int8_weights", False)

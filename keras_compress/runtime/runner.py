@@ -4,7 +4,19 @@ import numpy as np
 
 from keras_compress.runtime.tensors import check_batch_size, normalize_inputs, single_or_list, split_batches
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "refuse_unknown_operators"]
+
+
+def refuse_unknown_operators(path, runtime, operators, error):
+    """Raises `ModelFileError` naming the `operators` ("domain:Op") that `runtime` lacks, when
+    there are any; else re-raises `error` (the runtime's own failure to open the file)."""
+    from keras_compress.errors import ModelFileError
+
+    if not operators:
+        raise error
+    raise ModelFileError(f"{path} uses operators that {runtime} does not have: {', '.join(operators)} "
+                         "(domain:operator). Register their implementation with the runtime, or export the "
+                         "model without them.") from None
 
 
 class Runner:

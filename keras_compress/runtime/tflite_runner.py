@@ -5,7 +5,7 @@ import threading
 import numpy as np
 
 from keras_compress.runtime.metadata import ordered
-from keras_compress.runtime.runner import Runner
+from keras_compress.runtime.runner import Runner, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
 from keras_compress.runtime.tflite_metadata import has_variable_tensors, read_metadata
 
@@ -50,6 +50,12 @@ class TFLiteRunner(Runner):
         if _SIGNATURE not in signatures:
             raise ValueError(f"{path} has no {_SIGNATURE!r} signature (it has {sorted(signatures)}); "
                              "export it with keras_compress.export.")
+        try:
+            self.interpreter.allocate_tensors()  # unresolved custom operators fail here, not at a call
+        except RuntimeError as error:
+            from keras_compress.formats.tflite import unknown_operators
+
+            refuse_unknown_operators(path, "LiteRT", unknown_operators(str(path)), error)
         self._runner = self.interpreter.get_signature_runner(_SIGNATURE)
         self._called = False
         self._in = self._runner.get_input_details()
