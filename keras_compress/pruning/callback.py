@@ -82,7 +82,8 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in wrappers:
             schedule = wrapper.pruning_schedule
             timing = schedule.schedule if isinstance(schedule, RankedSchedule) else schedule
-            changed |= timing.resolve(steps)
+            # tfmot's own schedules (a model pruned by tfmot directly) count in steps as they are.
+            changed |= timing.resolve(steps) if hasattr(timing, "resolve") else False
         first = wrappers[0]
         if self._keras3:  # the callback ranks every mask
             self._schedule = first.pruning_schedule

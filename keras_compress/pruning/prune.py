@@ -1,5 +1,6 @@
 """`prune` wraps a model's layers for pruning; `strip` removes the wrappers."""
 
+import functools
 import re
 import warnings
 
@@ -209,7 +210,30 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
             return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule, block_size=block_size,
                                      sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
 
-    return flavour.keras.models.clone_model(copy, clone_function=wrap)
+    pruned = flavour.keras.models.clone_model(copy, clone_function=wrap)
+    if keras3 or not (kind == "weight" and scope == "layer" or kind == "m:n"):
+        _refuse_fit_without_callback(pruned, f'granularity="{granularity}", scope="{scope}"')
+    return pruned
+
+
+def _refuse_fit_without_callback(model, settings):
+    """Makes `model.fit` refuse, before any work, a call without `PruningCallback`: these masks
+    are ranked by that callback alone, and without it the model would train dense. (Its layers
+    refuse too, from inside the traced step, where the message drowns in the graph's trace.)"""
+    fit = model.fit
+
+    @functools.wraps(fit)
+    def fit_with_pruning_callback(*args, **kwargs):
+        from keras_compress.pruning.callback import PruningCallback
+
+        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None) or []
+        if not any(isinstance(callback, PruningCallback) for callback in callbacks):
+            raise RuntimeError(f"Model {model.name!r} is pruned by keras_compress ({settings}): train it "
+                               "with callbacks=[keras_compress.pruning.PruningCallback()], which ranks and "
+                               "applies the masks; without it the model would train dense.")
+        return fit(*args, **kwargs)
+
+    object.__setattr__(model, "fit", fit_with_pruning_callback)  # this copy only, untracked by Keras
 
 
 def _holds_weights_to_prune(layer):

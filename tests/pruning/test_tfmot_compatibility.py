@@ -24,8 +24,16 @@ def _train(model, data, callbacks, epochs=2):
 def test_a_ranked_model_trained_without_our_callback_fails_at_the_start_of_fit(digits, kwargs, callbacks):
     pruned = kc.pruning.prune(small_cnn(), kc.pruning.ConstantSparsity(0.5), **kwargs)
     with pytest.raises(RuntimeError,
-                       match="train it with callbacks=\\[keras_compress.pruning.PruningCallback"):
+                       match="train it with callbacks=\\[keras_compress.pruning.PruningCallback") as refused:
         _train(pruned, digits, callbacks)
+    assert "in user code" not in str(refused.value) and len(str(refused.value)) < 400  # not in a graph trace
+
+
+def test_a_model_pruned_by_tfmot_itself_trains_with_our_callback(digits):
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=2)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(small_cnn(), pruning_schedule=schedule)
+    _train(pruned, digits, [kc.pruning.PruningCallback()])
+    assert kc.pruning.sparsity(pruned).total_sparsity == pytest.approx(0.5, abs=0.01)
 
 
 def test_a_pruned_model_trained_with_no_callback_names_ours(digits):
