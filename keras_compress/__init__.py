@@ -30,6 +30,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "quantization": "quantization",
     "runtime": "runtime",
     "tuning": "tuning",
+}, removed={
+    "keras": "import Keras yourself (`import keras` for Keras 3, `import tf_keras as keras` for Keras 2); "
+             "every keras_compress function takes either and returns the flavour it was given.",
 })
 
 

@@ -7,9 +7,10 @@ import types
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package, names):
+def lazy_exports(package, names, removed=None):
     """`(__getattr__, __dir__)` for `package`, whose public `names` map to `"module"` (the
-    submodule itself) or `"module:attribute"`, modules relative to the package.
+    submodule itself) or `"module:attribute"`, modules relative to the package; `removed`
+    maps names that are gone to what replaced them.
 
     A public function or class keeps its name when a submodule of the same name is
     imported later (`keras_compress.export`, the function, and `keras_compress/export/`).
@@ -24,6 +25,8 @@ def lazy_exports(package, names):
     sys.modules[package].__class__ = LazyPackage
 
     def __getattr__(name):
+        if name in (removed or {}):
+            raise AttributeError(f"{package}.{name} was removed: {removed[name]}")
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attribute = names[name].partition(":")

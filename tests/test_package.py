@@ -32,6 +32,12 @@ def test_public_names_are_pinned():
                                   "strip"]
 
 
+def test_a_removed_name_says_what_replaced_it():
+    with pytest.raises(AttributeError, match=r"keras_compress.keras was removed: import Keras yourself"):
+        kc.keras  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        kc.nothing  # noqa: B018
+
 def test_using_keras_compress_leaves_the_users_keras_alone():
     """Neither the import nor pruning a tf_keras model (tfmot underneath) sets TF_USE_LEGACY_KERAS
     or turns `tf.keras` into tf_keras."""

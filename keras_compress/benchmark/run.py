@@ -15,6 +15,7 @@ from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.formats import for_path
 from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.load import load
+from keras_compress.runtime.runner import check_threads
 from keras_compress.runtime.tensors import as_list, normalize_inputs
 
 __all__ = ["benchmark"]
@@ -102,8 +103,7 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
     if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
         raise ValueError(f"batch_sizes must be ints >= 1, got {batch_sizes!r}")
     check_timing(warmup, runs)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be None (all cores) or an int >= 1, got {threads!r}")
+    check_threads(threads)
     x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
     threads = threads or os.cpu_count()
     say = (lambda message: print(message, file=sys.stdout, flush=True)) if verbose else (lambda message: None)

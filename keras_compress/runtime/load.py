@@ -5,6 +5,7 @@ import os
 from keras_compress._private_copy import check_regular_tree
 from keras_compress.errors import KerasCompressError, ModelFileError
 from keras_compress.formats import FORMATS, for_path
+from keras_compress.runtime.runner import check_providers, check_threads
 
 __all__ = ["load"]
 
@@ -34,6 +35,9 @@ def load(path, **options):
         raise ModelFileError(f"{path}: unknown artifact type {os.path.splitext(path)[1]!r}; "
                              f"expected {suffixes} "
                              "or a SavedModel folder.")
+    # Bad options are the caller's, said as they are; errors once the file is open are the file's.
+    check_threads(options.get("threads"))
+    check_providers(options.get("providers"))
     try:
         return fmt.open(path, **options)
     except (TypeError, ImportError, KerasCompressError):

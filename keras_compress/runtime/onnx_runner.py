@@ -2,7 +2,7 @@
 
 from keras_compress._environment import has_vnni
 from keras_compress.runtime.metadata import KEY, decode
-from keras_compress.runtime.runner import Runner, refuse_unknown_operators
+from keras_compress.runtime.runner import Runner, check_providers, check_threads, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
 
 __all__ = ["OnnxRunner"]
@@ -37,6 +37,9 @@ class OnnxRunner(Runner):
     format = "onnx"
 
     def __init__(self, path, *, providers=None, threads=None, int8_kernels=None):
+        check_threads(threads)
+        check_providers(providers)
+
         def session(int8):
             import onnxruntime
 

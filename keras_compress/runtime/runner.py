@@ -4,7 +4,33 @@ import numpy as np
 
 from keras_compress.runtime.tensors import check_batch_size, normalize_inputs, single_or_list, split_batches
 
-__all__ = ["Runner", "refuse_unknown_operators"]
+__all__ = ["Runner", "check_threads", "check_providers", "refuse_unknown_operators"]
+
+
+def check_threads(threads):
+    """`threads` must be None (the runtime decides) or an int >= 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None (the runtime decides) or an int >= 1, got {threads!r}")
+
+
+def check_providers(providers):
+    """`providers` must be None or ONNX Runtime execution providers available here, by name (or
+    `(name, options)` pairs, as ONNX Runtime takes them)."""
+    if providers is None:
+        return
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if isinstance(providers, str) or not isinstance(providers, (list, tuple)) or not providers:
+        raise ValueError(f"providers must be a non-empty list of provider names such as {available}, "
+                         f"got {providers!r}")
+    for provider in providers:
+        name = provider[0] if isinstance(provider, tuple) and len(provider) == 2 else provider
+        if name not in available:
+            known = name in onnxruntime.get_all_providers()
+            raise ValueError(f"ONNX Runtime provider {name!r} is "
+                             + ("not available in this installation" if known else "unknown")
+                             + f": this one offers {available}.")
 
 
 def refuse_unknown_operators(path, runtime, operators, error):

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 
 from keras_compress.runtime.metadata import ordered
-from keras_compress.runtime.runner import Runner, refuse_unknown_operators
+from keras_compress.runtime.runner import Runner, check_threads, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
 from keras_compress.runtime.tflite_metadata import has_variable_tensors, read_metadata
 
@@ -39,6 +39,7 @@ class TFLiteRunner(Runner):
     format = "tflite"
 
     def __init__(self, path, *, threads=None):
+        check_threads(threads)
         from ai_edge_litert.interpreter import Interpreter
 
         with open(path, "rb") as file:

@@ -111,3 +111,20 @@ def test_a_runner_keeps_no_model_alive_after_the_caller_drops_it(keras_flavour):
     del models, model
     gc.collect()
     assert [reference() for reference in references] == [None, None, None]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(threads="four"), "threads must be None .* or an int >= 1, got 'four'"),
+    (dict(threads=0), "threads must be None .* or an int >= 1, got 0"),
+    (dict(providers=["CPUExecutionProviderr"]), "'CPUExecutionProviderr' is unknown: this one offers"),
+    (dict(providers="CPUExecutionProvider"), "providers must be a non-empty list"),
+])
+def test_bad_runner_options_are_named_before_the_file_is_opened(tf_keras_cnn, tmp_path, options, message):
+    path = kc.export(tf_keras_cnn, str(tmp_path / "m.onnx")).path
+    with pytest.raises(ValueError, match=message):
+        kc.load(path, **options)
+    with pytest.raises(ValueError, match=message):
+        kc.runtime.OnnxRunner(path, **options)
+    if "threads" in options:
+        with pytest.raises(ValueError, match=message):
+            kc.load(kc.export(tf_keras_cnn, str(tmp_path / "m.tflite")).path, **options)
