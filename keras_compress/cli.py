@@ -35,6 +35,9 @@ def _load_npz(path, flag):
         raise ValueError(f"{flag} {path} is a folder: give an .npz file (numpy.savez(path, name=array)).")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{flag} {path}: no such file.")
+    if not os.path.isfile(path):  # a pipe or a device would block or never end
+        raise ValueError(f"{flag} {path} is not a regular file: give an .npz file "
+                         "(numpy.savez(path, name=array)).")
     try:
         with open(path, "rb") as file:
             loaded = np.load(file, allow_pickle=False)

@@ -94,3 +94,25 @@ def test_help_answers_without_loading_tensorflow():
               "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras', 'onnx') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "usage: keras-compress" in done.stdout and done.stdout.strip().endswith("[]")
+
+
+def test_a_pipe_given_as_a_model_or_data_file_is_refused_without_blocking(files, tmp_path, capsys):
+    model, good, _ = files
+    pipe = str(tmp_path / "pipe.npz")
+    os.mkfifo(pipe)
+    _fails_naming(capsys, ["export", model, "-o", str(tmp_path / "m.onnx"), "--sample-data", pipe],
+                  "--sample-data", "is not a regular file")
+    pipe_model = str(tmp_path / "pipe.keras")
+    os.mkfifo(pipe_model)
+    for argv in (["export", pipe_model, "-o", str(tmp_path / "m.onnx")],
+                 ["benchmark", pipe_model, "--data", good, "--no-memory"]):
+        _fails_naming(capsys, argv, pipe_model, "a named pipe")
+
+
+def test_search_refuses_a_directory_that_is_a_file(files, tmp_path, capsys):
+    model, good, _ = files
+    taken = tmp_path / "results"
+    taken.write_text("not a folder")
+    _fails_naming(capsys, ["search", model, "--data", good, "--labels", "y", "--max-accuracy-drop", "0.01",
+                           "--trials", "1", "--directory", str(taken)], str(taken), "is a file")
+    assert taken.read_text() == "not a folder"

@@ -64,6 +64,17 @@ def _rows(arrays, count):
     return [np.resize(a, (count, *a.shape[1:])) if len(a) < count else a[:count] for a in arrays]
 
 
+def _check_finite(arrays, inputs, labels):
+    """Inputs and labels full of NaN or Inf measure nothing: refused, naming what holds them."""
+    for array, info in zip(arrays, inputs):
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise ValueError(f"data holds NaN or Inf in input {info.name!r}: benchmark on finite inputs.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.number) or not np.isfinite(labels).all():
+            raise ValueError("the labels hold NaN, Inf or non-numbers: give class indices or one-hot rows.")
+
+
 def _top1(outputs):
     first = as_list(outputs)[0]
     return first.argmax(-1) if first.ndim == 2 and first.shape[1] > 1 else None
@@ -122,15 +133,21 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                 raise ValueError("data has no rows: give at least one row to benchmark on.")
             if y is not None and len(y) != len(arrays[0]):
                 raise ValueError(f"data has {len(arrays[0])} rows of inputs but {len(y)} labels")
-            opened[name] = (runner, path, fmt, precision, weights_of, arrays)
+            _check_finite(arrays, runner.inputs, y)
+            outputs = runner.predict(arrays, batch_size=256)
+            if not all(np.isfinite(output).all() for output in as_list(outputs)):
+                raise ValueError(f"Variant {name!r} outputs NaN or Inf on this data: its accuracy and "
+                                 "agreement would mean nothing. Check the model or artifact (a diverged "
+                                 "training, a broken conversion) before benchmarking it.")
+            opened[name] = (runner, path, fmt, precision, weights_of, arrays, _top1(outputs))
         rows_of_data = len(arrays[0])
         labels = None if y is None else (np.asarray(y).argmax(-1) if np.ndim(y) == 2 else np.asarray(y))
-        for index, (name, (runner, path, fmt, precision, weights_of, arrays)) in enumerate(opened.items(), 1):
+        for index, (name, (runner, path, fmt, precision, weights_of, arrays, predictions)) \
+                in enumerate(opened.items(), 1):
             say(f"  benchmark {index}/{len(opened)}: {name} ({fmt}, {precision}): timing batch "
                 f"{', '.join(map(str, batch_sizes))} ({warmup} warm-up + {runs} timed calls each)"
                 + (", then serving memory in a fresh process" if memory and fmt != "tensorrt" else ""))
             counts = weight_counts(weights_of)
-            predictions = _top1(runner.predict(arrays, batch_size=256))
             if baseline is None:
                 baseline = predictions
             row = {"name": name, "format": fmt, "precision": precision,

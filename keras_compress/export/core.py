@@ -373,6 +373,11 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     if generated and problem:
         raise ExportError(f"The random sample inputs generated to verify {model.name!r} do not suit it "
                           f"({problem}): pass sample_data=, a few rows of real inputs.")
+    if calibration is not None and not all(np.isfinite(output).all() for batch in calibration
+                                           for output in as_list(source.predict(batch))):
+        raise ExportError(f"Model {model.name!r} outputs NaN or Inf on the calibration data: static "
+                          "quantization has no ranges to calibrate. Check the model (a diverged training, "
+                          "inputs it was not trained for) before quantizing it.")
     qat = is_quantize_aware(model) and "quantize" in fmt.export_options
     engine_precision = precision
     precision = "int8" if qat else "float16" if precision == "fp16" else _PRECISIONS[quantize]

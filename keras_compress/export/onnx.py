@@ -223,11 +223,18 @@ def _quantize_onnx(proto, path, quantize, calibration, calibrate_method):
             method = {"minmax": ort_quantization.CalibrationMethod.MinMax,
                       "entropy": ort_quantization.CalibrationMethod.Entropy,
                       "percentile": ort_quantization.CalibrationMethod.Percentile}[calibrate_method]
-            ort_quantization.quantize_static(
-                source, path, _CalibrationReader(calibration, names),
-                quant_format=ort_quantization.QuantFormat.QDQ, per_channel=True,
-                reduce_range=settings["reduce_range"], activation_type=ort_quantization.QuantType.QUInt8,
-                weight_type=ort_quantization.QuantType.QInt8, calibrate_method=method)
+            try:
+                ort_quantization.quantize_static(
+                    source, path, _CalibrationReader(calibration, names),
+                    quant_format=ort_quantization.QuantFormat.QDQ, per_channel=True,
+                    reduce_range=settings["reduce_range"], activation_type=ort_quantization.QuantType.QUInt8,
+                    weight_type=ort_quantization.QuantType.QInt8, calibrate_method=method)
+            except AssertionError as error:  # ONNX Runtime's check of the ranges it calibrated
+                if "scale issue" not in str(error):
+                    raise
+                raise ExportError("Calibration found NaN or Inf activations inside the model (ONNX Runtime "
+                                  "cannot make int8 scales of them): check the model (a diverged training, "
+                                  "inputs it was not trained for) before quantizing it.") from None
             settings.update(calibration_method=calibrate_method,
                             calibration_rows=sum(len(batch[0]) for batch in calibration))
     return settings

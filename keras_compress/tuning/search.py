@@ -123,6 +123,10 @@ def search(model_or_build_fn, train_data, validation_data, *, teacher=None, obje
         raise ValueError(f"max_trials and epochs must be ints >= 1, got {max_trials!r} and {epochs!r}")
     if artifact_format not in ("tflite", "onnx"):
         raise ValueError(f'artifact_format must be "tflite" or "onnx", got {artifact_format!r}')
+    for path in (directory, os.path.join(directory, project_name)):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"directory: {path} is a file, and the search keeps its trials in a folder "
+                             "there. Give another directory.")
     flavour = None
     if flavour_of(model_or_build_fn) is not None or not callable(model_or_build_fn):
         check_model(model_or_build_fn, "model_or_build_fn", action="search")

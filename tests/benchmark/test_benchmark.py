@@ -117,3 +117,28 @@ def test_benchmark_command(artifacts, digits, tmp_path, capsys):
     np.savez(str(tmp_path / "wrong.npz"), images=np.zeros((4, 5, 5, 1), "float32"))
     assert cli.main(["benchmark", onnx_path, "--data", str(tmp_path / "wrong.npz")]) == 2
     assert "does not take this data" in capsys.readouterr().err
+
+
+def test_a_benchmark_of_nothing_is_refused(float_and_qat):
+    import tf_keras as keras
+
+    model = float_and_qat[0]
+    x = np.zeros((4, 8, 8, 1), "float32")
+    with pytest.raises(ValueError, match="data holds NaN or Inf in input"):
+        benchmark({"m": model}, (np.full_like(x, np.nan), np.zeros(4)), memory=False, verbose=0)
+    with pytest.raises(ValueError, match="data holds NaN or Inf in input"):
+        benchmark({"m": model}, np.full_like(x, np.inf), memory=False, verbose=0)
+    with pytest.raises(ValueError, match="the labels hold NaN"):
+        benchmark({"m": model}, (x, np.full(4, np.nan)), memory=False, verbose=0)
+    diverged = keras.models.clone_model(model)
+    diverged.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    with pytest.raises(ValueError, match="Variant 'diverged' outputs NaN or Inf on this data"):
+        benchmark({"m": model, "diverged": diverged}, (x, np.zeros(4)), memory=False, verbose=0)
+
+
+def test_the_benchmark_command_refuses_nan_labels(artifacts, tmp_path, capsys):
+    data = str(tmp_path / "nan_labels.npz")
+    np.savez(data, images=np.zeros((4, 8, 8, 1), "float32"), labels=np.full(4, np.nan))
+    assert cli.main(["benchmark", artifacts["onnx"].path, "--data", data, "--labels", "labels",
+                     "--no-memory"]) == 2
+    assert "the labels hold NaN" in capsys.readouterr().err

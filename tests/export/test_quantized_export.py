@@ -270,3 +270,17 @@ def test_qat_kernels_the_tflite_converter_keeps_float_are_counted_in_a_warning(k
     qat.fit(x, np.zeros((32, 2)), verbose=0)
     with pytest.warns(UserWarning, match="TFLite converter kept 1 of the 2 quantized kernels of .* float"):
         kc.export(qat, str(tmp_path / "pointwise.tflite"), sample_data=x, compare_speed=False)
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_a_model_with_nan_activations_is_refused_with_a_reason(float_and_qat, calibration, tmp_path, inside):
+    import tf_keras as keras
+
+    model = float_and_qat[0]
+    inputs = keras.Input(model.input_shape[1:])
+    nan = keras.layers.Lambda(lambda t: t * np.inf * 0.0)(inputs)  # inf * 0
+    broken = keras.Model(inputs, model(nan) if inside else nan)  # ReLUs turn NaN inside into zeros
+    expected = "NaN or Inf activations inside the model" if inside else "outputs NaN or Inf on the"
+    with pytest.raises(kc.ExportError, match=expected):
+        kc.export(broken, str(tmp_path / "m.onnx"), quantize="static", calibration_data=calibration)
+    assert os.listdir(tmp_path) == []
