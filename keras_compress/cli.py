@@ -1,16 +1,35 @@
 """The `keras-compress` command. Each subcommand parses arguments and calls the library."""
 
 import argparse
+import contextlib
 import os
 import sys
 
 from keras_compress.formats import CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, TENSORRT_PRECISIONS
 
 
+@contextlib.contextmanager
+def _native_start_up_lines_hidden():
+    """Hides what native libraries write straight to the process's stderr while they start
+    (TensorFlow's oneDNN and CUDA notices, before its logging can be configured). Python
+    errors still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _info(args):
     from keras_compress._environment import environment
 
-    info = environment()
+    with _native_start_up_lines_hidden():
+        info = environment()
     width = max(len(key) for key in info)
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")

@@ -1,4 +1,5 @@
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -95,6 +96,13 @@ def test_info_prints_versions_providers_and_gpu(capsys):
 
     assert tf.__version__ in out
     assert "CPUExecutionProvider" in out
+
+
+def test_info_prints_no_native_start_up_lines():
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "keras_compress.cli", "info"], capture_output=True,
+                          text=True, env=env, timeout=300, check=True)
+    assert done.stdout.startswith("keras_compress ") and done.stderr == ""
 
 
 def test_help_lists_only_working_commands(capsys):

@@ -68,7 +68,10 @@ def convert_to_tflite(model, batch_size, quantize, calibration, io):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if io != "float":
         converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)
-    return converter.convert()
+    with warnings.catch_warnings():
+        # The converter calibrates through tf.lite.Interpreter, whose deprecation notice is not the user's.
+        warnings.filterwarnings("ignore", message=r"[\s\S]*tf.lite.Interpreter is deprecated")
+        return converter.convert()
 
 
 def _warn_of_float_kernels(model, int8_kernels):

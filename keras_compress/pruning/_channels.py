@@ -22,6 +22,7 @@ exact zeros, and then be removed from every layer that touches them.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -70,7 +71,9 @@ class Group:
 def _value_at(fn, value):
     """`fn(value)` for an elementwise `fn`, or None when it is not one finite number."""
     try:
-        result = np.asarray(fn(np.full((1, 2), value, "float32")))
+        with warnings.catch_warnings():  # a probe: Keras' advice about it (softmax over 1 value) is noise
+            warnings.simplefilter("ignore")
+            result = np.asarray(fn(np.full((1, 2), value, "float32")))
     except Exception:  # a function we cannot evaluate is not trusted
         return None
     if result.size == 0 or not np.all(result == result.flat[0]) or not np.isfinite(result.flat[0]):
@@ -84,7 +87,9 @@ def _elementwise(fn, rank):
     block = np.random.default_rng(0).standard_normal((2, 3, 4, 5, 6)[:rank - 1] + (7,)).astype("float32")
     alone = block.reshape((-1,) + (1,) * (rank - 1))
     try:
-        together, apart = np.asarray(fn(block)), np.asarray(fn(alone))
+        with warnings.catch_warnings():  # probes, as above
+            warnings.simplefilter("ignore")
+            together, apart = np.asarray(fn(block)), np.asarray(fn(alone))
     except Exception:
         return False
     return together.shape == block.shape and apart.shape == alone.shape and np.allclose(

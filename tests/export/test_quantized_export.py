@@ -284,3 +284,14 @@ def test_a_model_with_nan_activations_is_refused_with_a_reason(float_and_qat, ca
     with pytest.raises(kc.ExportError, match=expected):
         kc.export(broken, str(tmp_path / "m.onnx"), quantize="static", calibration_data=calibration)
     assert os.listdir(tmp_path) == []
+
+
+def test_static_tflite_export_passes_on_no_deprecation_notice_of_the_converter(float_and_qat, calibration,
+                                                                               tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kc.export(float_and_qat[0], str(tmp_path / "m.tflite"), quantize="static",
+                  calibration_data=calibration, compare_speed=False)
+    assert not [w for w in caught if "tf.lite.Interpreter is deprecated" in str(w.message)]

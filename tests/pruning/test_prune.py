@@ -279,3 +279,13 @@ def test_training_a_pruned_model_without_the_callback_is_refused(trained_cnn, di
         pruned.fit(*digits[0], epochs=1, verbose=0)
     if flavour_of(pruned) == KERAS3:  # refused when fit starts, not inside its traced step
         assert "in user code" not in str(refused.value) and len(str(refused.value)) < 400
+
+
+def test_filter_pruning_a_softmax_model_prints_nothing_of_its_probes(keras3):
+    inputs = keras3.Input((8, 8, 1))
+    x = keras3.layers.Flatten()(keras3.layers.Conv2D(8, 3, activation="relu")(inputs))
+    x = keras3.layers.Dense(10, activation="softmax")(keras3.layers.Dense(16, activation="relu")(x))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kc.pruning.prune(keras3.Model(inputs, x), _schedule(0.5), granularity="filter")
+    assert not [w for w in caught if "softmax over axis" in str(w.message)]
