@@ -152,14 +152,37 @@ def _op_layer_reason(node):
     return f"an op layer calling TensorFlow's {function!r}, which is not a pure math op"
 
 
-def _allocation_reason(node, budget):
-    """Why an op layer's constant arguments ask for more memory than `budget`, or None (an op
-    layer on constants runs while the model is built)."""
-    elements = _declared_elements(node.get("inbound_nodes"))
-    if node["class_name"] in OP_LAYER_NAMES and elements * 4 > budget:
-        function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
-        return (f"an op layer calling TensorFlow's {function!r} on constants that ask for {elements:,} "
-                f"elements, over the memory budget of {budget:,} bytes")
+def _declared_weight_elements(node):
+    """Elements of the kernel that a Dense, convolution or Embedding layer's config declares (the
+    layer's build config gives its input), allocated when the model is built."""
+    config = node.get("config")
+    if not isinstance(config, dict):
+        return 0
+    if type(config.get("input_dim")) is int and type(config.get("output_dim")) is int:
+        return config["input_dim"] * config["output_dim"]
+    build = node.get("build_config")
+    shape = build.get("input_shape") if isinstance(build, dict) else None
+    units = config.get("units", config.get("filters"))
+    if not (isinstance(shape, list) and shape and type(shape[-1]) is int and type(units) is int):
+        return 0
+    kernel = config.get("kernel_size")
+    spatial = math.prod(kernel) if isinstance(kernel, list) and all(type(k) is int for k in kernel) else 1
+    return shape[-1] * spatial * units
+
+
+def allocation_reason(path, kind, budget):
+    """What the configuration of the model at `path` makes Keras allocate while it builds the
+    model (layer weights; op layers run on constants), when that exceeds `budget` bytes, or None."""
+    for config in _configs(path, kind):
+        nodes = list(_nodes(config))
+        declared = 4 * sum(_declared_weight_elements(node) for node in nodes)
+        if declared > budget:
+            return f"its layers declare {declared:,} bytes of weights"
+        for node in nodes:
+            elements = _declared_elements(node.get("inbound_nodes"))
+            if node["class_name"] in OP_LAYER_NAMES and elements * 4 > budget:
+                function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
+                return f"its op layer calling TensorFlow's {function!r} asks for {elements:,} elements"
     return None
 
 
@@ -226,10 +249,9 @@ def _check_node(node, custom_objects, top_level):
             or (None if is_function else _legacy_reason(class_name, custom_objects, node, top_level)))
 
 
-def unsafe_reason(path, kind, custom_objects=None, budget=None):
+def unsafe_reason(path, kind, custom_objects=None):
     """Why the model at `path` (a file of `kind` "keras"/"h5", or "saved_model") may not be
-    loaded under safe mode, or None when every object its config names is allowed (and no
-    op layer asks for more than `budget` bytes)."""
+    loaded under safe mode, or None when every object its config names is allowed."""
     configs = _configs(path, kind)
     if not configs:
         return "it holds no Keras model configuration"
@@ -237,8 +259,7 @@ def unsafe_reason(path, kind, custom_objects=None, budget=None):
         return "its model configuration is not a Keras object"
     for index, config in enumerate(configs):
         for node in _nodes(config):
-            reason = (_check_node(node, custom_objects, top_level=index == 0 and node is config)
-                      or (budget and _allocation_reason(node, budget)))
+            reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
             if reason:
                 return f"it names {reason}"
     return None

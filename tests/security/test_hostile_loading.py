@@ -146,8 +146,27 @@ def test_an_op_layer_filling_a_huge_constant_is_refused(tmp_path):
             "config": {"name": "fill", "trainable": True, "dtype": "float32", "function": "fill"}})
 
     path = _h5_op_model(str(tmp_path), "fill.h5", fill)
-    with pytest.raises(kc.ModelFileError, match=r"'fill' on constants that ask for 17,179,869,184 elements"):
+    with pytest.raises(kc.ModelFileError, match=r"'fill' asks for 17,179,869,184 elements, over the memory"):
         kc.load_model(path, memory_budget=8 << 30)
+
+
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras3"])
+def test_a_layer_declaring_huge_weights_is_refused_before_it_is_built(tmp_path, flavour):
+    import keras as keras3
+
+    module = keras3 if flavour == "keras3" else keras
+    inputs = module.Input((1000,))
+    path = str(tmp_path / "huge.keras")
+    module.Model(inputs, module.layers.Dense(2, name="dense")(inputs)).save(path)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    dense = next(item for item in config["config"]["layers"] if item["config"]["name"] == "dense")
+    dense["config"]["units"] = 10**9  # 1000 x 10**9 float32 weights: 4 TB
+    _rewrite_config(path, config)
+    with pytest.raises(kc.ModelFileError, match=r"its layers declare 4,000,\d{3},\d{3},\d{3} bytes of"):
+        kc.load_model(path)
+    with pytest.raises(kc.ModelFileError, match="over the memory budget"):
+        kc.load_model(path, safe_mode=False)  # a budget, not a screening: it holds without safe mode
 
 
 def test_a_saved_model_with_a_symlink_outside_or_a_pipe_is_refused(tmp_path):
