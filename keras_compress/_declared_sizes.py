@@ -9,6 +9,8 @@ the limit.
 
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 
 from keras_compress.errors import ModelFileError
@@ -90,29 +92,52 @@ def _check_zip(path, budget, name):
         if total > budget:
             _refuse(name, "the archive", total, budget)
         for info in members:
-            if info.filename.endswith(".h5"):
-                with archive.open(info) as member:
-                    _check_h5(name, member, budget, f"{info.filename}: ")
+            if info.filename.endswith(".h5"):  # read from disk: seeking in a zip member rereads it
+                extracted = archive.extract(info, tempfile.mkdtemp(dir=os.path.dirname(path)))
+                try:
+                    _check_h5(name, extracted, budget, f"{info.filename}: ")
+                finally:
+                    shutil.rmtree(os.path.dirname(extracted), ignore_errors=True)
+
+
+def _outside_reason(name, link, item):
+    """Why an HDF5 link or dataset makes reading leave the file, or None."""
+    import h5py
+
+    if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+        return f"{name!r} is a link ({type(link).__name__})"
+    if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
+        return f"the weight {name!r} keeps its data in other files"
+    return None
 
 
 def _check_h5(path, source, budget, where=""):
+    """HDF5 weights: nothing kept outside the file, each stored as declared, all within the budget
+    (optimizer slots, loaded only with compile=True, left out of the total)."""
     import h5py
     import numpy as np
 
-    datasets = []
     with h5py.File(source, "r") as file:
         for key in ("model_config", "training_config"):
             text = file.attrs.get(key)
             if text is not None:
                 _check_json(path, f"the HDF5 attribute {key!r}", len(text))
-        file.visititems(lambda name, item: datasets.append((name, item))
-                        if isinstance(item, h5py.Dataset) else None)
+        links = []
+        file.visititems_links(lambda name, link: links.append((name, link)))
         total = 0
-        for name, dataset in datasets:
-            declared = int(np.prod(dataset.shape or (), dtype=np.float64)) * dataset.dtype.itemsize
-            total += declared
-            _check_expansion(path, f"the weight {where}{name!r} (shape {dataset.shape})", declared,
-                             dataset.id.get_storage_size(), budget)
+        for name, link in links:
+            item = file.get(name) if isinstance(link, h5py.HardLink) else None
+            reason = _outside_reason(name, link, item)
+            if reason:
+                raise ModelFileError(f"{path} was refused: {where}{reason}; a model file holds its own "
+                                     "weights (an HDF5 link or external storage would read other files).")
+            if not isinstance(item, h5py.Dataset):
+                continue
+            declared = int(np.prod(item.shape or (), dtype=np.float64)) * item.dtype.itemsize
+            if not name.startswith(("optimizer_weights", "optimizer")):
+                total += declared
+            _check_expansion(path, f"the weight {where}{name!r} (shape {item.shape})", declared,
+                             item.id.get_storage_size(), budget)
     if total > budget:
         _refuse(path, f"the weights ({where or 'HDF5'})", total, budget)
 

@@ -56,8 +56,12 @@ def partial_folder(folder):
     hidden = tempfile.mkdtemp(prefix=".kc-new-", dir=folder)
     descriptor = os.open(hidden, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        path = hidden.replace(".kc-new-", f".kc-{os.getpid()}-", 1) + ".partial"
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some NFS, FUSE): others cannot lock it either,
+            pass  # so they judge it alive, and it is left to its writer
+        path = os.path.join(folder, os.path.basename(hidden).replace(".kc-new-", f".kc-{os.getpid()}-", 1)
+                            + ".partial")
         os.rename(hidden, path)
         hidden = path
         yield path

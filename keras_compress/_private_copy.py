@@ -53,9 +53,9 @@ def check_regular_tree(path):
                                      "holds regular files only.")
 
 
-def _copy_file(source, target):
+def _copy_file(source, target, flags=0):
     """Copies a regular file through one open descriptor (what is copied is what was opened)."""
-    descriptor = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a pipe swapped in must not block
+    descriptor = os.open(source, os.O_RDONLY | os.O_NONBLOCK | flags)  # a pipe swapped in must not block
     with open(descriptor, "rb") as reader:
         if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
             raise ModelFileError(f"{source} is {_kind_of(os.fstat(reader.fileno()).st_mode)}: give a model "
@@ -71,17 +71,34 @@ def private_copy(path):
     check_regular_tree(path)
     folder = tempfile.mkdtemp(prefix="keras_compress-load-")  # mode 0700
     try:
-        target = os.path.join(folder, os.path.basename(os.path.normpath(path)) or "model")
-        if os.path.isdir(path):
-            os.mkdir(target)
-            for parent, names, files in os.walk(path):  # file links lead inside: checked above
-                into = os.path.join(target, os.path.relpath(parent, path))
-                for name in names:
-                    os.mkdir(os.path.join(into, name))
-                for name in files:
-                    _copy_file(os.path.join(parent, name), os.path.join(into, name))
-        else:
-            _copy_file(path, target)
+        target = os.path.join(folder, os.path.basename(os.path.abspath(path)) or "model")
+        try:
+            _copy(path, target)
+        except OSError as error:
+            raise ModelFileError(f"Cannot make the private copy of {path} that loading reads, in {folder} "
+                                 f"({error.strerror or error}): free space there, or point TMPDIR to a "
+                                 "folder with room.") from None
         yield target
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy(path, target):
+    if not os.path.isdir(path):
+        _copy_file(path, target)
+        return
+    root = os.path.realpath(path)
+    os.mkdir(target)
+    for parent, names, files in os.walk(path):
+        into = os.path.join(target, os.path.relpath(parent, path))
+        for name in names:
+            os.mkdir(os.path.join(into, name))
+        for name in files:
+            # Checked again as it is copied (the folder may change after the check): a link must
+            # still lead inside, and what it resolved to must not turn into a link meanwhile.
+            entry = os.path.join(parent, name)
+            real = os.path.realpath(entry)
+            if os.path.commonpath([root, real]) != root:
+                raise ModelFileError(f"{path} holds a symlink {os.path.relpath(entry, path)} -> {real}, "
+                                     "which leads outside the folder.")
+            _copy_file(real, os.path.join(into, name), os.O_NOFOLLOW)

@@ -66,11 +66,14 @@ def _configs(path, kind):
 
 # Config keys whose string value Keras reads as a path (lookup and text layers' vocabularies).
 _PATH_KEYS = ("vocabulary", "idf_weights")
+_PATH_READERS = frozenset({"StringLookup", "IntegerLookup", "IndexLookup", "TextVectorization"})
 
 
 def _path_reason(node):
     """Why the node reads a file outside the model file, or None."""
     config = node.get("config")
+    if node.get("class_name") not in _PATH_READERS:
+        return None
     for key in _PATH_KEYS:
         value = config.get(key) if isinstance(config, dict) else None
         if isinstance(value, str):
@@ -130,13 +133,18 @@ def _resolve_legacy(class_name, custom_objects):
             or public_symbol(f"keras.models.{class_name}"))
 
 
+# Ops that allocate what their constant arguments ask for: a shape, a count or a limit.
+_ALLOCATING_OPS = frozenset({"fill", "ones", "zeros", "range", "tile", "broadcast_to", "repeat", "one_hot",
+                             "sequence_mask", "meshgrid", "math.range"})
+
+
 def _declared_elements(value):
-    """The most elements a constant argument of an op layer asks for: a shape (a list of
-    ints) or a count (an int), as `tf.fill`, `tf.range` or `tf.tile` take them."""
+    """The most elements a constant argument of an allocating op asks for: a shape (a list of
+    ints) or a count (a number), as `tf.fill`, `tf.range` or `tf.tile` take them."""
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return value
+    if isinstance(value, (int, float)):
+        return int(value) if math.isfinite(value) else 1 << 62
     if isinstance(value, list) and value and all(type(v) is int for v in value):
         return math.prod(value)
     if isinstance(value, (list, dict)):
@@ -179,9 +187,11 @@ def allocation_reason(path, kind, budget):
         if declared > budget:
             return f"its layers declare {declared:,} bytes of weights"
         for node in nodes:
+            function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
+            if node["class_name"] not in OP_LAYER_NAMES or function not in _ALLOCATING_OPS:
+                continue
             elements = _declared_elements(node.get("inbound_nodes"))
-            if node["class_name"] in OP_LAYER_NAMES and elements * 4 > budget:
-                function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
+            if elements * 4 > budget:
                 return f"its op layer calling TensorFlow's {function!r} asks for {elements:,} elements"
     return None
 
@@ -245,7 +255,7 @@ def _check_node(node, custom_objects, top_level):
         return f"{name!r} from module {module!r}, which is neither Keras, keras_compress nor tfmot"
     if class_name in CODE_LAYER_NAMES - OP_LAYER_NAMES:
         return f"a {class_name} layer (it holds Python code)"
-    return (_path_reason(node) or _current_reason(node, name, is_function, custom_objects, top_level)
+    return (_current_reason(node, name, is_function, custom_objects, top_level)
             or (None if is_function else _legacy_reason(class_name, custom_objects, node, top_level)))
 
 
@@ -260,6 +270,10 @@ def unsafe_reason(path, kind, custom_objects=None):
     for index, config in enumerate(configs):
         for node in _nodes(config):
             reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
+            # A SavedModel rebuilds each layer from its own entry, whose vocabulary is the folder's
+            # asset; the model's entry keeps the path it was saved from, which is never read.
+            if not reason and (kind != "saved_model" or node is config):
+                reason = _path_reason(node)
             if reason:
                 return f"it names {reason}"
     return None

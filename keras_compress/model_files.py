@@ -149,6 +149,8 @@ def load_model(path, *, safe_mode=True, compile=False, custom_objects=None, memo
         memory_budget = default_memory_budget()
     elif isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
         raise ValueError(f"memory_budget must be a number of bytes >= 1, got {memory_budget!r}")
+    if os.path.isdir(path):
+        _kind(path, path)  # a folder that is no SavedModel is refused before it is copied
     with private_copy(path) as copy:
         kind = _kind(path, copy)
         return _load_copy(path, copy, kind, safe_mode, compile, custom_objects, memory_budget)

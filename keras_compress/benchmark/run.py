@@ -71,7 +71,8 @@ def _check_finite(arrays, inputs, labels):
             raise ValueError(f"data holds NaN or Inf in input {info.name!r}: benchmark on finite inputs.")
     if labels is not None:
         labels = np.asarray(labels)
-        if not np.issubdtype(labels.dtype, np.number) or not np.isfinite(labels).all():
+        numeric = labels.dtype == bool or np.issubdtype(labels.dtype, np.number)
+        if not numeric or not np.isfinite(labels.astype("float64")).all():
             raise ValueError("the labels hold NaN, Inf or non-numbers: give class indices or one-hot rows.")
 
 
@@ -135,7 +136,8 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                 raise ValueError(f"data has {len(arrays[0])} rows of inputs but {len(y)} labels")
             _check_finite(arrays, runner.inputs, y)
             outputs = runner.predict(arrays, batch_size=256)
-            if not all(np.isfinite(output).all() for output in as_list(outputs)):
+            if not all(np.isfinite(output).all() for output in as_list(outputs)
+                       if np.issubdtype(output.dtype, np.number)):
                 raise ValueError(f"Variant {name!r} outputs NaN or Inf on this data: its accuracy and "
                                  "agreement would mean nothing. Check the model or artifact (a diverged "
                                  "training, a broken conversion) before benchmarking it.")

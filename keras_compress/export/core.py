@@ -332,10 +332,11 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
             raise ExportError("batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, "
                               f"got {batch_sizes!r}")
-    replace = overwrite or _empty_file(path)  # an empty file is a path made for the artifact
+    made_for_it = _empty_file(path) and not fmt.is_folder  # an empty file made for the artifact
+    replace = overwrite or made_for_it
     if os.path.exists(path) and not replace:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
-    if os.path.exists(path) and not _empty_file(path) and not fmt.replaceable(path):
+    if os.path.exists(path) and not made_for_it and not fmt.replaceable(path):
         kind = "a folder" if os.path.isdir(path) else "a file"
         raise ExportError(f"{path} is {kind} that holds no {fmt.title} model: overwrite replaces only a "
                           "model file of the same kind (read from its content), never other data. Choose "
@@ -420,6 +421,9 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             settings["speed"] = _speed_against_float(runner, load(twin), samples)
             _slower_warning(settings["speed"], precision, fmt.title, model)
         del runner
+        if os.path.exists(path) and not (_empty_file(path) or fmt.replaceable(path)):  # changed meanwhile
+            raise FileExistsError(f"{path} appeared while exporting, or changed, and holds no {fmt.title} "
+                                  "model: it was left as it is. Choose another path.")
         _move_into_place(target, path, replace)
     return Artifact(path=path, format=fmt.name, size_bytes=path_size(path), precision=precision,
                     source=model.name, parity=result, versions=_versions(fmt.libraries), settings=settings)

@@ -12,6 +12,7 @@ from keras_compress._environment import has_vnni
 from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.errors import ExportError
 from keras_compress.export.int8_weights import onnx_int8_weights
+from keras_compress.export.onnx_folding import fold
 from keras_compress.export.qdq import quantize_qat_weights
 from keras_compress.export.signature import input_specs, serving_function
 from keras_compress.quantization.qat import is_quantize_aware
@@ -252,6 +253,8 @@ def export_onnx(model, path, metadata, *, opset=None, quantize=None, calibration
     opset = opset or DEFAULT_OPSET
     proto = convert_to_onnx(model, opset)
     settings = {"opset": opset}
+    if not is_quantize_aware(model):
+        proto = fold(proto)  # what ONNX Runtime's pre-processing does, before any quantizer sees it
     if is_quantize_aware(model):
         # Weights trained on the full int8 grid: the runner avoids saturating kernels.
         settings.update(quantize="qat", full_range_int8_weights=True, **quantize_qat_weights(proto, model))

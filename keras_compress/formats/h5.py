@@ -27,5 +27,5 @@ FORMAT = Format(
     name="h5", title=".h5", suffixes=(".h5", ".hdf5"),
     exporter="keras_compress.export.saved_model:export_h5",
     runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
-    libraries=("tensorflow", "tf-keras", "h5py"), runner_options=("safe_mode", "custom_objects"),
-    holds=_holds, holds_model=_holds_model)
+    libraries=("tensorflow", "tf-keras", "h5py"),
+    runner_options=("safe_mode", "custom_objects", "memory_budget"), holds=_holds, holds_model=_holds_model)

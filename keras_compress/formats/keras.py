@@ -29,5 +29,5 @@ FORMAT = Format(
     name="keras", title=".keras", suffixes=(".keras",),
     exporter="keras_compress.export.saved_model:export_keras",
     runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
-    libraries=("tensorflow", "tf-keras"), runner_options=("safe_mode", "custom_objects"), holds=_holds,
-    holds_model=_holds_model)
+    libraries=("tensorflow", "tf-keras"), runner_options=("safe_mode", "custom_objects", "memory_budget"),
+    holds=_holds, holds_model=_holds_model)

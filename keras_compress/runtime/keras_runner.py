@@ -18,6 +18,9 @@ __all__ = ["KerasRunner"]
 # would retrace whenever a model is exported and verified again). The function holds the model
 # weakly: the entry, its graph and the model go when the caller drops the model.
 _COMPILED = weakref.WeakKeyDictionary()
+# On JAX, one lock per model: every runner of a model (the export's verifier, the user's) takes turns.
+_JAX_LOCKS = weakref.WeakKeyDictionary()
+_JAX_LOCKS_LOCK = threading.Lock()
 
 
 one_trace_per_model("_compiled.<locals>")  # each model's forward pass traces once
@@ -32,7 +35,8 @@ def _compiled(model):
     one call at a time (Keras' JAX state is not safe to share between threads: concurrent
     calls fail with "Invalid buffer passed to Execute()")."""
     if _on_jax(model):
-        lock = threading.Lock()
+        with _JAX_LOCKS_LOCK:
+            lock = _JAX_LOCKS.setdefault(model, threading.Lock())
 
         def predict(*xs):
             with lock:

@@ -56,7 +56,7 @@ class OnnxRunner(Runner):
         except Exception as error:
             from keras_compress.formats.onnx import unknown_operators
 
-            refuse_unknown_operators(path, "ONNX Runtime", unknown_operators(str(path)), error)
+            refuse_unknown_operators(path, "ONNX Runtime", unknown_operators, error)
         self.metadata = decode(self.session.get_modelmeta().custom_metadata_map.get(KEY))
         if int8_kernels is None:
             full_range = self.metadata.get("settings", {}).get("full_range_int8_weights", False)

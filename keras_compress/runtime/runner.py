@@ -33,16 +33,24 @@ def check_providers(providers):
                              + f": this one offers {available}.")
 
 
-def refuse_unknown_operators(path, runtime, operators, error):
-    """Raises `ModelFileError` naming the `operators` ("domain:Op") that `runtime` lacks, when
-    there are any; else re-raises `error` (the runtime's own failure to open the file)."""
+def refuse_unknown_operators(path, runtime, find_operators, error):
+    """Raises `ModelFileError` naming the operators ("domain:Op", from `find_operators(path)`) that
+    `runtime` lacks, when there are any; else re-raises `error` (the runtime's own failure to
+    open the file, also when the file cannot be read for its operators)."""
     from keras_compress.errors import ModelFileError
 
+    try:
+        operators = find_operators(str(path))
+    except Exception:  # noqa: BLE001 - the runtime's own error says more
+        operators = []
     if not operators:
         raise error
+    flex = [op for op in operators if op.startswith("custom:Flex")]
+    advice = ("TensorFlow operators (Flex) need TensorFlow's Flex delegate, which LiteRT does not ship: "
+              "export the model with TFLite's builtin operators only" if flex else
+              "Register their implementation with the runtime, or export the model without them")
     raise ModelFileError(f"{path} uses operators that {runtime} does not have: {', '.join(operators)} "
-                         "(domain:operator). Register their implementation with the runtime, or export the "
-                         "model without them.") from None
+                         f"(domain:operator). {advice}.") from None
 
 
 class Runner:

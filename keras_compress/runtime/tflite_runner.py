@@ -56,7 +56,7 @@ class TFLiteRunner(Runner):
         except RuntimeError as error:
             from keras_compress.formats.tflite import unknown_operators
 
-            refuse_unknown_operators(path, "LiteRT", unknown_operators(str(path)), error)
+            refuse_unknown_operators(path, "LiteRT", unknown_operators, error)
         self._runner = self.interpreter.get_signature_runner(_SIGNATURE)
         self._called = False
         self._in = self._runner.get_input_details()

@@ -196,6 +196,24 @@ def test_a_target_that_appears_during_export_is_not_replaced(models, tmp_path, m
     assert path.read_bytes() == b"the other process's artifact" and os.listdir(tmp_path) == ["cnn.onnx"]
 
 
+def test_overwrite_leaves_data_that_replaced_the_artifact_during_export(models, tmp_path, monkeypatch):
+    from keras_compress.formats import FORMATS
+
+    path = tmp_path / "cnn.onnx"
+    kc.export(models["cnn"], str(path))
+    onnx_format = FORMATS["onnx"]
+
+    def user_saves_data_there(model, target, metadata, **options):
+        settings = onnx_format.export(model, target, metadata, **options)
+        path.write_text("years of work")
+        return settings
+
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(onnx_format, exporter=user_saves_data_there))
+    with pytest.raises(FileExistsError, match="changed, and holds no ONNX model: it was left as it is"):
+        kc.export(models["cnn"], str(path), overwrite=True)
+    assert path.read_text() == "years of work"
+
+
 def test_verification_cannot_pass_on_nothing_or_on_nan(models, tmp_path):
     model = models["cnn"]
     shape = (1, *model.input_shape[1:])

@@ -212,3 +212,45 @@ def test_a_model_within_its_budget_loads_as_before(tmp_path):
     assert model.predict(np.ones((1, 3)), verbose=0).shape == (1, 2)
     with pytest.raises(ValueError, match="memory_budget must be a number of bytes >= 1, got 0"):
         kc.load_model(path, memory_budget=0)
+
+
+@pytest.mark.parametrize("kind", ["external_link", "external_storage"])
+def test_hdf5_weights_kept_in_other_files_are_refused(tmp_path, kind):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(6, dtype="float32").tobytes())
+    path = str(tmp_path / "m.h5")
+    _tiny_h5(path)
+    with h5py.File(path, "r+") as file:
+        name = next(name for name in _datasets(file) if name.endswith("kernel:0"))
+        del file[name]
+        if kind == "external_link":
+            with h5py.File(tmp_path / "other.h5", "w") as other:
+                other["kernel"] = np.zeros((3, 2), "float32")
+            file[name] = h5py.ExternalLink(str(tmp_path / "other.h5"), "kernel")
+        else:
+            file.create_dataset(name, shape=(3, 2), dtype="float32", external=[(str(secret), 0, 24)])
+    with pytest.raises(kc.ModelFileError, match="a model file holds its own weights"):
+        kc.load_model(path)
+
+
+def test_a_genuine_saved_model_with_a_vocabulary_file_loads(tmp_path):
+    vocabulary = tmp_path / "vocabulary.txt"
+    vocabulary.write_text("cat\ndog\n")
+    inputs = keras.Input((1,), dtype="string")
+    model = keras.Model(inputs, keras.layers.StringLookup(vocabulary=str(vocabulary))(inputs))
+    folder = str(tmp_path / "lookup")
+    model.save(folder, save_format="tf")
+    vocabulary.unlink()  # the folder holds it as an asset
+    loaded = kc.load_model(folder)
+    assert loaded(np.array([["dog"], ["cow"]])).numpy().ravel().tolist() == [2, 0]
+
+
+def test_an_op_layer_with_a_large_number_that_allocates_nothing_loads(tmp_path):
+    from gadgets import _h5_op_model
+
+    def scale(config):
+        layer = next(item for item in config["config"]["layers"] if item["class_name"] == "TFOpLambda")
+        layer["inbound_nodes"][0][-1]["y"] = 1e12  # x * 1e12: a number, not a size
+
+    loaded = kc.load_model(_h5_op_model(str(tmp_path), "scale.h5", scale))
+    assert loaded.predict(np.ones((1, 3)), verbose=0).max() == pytest.approx(1e12)
