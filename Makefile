@@ -33,6 +33,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/keras3.py
 	$(PY) benchmarks/clustering.py
 	$(PY) benchmarks/quantize_aware.py
+	$(PY) benchmarks/realsize.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -85,6 +85,8 @@ def plain_call(path, batch, threads):
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
+        # Threads that spin after a call would take the cores from the next file's call.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         feed = {session.get_inputs()[0].name: x}
         return lambda: session.run(None, feed)
