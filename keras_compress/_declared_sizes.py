@@ -8,6 +8,7 @@ the limit.
 """
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -159,15 +160,72 @@ def _check_saved_model(path, budget, name):
     _check_expansion(name, "the variables", declared, stored, budget)
 
 
+# Ops that allocate what their constant arguments ask for: a shape, a count or a limit.
+_ALLOCATING_OPS = frozenset({"fill", "ones", "zeros", "range", "tile", "broadcast_to", "repeat", "one_hot",
+                             "sequence_mask", "meshgrid", "math.range"})
+
+
+def _declared_elements(value):
+    """The most elements a constant argument of an allocating op asks for: a shape (a list of
+    ints) or a count (a number), as `tf.fill`, `tf.range` or `tf.tile` take them."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value) if math.isfinite(value) else 1 << 62
+    if isinstance(value, list) and value and all(type(v) is int for v in value):
+        return math.prod(value)
+    if isinstance(value, (list, dict)):
+        return max(map(_declared_elements, value.values() if isinstance(value, dict) else value), default=0)
+    return 0
+
+
+def _declared_weight_elements(node):
+    """Elements of the kernel that a Dense, convolution or Embedding layer's config declares (the
+    layer's build config gives its input), allocated when the model is built."""
+    config = node.get("config")
+    if not isinstance(config, dict):
+        return 0
+    if type(config.get("input_dim")) is int and type(config.get("output_dim")) is int:
+        return config["input_dim"] * config["output_dim"]
+    build = node.get("build_config")
+    shape = build.get("input_shape") if isinstance(build, dict) else None
+    units = config.get("units", config.get("filters"))
+    if not (isinstance(shape, list) and shape and type(shape[-1]) is int and type(units) is int):
+        return 0
+    kernel = config.get("kernel_size")
+    spatial = math.prod(kernel) if isinstance(kernel, list) and all(type(k) is int for k in kernel) else 1
+    return shape[-1] * spatial * units
+
+
+def _check_configs(path, kind, budget, name):
+    """What the model's configuration makes Keras allocate while it builds the model: layer
+    weights, and what op layers called on constants ask for."""
+    from keras_compress._keras import OP_LAYER_NAMES
+    from keras_compress._screening import model_configs, named_nodes
+
+    for config in model_configs(path, kind):
+        nodes = list(named_nodes(config))
+        weights = 4 * sum(_declared_weight_elements(node) for node in nodes)  # float32
+        if weights > budget:
+            _refuse(name, "the configuration (its layers' weights)", weights, budget)
+        for node in nodes:
+            function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
+            asked = 4 * _declared_elements(node.get("inbound_nodes"))
+            if node["class_name"] in OP_LAYER_NAMES and function in _ALLOCATING_OPS and asked > budget:
+                _refuse(name, f"the op layer calling TensorFlow's {function!r}", asked, budget)
+
+
 def check_declared_sizes(path, kind, budget, name=None):
     """Refuses the file at `path` (`kind` "keras", "h5" or "saved_model"; messages call it
     `name`) when what it declares exceeds `budget` bytes or far exceeds what it stores."""
+    name = name or path
     if kind == "keras":
-        _check_zip(path, budget, name or path)
+        _check_zip(path, budget, name)
     elif kind == "h5":
-        _check_h5(name or path, path, budget)
+        _check_h5(name, path, budget)
     else:
-        _check_saved_model(path, budget, name or path)
+        _check_saved_model(path, budget, name)
+    _check_configs(path, kind, budget, name)
 
 
 def read_json_member(archive, name):

@@ -11,7 +11,6 @@ layers may call pure math only; Lambda layers are refused.
 """
 
 import json
-import math
 import re
 import sys
 import zipfile
@@ -21,7 +20,7 @@ from keras_compress._keras import (CODE_LAYER_NAMES, OP_LAYER_NAMES, keras, publ
                                    saved_model_keras_metadata)
 from keras_compress._tfmot import data_classes
 
-__all__ = ["unsafe_reason", "keras3_unsafe_reason"]
+__all__ = ["unsafe_reason", "keras3_unsafe_reason", "model_configs", "named_nodes"]
 
 # Objects that hold plain data; deserializing them calls nothing named by the file.
 _DATA_CLASSES = frozenset({"__tensor__", "__numpy__", "__bytes__"})
@@ -47,7 +46,7 @@ _OPS = frozenset({
     "tensordot", "tile", "transpose", "unstack", "where", "zeros", "zeros_like"})
 
 
-def _configs(path, kind):
+def model_configs(path, kind):
     """The JSON configs tf_keras would deserialize from the file or folder."""
     if kind == "keras":
         with zipfile.ZipFile(path) as archive:
@@ -83,16 +82,16 @@ def _path_reason(node):
     return None
 
 
-def _nodes(config):
+def named_nodes(config):
     """Every dict in `config` that names a class or function."""
     if isinstance(config, dict):
         if "class_name" in config:
             yield config
         for value in config.values():
-            yield from _nodes(value)
+            yield from named_nodes(value)
     elif isinstance(config, list):
         for value in config:
-            yield from _nodes(value)
+            yield from named_nodes(value)
 
 
 def _safe_bases():
@@ -133,67 +132,12 @@ def _resolve_legacy(class_name, custom_objects):
             or public_symbol(f"keras.models.{class_name}"))
 
 
-# Ops that allocate what their constant arguments ask for: a shape, a count or a limit.
-_ALLOCATING_OPS = frozenset({"fill", "ones", "zeros", "range", "tile", "broadcast_to", "repeat", "one_hot",
-                             "sequence_mask", "meshgrid", "math.range"})
-
-
-def _declared_elements(value):
-    """The most elements a constant argument of an allocating op asks for: a shape (a list of
-    ints) or a count (a number), as `tf.fill`, `tf.range` or `tf.tile` take them."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, (int, float)):
-        return int(value) if math.isfinite(value) else 1 << 62
-    if isinstance(value, list) and value and all(type(v) is int for v in value):
-        return math.prod(value)
-    if isinstance(value, (list, dict)):
-        return max(map(_declared_elements, value.values() if isinstance(value, dict) else value), default=0)
-    return 0
-
-
 def _op_layer_reason(node):
     function = (node.get("config") or {}).get("function") if isinstance(node.get("config"), dict) else None
     if isinstance(function, str) and _MODULE.match(function.replace("__operators__", "operators")) \
             and (function in _OPS or function.startswith(_OP_PREFIXES)):
         return None
     return f"an op layer calling TensorFlow's {function!r}, which is not a pure math op"
-
-
-def _declared_weight_elements(node):
-    """Elements of the kernel that a Dense, convolution or Embedding layer's config declares (the
-    layer's build config gives its input), allocated when the model is built."""
-    config = node.get("config")
-    if not isinstance(config, dict):
-        return 0
-    if type(config.get("input_dim")) is int and type(config.get("output_dim")) is int:
-        return config["input_dim"] * config["output_dim"]
-    build = node.get("build_config")
-    shape = build.get("input_shape") if isinstance(build, dict) else None
-    units = config.get("units", config.get("filters"))
-    if not (isinstance(shape, list) and shape and type(shape[-1]) is int and type(units) is int):
-        return 0
-    kernel = config.get("kernel_size")
-    spatial = math.prod(kernel) if isinstance(kernel, list) and all(type(k) is int for k in kernel) else 1
-    return shape[-1] * spatial * units
-
-
-def allocation_reason(path, kind, budget):
-    """What the configuration of the model at `path` makes Keras allocate while it builds the
-    model (layer weights; op layers run on constants), when that exceeds `budget` bytes, or None."""
-    for config in _configs(path, kind):
-        nodes = list(_nodes(config))
-        declared = 4 * sum(_declared_weight_elements(node) for node in nodes)
-        if declared > budget:
-            return f"its layers declare {declared:,} bytes of weights"
-        for node in nodes:
-            function = node["config"].get("function") if isinstance(node.get("config"), dict) else None
-            if node["class_name"] not in OP_LAYER_NAMES or function not in _ALLOCATING_OPS:
-                continue
-            elements = _declared_elements(node.get("inbound_nodes"))
-            if elements * 4 > budget:
-                return f"its op layer calling TensorFlow's {function!r} asks for {elements:,} elements"
-    return None
 
 
 def _class_reason(found, node, where, top_level):
@@ -262,13 +206,13 @@ def _check_node(node, custom_objects, top_level):
 def unsafe_reason(path, kind, custom_objects=None):
     """Why the model at `path` (a file of `kind` "keras"/"h5", or "saved_model") may not be
     loaded under safe mode, or None when every object its config names is allowed."""
-    configs = _configs(path, kind)
+    configs = model_configs(path, kind)
     if not configs:
         return "it holds no Keras model configuration"
     if not isinstance(configs[0], dict) or "class_name" not in configs[0]:
         return "its model configuration is not a Keras object"
     for index, config in enumerate(configs):
-        for node in _nodes(config):
+        for node in named_nodes(config):
             reason = _check_node(node, custom_objects, top_level=index == 0 and node is config)
             # A SavedModel rebuilds each layer from its own entry, whose vocabulary is the folder's
             # asset; the model's entry keeps the path it was saved from, which is never read.
@@ -321,8 +265,9 @@ def _keras3_node_reason(node, custom_objects, top_level):
                                or module.split(".")[0] not in ("keras", "keras_compress", "builtins")):
         return f"{name!r} from module {module!r}, which is neither Keras nor keras_compress"
     where = f"{module}.{name}" if module else name
-    if _path_reason(node):
-        return _path_reason(node)
+    reason = _path_reason(node)
+    if reason:
+        return reason
     found = _keras3_resolve(node, name, is_function, custom_objects)
     if found is None:
         return None if module is None else f"{where!r}, which is not a registered or built-in Keras object"
@@ -345,10 +290,10 @@ def _keras3_node_reason(node, custom_objects, top_level):
 
 def keras3_unsafe_reason(path, custom_objects=None):
     """Why the Keras 3 `.keras` file at `path` may not be loaded under safe mode, or None."""
-    config = _configs(path, "keras")[0]
+    config = model_configs(path, "keras")[0]
     if not isinstance(config, dict) or "class_name" not in config:
         return "its model configuration is not a Keras object"
-    for node in _nodes(config):
+    for node in named_nodes(config):
         reason = _keras3_node_reason(node, custom_objects, top_level=node is config)
         if reason:
             return f"it names {reason}"

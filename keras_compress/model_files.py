@@ -7,7 +7,7 @@ from keras_compress._custom_objects import register_custom_objects
 from keras_compress._declared_sizes import check_declared_sizes, default_memory_budget, read_json_member
 from keras_compress._keras import keras
 from keras_compress._private_copy import private_copy
-from keras_compress._screening import allocation_reason, keras3_unsafe_reason, unsafe_reason
+from keras_compress._screening import keras3_unsafe_reason, unsafe_reason
 from keras_compress.errors import ModelFileError
 from keras_compress.formats import FORMATS
 
@@ -90,17 +90,9 @@ def _load_keras3(path, copy, safe_mode, compile, custom_objects):
     return model
 
 
-def _refuse_allocation(path, reason, budget):
-    if reason:
-        raise ModelFileError(f"{path} was refused: {reason}, over the memory budget of {budget:,} bytes. If "
-                             "the file is genuine and this machine has the memory, raise the budget "
-                             "(memory_budget=, or $KERAS_COMPRESS_MEMORY_BUDGET in bytes).")
-
-
 def _load_copy(path, copy, kind, safe_mode, compile, custom_objects, budget):
     """Screens and loads the private copy `copy` of `path` (messages name `path`)."""
     _refuse_unsafe(path, lambda: check_declared_sizes(copy, kind, budget, name=path))
-    _refuse_unsafe(path, lambda: _refuse_allocation(path, allocation_reason(copy, kind, budget), budget))
     if kind == "keras" and _keras_version(copy).startswith("3"):
         return _load_keras3(path, copy, safe_mode, compile, custom_objects)
     register_custom_objects()

@@ -66,37 +66,32 @@ def test_the_fast_path_still_checks_shape_and_dtype(tf_keras_cnn, digits):
         runner.predict(np.zeros((4, 8, 8), "float32"))
 
 
-@pytest.mark.parametrize("suffix", [".tflite", ".onnx", "", ".keras"])
-def test_runners_give_each_thread_its_own_answer(tf_keras_cnn, digits, tmp_path, suffix):
+def _each_thread_gets_its_own_answer(runner, digits, repeats):
+    """8 threads call `runner` at once, each on its own rows and batch size, and get exactly what
+    a lone call gives."""
     import concurrent.futures
 
-    runner = kc.export(tf_keras_cnn, str(tmp_path / f"m{suffix}")).load()
-    batches = [digits[1][0][i:i + 1 + i % 3] for i in range(8)]  # different rows and batch sizes
-    expected = [runner.predict(batch) for batch in batches]
-
-    def calls(index):
-        return [np.array_equal(runner.predict(batches[index]), expected[index]) for _ in range(150)]
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(calls, range(8)))
-    assert all(all(result) for result in results)
-
-
-def test_a_keras_3_runner_gives_each_thread_its_own_answer_on_every_backend(keras3, digits):
-    import concurrent.futures
-
-    model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Conv2D(4, 3, activation="relu"),
-                               keras3.layers.Flatten(), keras3.layers.Dense(10)])
-    runner = kc.runtime.KerasRunner(model)
     batches = [digits[1][0][i:i + 1 + i % 3] for i in range(8)]
     expected = [runner.predict(batch) for batch in batches]
 
     def calls(index):
-        return [np.array_equal(runner.predict(batches[index]), expected[index]) for _ in range(200)]
+        return [np.array_equal(runner.predict(batches[index]), expected[index]) for _ in range(repeats)]
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(calls, range(8)))
-    assert all(all(result) for result in results)
+    return all(all(result) for result in results)
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx", "", ".keras"])
+def test_runners_give_each_thread_its_own_answer(tf_keras_cnn, digits, tmp_path, suffix):
+    runner = kc.export(tf_keras_cnn, str(tmp_path / f"m{suffix}")).load()
+    assert _each_thread_gets_its_own_answer(runner, digits, 150)
+
+
+def test_a_keras_3_runner_gives_each_thread_its_own_answer_on_every_backend(keras3, digits):
+    model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Conv2D(4, 3, activation="relu"),
+                               keras3.layers.Flatten(), keras3.layers.Dense(10)])
+    assert _each_thread_gets_its_own_answer(kc.runtime.KerasRunner(model), digits, 200)
 
 
 def test_a_runner_keeps_no_model_alive_after_the_caller_drops_it(keras_flavour):

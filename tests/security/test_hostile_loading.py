@@ -146,7 +146,7 @@ def test_an_op_layer_filling_a_huge_constant_is_refused(tmp_path):
             "config": {"name": "fill", "trainable": True, "dtype": "float32", "function": "fill"}})
 
     path = _h5_op_model(str(tmp_path), "fill.h5", fill)
-    with pytest.raises(kc.ModelFileError, match=r"'fill' asks for 17,179,869,184 elements, over the memory"):
+    with pytest.raises(kc.ModelFileError, match=r"'fill' declares 64\.00 GB, over the limit of 8\.00 GB"):
         kc.load_model(path, memory_budget=8 << 30)
 
 
@@ -163,9 +163,9 @@ def test_a_layer_declaring_huge_weights_is_refused_before_it_is_built(tmp_path, 
     dense = next(item for item in config["config"]["layers"] if item["config"]["name"] == "dense")
     dense["config"]["units"] = 10**9  # 1000 x 10**9 float32 weights: 4 TB
     _rewrite_config(path, config)
-    with pytest.raises(kc.ModelFileError, match=r"its layers declare 4,000,\d{3},\d{3},\d{3} bytes of"):
+    with pytest.raises(kc.ModelFileError, match=r"\(its layers' weights\) declares 3\.64 TB"):
         kc.load_model(path)
-    with pytest.raises(kc.ModelFileError, match="over the memory budget"):
+    with pytest.raises(kc.ModelFileError, match="over the limit of .*memory_budget="):
         kc.load_model(path, safe_mode=False)  # a budget, not a screening: it holds without safe mode
 
 
