@@ -105,7 +105,7 @@ def _export(args):
     artifact = export(model, args.output, sample_data=sample_data, verify=not args.no_verify,
                       overwrite=args.overwrite, opset=args.opset, quantize=args.quantize,
                       calibration_data=calibration_data, calibrate_method=args.calibrate_method,
-                      io=args.io, precision=args.precision)
+                      io=args.io, precision=args.precision, sparse_weights=args.sparse_weights)
     print(artifact)
     return 0
 
@@ -229,6 +229,8 @@ def build_parser():
     export.add_argument("--io", default="float", choices=IO_TYPES,
                         help="full-integer TFLite input/output type (default float)")
     export.add_argument("--precision", choices=TENSORRT_PRECISIONS, help="TensorRT engine precision")
+    export.add_argument("--sparse-weights", action="store_true",
+                        help="TFLite: a pruned model's zeros in the sparse encoding (small uncompressed)")
     export.set_defaults(handler=_export)
     bench = commands.add_parser("benchmark",
                                 help="size, accuracy, latency and memory of artifacts, side by side")

@@ -250,7 +250,7 @@ def _slower_warning(speed, precision, fmt, model):
 
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
            quantize=None, calibration_data=None, calibrate_method="minmax", io="float",
-           compare_speed=True, precision=None, batch_sizes=(1, 8, 32)):
+           compare_speed=True, precision=None, batch_sizes=(1, 8, 32), sparse_weights=False):
     """Exports a Keras 3 or tf_keras model and checks the result against it.
 
     The format comes from the suffix: `.onnx` (ONNX Runtime), `.tflite` (LiteRT),
@@ -299,6 +299,10 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         precision: TensorRT only, "fp32" (default) or "fp16"; int8 engines come from a
             quantization-aware model or quantize="static".
         batch_sizes: TensorRT only, (min, opt, max) batch of the engine's profile.
+        sparse_weights: TFLite only, store weights with many zeros (a pruned model's) in TFLite's
+            sparse encoding: the file stays small uncompressed. `settings["sparse_tensors"]` counts
+            them; a file LiteRT's XNNPack delegate cannot run (sparse int8 or fully-connected
+            weights) warns and records `settings["xnnpack"] = False`.
 
     Returns:
         An `Artifact`.
@@ -316,11 +320,13 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     fmt = _format_of(path, format)
     if verify not in (True, False, "warn"):
         raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
+    if not isinstance(sparse_weights, bool):
+        raise ExportError(f"sparse_weights must be True or False, got {sparse_weights!r}")
     given = {"opset": opset is not None, "quantize": quantize is not None,
              "calibration_data": calibration_data is not None,
              "calibrate_method": calibrate_method != "minmax",
              "io": io != "float", "precision": precision is not None,
-             "batch_sizes": tuple(batch_sizes) != _DEFAULT_BATCH_SIZES}
+             "batch_sizes": tuple(batch_sizes) != _DEFAULT_BATCH_SIZES, "sparse_weights": sparse_weights}
     _check_options_apply(fmt, [option for option, is_given in given.items() if is_given])
     if opset is not None and (not isinstance(opset, int) or not 9 <= opset <= 21):
         raise ExportError(f"opset must be an int in [9, 21], got {opset!r}")
@@ -385,7 +391,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     # Each format's exporter gets the options it takes (calibration data as batches).
     options = {"opset": opset, "quantize": quantize, "calibration_data": calibration,
                "calibrate_method": calibrate_method, "io": io, "precision": engine_precision,
-               "batch_sizes": tuple(batch_sizes)}
+               "batch_sizes": tuple(batch_sizes), "sparse_weights": sparse_weights}
     options = {name: value for name, value in options.items() if name in fmt.export_options}
 
     with partial_folder(folder) as partial:

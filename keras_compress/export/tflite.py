@@ -46,9 +46,10 @@ def _representative_dataset(batches, names):
     return rows
 
 
-def convert_to_tflite(model, batch_size, quantize, calibration, io):
+def convert_to_tflite(model, batch_size, quantize, calibration, io, sparse_weights=False):
     """The TFLite flatbuffer of `model`; a quantization-aware JAX-backend model is converted
-    through a TensorFlow-backend rebuild (`tensorflow_rebuild`)."""
+    through a TensorFlow-backend rebuild (`tensorflow_rebuild`). `sparse_weights` stores
+    weights with many zeros in TFLite's sparse encoding."""
     import tensorflow as tf
 
     if is_quantize_aware(model) and flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
@@ -60,6 +61,8 @@ def convert_to_tflite(model, batch_size, quantize, calibration, io):
                                                                 function.trackable)
     if quantize or is_quantize_aware(model):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if sparse_weights:
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "static":
@@ -84,13 +87,39 @@ def _warn_of_float_kernels(model, int8_kernels):
                       "float operation): the file is larger than a full int8 one.", stacklevel=5)
 
 
-def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float"):
+def _sparse_tensors(content):
+    """How many weight tensors of the flatbuffer `content` are sparse-encoded, and whether LiteRT's
+    default XNNPack delegate can run the file."""
+    from keras_compress.formats.tflite import litert_interpreter
+
+    interpreter = litert_interpreter(model_content=content)
+    count = sum(1 for detail in interpreter.get_tensor_details() if detail["sparsity_parameters"])
+    return count, interpreter.uses_xnnpack
+
+
+def _warn_of_sparse_encoding(model, count, xnnpack):
+    if not count:
+        warnings.warn(f"sparse_weights=True encoded no weight of {model.name!r} sparsely: the TFLite "
+                      "converter only encodes weights with many zeros (about a third or more). Prune the "
+                      "model first (keras_compress.pruning), or export it without sparse_weights.",
+                      stacklevel=5)
+    elif not xnnpack:
+        warnings.warn(f"The sparse TFLite file of {model.name!r} runs on TFLite's builtin kernels only: "
+                      "LiteRT's default XNNPack delegate cannot prepare its sparse int8 or fully-connected "
+                      "weights. keras_compress.load does so by itself; where you serve the file yourself, "
+                      "create the interpreter with experimental_op_resolver_type=OpResolverType."
+                      "BUILTIN_WITHOUT_DEFAULT_DELEGATES.", stacklevel=5)
+
+
+def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float",
+                  sparse_weights=False):
     """Writes `model` to `path` as a TFLite flatbuffer with a `serving_default` signature.
 
     `quantize`: None (float32, or int8 for a quantization-aware model), "dynamic"
     (int8 weights), "static" (int8 weights and activations, calibrated on `calibration_data`
     batches) or "float16". `io="int8"` / `"uint8"` makes a full-integer model take and give
-    that type.
+    that type. `sparse_weights=True` stores weights with many zeros (a pruned model's) in
+    TFLite's sparse encoding, which stays small uncompressed, on the device.
 
     The batch dimension is dynamic, except for models whose recurrent layers TFLite
     only lowers with static shapes (LSTM, GRU; on Keras 3's JAX backend, LSTM): those
@@ -100,12 +129,12 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
     settings = {key: value for key, value in settings.items() if value not in (None, "float")}
     try:
         try:
-            content = convert_to_tflite(model, None, quantize, calibration_data, io)
+            content = convert_to_tflite(model, None, quantize, calibration_data, io, sparse_weights)
         except Exception as error:
             # Recurrent layers: TensorFlow's TensorList ops, or JAX's dynamic gathers (jax2tf).
             if "TensorList" not in str(error) and "dynamic_gather" not in str(error):
                 raise
-            content = convert_to_tflite(model, 1, quantize, calibration_data, io)
+            content = convert_to_tflite(model, 1, quantize, calibration_data, io, sparse_weights)
             settings["batch_size"] = 1
     except Exception as error:
         ops = _unsupported_ops(str(error))
@@ -119,6 +148,10 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
             settings["precision"] = "float32"  # nothing was quantized
         if settings["quantize"] == "qat":
             _warn_of_float_kernels(model, settings["int8_weights"]["tensors"])
+    if sparse_weights:
+        count, xnnpack = _sparse_tensors(content)
+        settings.update(sparse_tensors=count, xnnpack=xnnpack)
+        _warn_of_sparse_encoding(model, count, xnnpack)
     with open(path, "wb") as file:
         file.write(add_metadata(content, dict(metadata, settings=dict(metadata["settings"], **settings))))
     return settings

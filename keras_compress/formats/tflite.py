@@ -57,10 +57,45 @@ def _op_counts(path):
                                for graph in model.subgraphs for op in graph.operators)
 
 
-def _serve(path, arrays, threads):
-    from ai_edge_litert.interpreter import Interpreter
+def _xnnpack_prepares(interpreter):
+    """Whether `interpreter`'s XNNPack delegate prepares a graph with sparse-encoded weights: it
+    fails on sparse int8 or fully-connected weights, in some graphs only at the first call."""
+    import numpy as np
 
-    runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner("serving_default")
+    if not any(detail["sparsity_parameters"] for detail in interpreter.get_tensor_details()):
+        return True
+    try:
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
+    except RuntimeError as error:
+        if "XNNPack" not in str(error):
+            raise
+        return False
+    return True
+
+
+def litert_interpreter(*, threads=None, **source):
+    """A LiteRT interpreter of `model_path=` or `model_content=`, tensors allocated: with its
+    default XNNPack delegate, or TFLite's builtin kernels where XNNPack cannot prepare the graph.
+    Its `uses_xnnpack` says which."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(num_threads=threads, **source)
+    interpreter.uses_xnnpack = _xnnpack_prepares(interpreter)
+    if interpreter.uses_xnnpack:
+        interpreter.allocate_tensors()
+    else:
+        interpreter = Interpreter(num_threads=threads, **source,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+        interpreter.uses_xnnpack = False
+    return interpreter
+
+
+def _serve(path, arrays, threads):
+    runner = litert_interpreter(model_path=path, threads=threads).get_signature_runner("serving_default")
     details = runner.get_input_details()
     feed = {}
     for name, value in arrays.items():
@@ -75,6 +110,6 @@ FORMAT = Format(
     exporter="keras_compress.export.tflite:export_tflite",
     runner="keras_compress.runtime.tflite_runner:TFLiteRunner",
     libraries=("tensorflow", "ai-edge-litert"),
-    export_options=("quantize", "calibration_data", "io"),
+    export_options=("quantize", "calibration_data", "io", "sparse_weights"),
     runner_options=("threads",),
     holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, serve=_serve)

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 
+from keras_compress.formats.tflite import litert_interpreter
 from keras_compress.runtime.metadata import ordered
 from keras_compress.runtime.runner import Runner, check_threads, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
@@ -40,23 +41,20 @@ class TFLiteRunner(Runner):
 
     def __init__(self, path, *, threads=None):
         check_threads(threads)
-        from ai_edge_litert.interpreter import Interpreter
-
         with open(path, "rb") as file:
             content = file.read()
         self.metadata = read_metadata(content)
         self._stateful = has_variable_tensors(content)
-        self.interpreter = Interpreter(model_content=content, num_threads=threads)
+        try:
+            self.interpreter = litert_interpreter(model_content=content, threads=threads)
+        except RuntimeError as error:  # unresolved custom operators fail here, not at a call
+            from keras_compress.formats.tflite import unknown_operators
+
+            refuse_unknown_operators(path, "LiteRT", unknown_operators, error)
         signatures = self.interpreter.get_signature_list()
         if _SIGNATURE not in signatures:
             raise ValueError(f"{path} has no {_SIGNATURE!r} signature (it has {sorted(signatures)}); "
                              "export it with keras_compress.export.")
-        try:
-            self.interpreter.allocate_tensors()  # unresolved custom operators fail here, not at a call
-        except RuntimeError as error:
-            from keras_compress.formats.tflite import unknown_operators
-
-            refuse_unknown_operators(path, "LiteRT", unknown_operators, error)
         self._runner = self.interpreter.get_signature_runner(_SIGNATURE)
         self._called = False
         self._in = self._runner.get_input_details()
