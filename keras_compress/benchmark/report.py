@@ -27,7 +27,8 @@ class Report:
     """What `benchmark` measured.
 
     Attributes:
-        rows: one dict per variant (name, format, precision, params, sparsity, size_bytes,
+        rows: one dict per variant (name, format, precision, params, sparsity, macs (per row;
+            None where not counted), size_bytes,
             gzipped_bytes, accuracy, agreement, latency_ms {batch: {p50, p90, p99}},
             throughput {batch: rows/s}, memory_bytes).
         environment: versions, CPU model and flags, threads.
@@ -52,14 +53,16 @@ class Report:
     def to_markdown(self):
         """A markdown table, latency at every batch size, with ratios against the first row."""
         batches = [str(b) for b in self.settings["batch_sizes"]]
-        header = (["variant", "format", "precision", "params", "sparsity", "size KB", "gzipped KB", "smaller",
-                   "accuracy", "agreement"] + [f"p50 ms @{b}" for b in batches]
+        header = (["variant", "format", "precision", "params", "sparsity", "MMACs", "size KB", "gzipped KB",
+                   "smaller", "accuracy", "agreement"] + [f"p50 ms @{b}" for b in batches]
                   + [f"rows/s @{batches[-1]}", "memory MB"])
         base = self.rows[0]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in self.rows:
             cells = [row["name"], row["format"], row["precision"], _fmt(row["params"], ","),
-                     _fmt(row["sparsity"], ".1%"), f"{row['size_bytes'] / 1024:.1f}",
+                     _fmt(row["sparsity"], ".1%"),
+                     _fmt(None if row["macs"] is None else row["macs"] / 1e6, ".3g"),
+                     f"{row['size_bytes'] / 1024:.1f}",
                      f"{row['gzipped_bytes'] / 1024:.1f}",
                      f"{base['gzipped_bytes'] / row['gzipped_bytes']:.1f}x",
                      _fmt(row["accuracy"], ".2%"), _fmt(row["agreement"], ".2%")]
@@ -73,7 +76,8 @@ class Report:
                      f"{env['threads']} threads; {self.settings['warmup']} warm-up and "
                      f"{self.settings['runs']} timed calls per batch; "
                      f"accuracy and agreement on {self.settings['rows']} rows; "
-                     "agreement = top-1 agreement with the first row.")
+                     "agreement = top-1 agreement with the first row; MMACs = million multiply-accumulates "
+                     "per row in convolutions and matrix products.")
         return "\n".join(lines)
 
     def __str__(self):

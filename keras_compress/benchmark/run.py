@@ -10,6 +10,7 @@ from keras_compress._flavour import flavour_of, keras_for
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
 from keras_compress.runtime.timing import check_timing, latencies
+from keras_compress.benchmark.macs import mac_count
 from keras_compress.benchmark.weights import gzipped_bytes, weight_counts
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.formats import for_path
@@ -86,10 +87,11 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
     """Measures each variant the same way and returns a `Report`.
 
     For each variant: format, precision, parameters and their sparsity (read from the
-    model or file), size on disk and gzipped, accuracy (when labels are given), top-1
-    agreement with the first variant (the baseline), latency p50/p90/p99 and throughput
-    per batch size (`warmup` calls, then `runs` timed calls, the same threads for every
-    runtime), and the peak resident memory of a fresh process that loads and runs it.
+    model or file), multiply-accumulates per row (`keras_compress.benchmark.macs`: pruned
+    zeros still count, removed filters do not), size on disk and gzipped, accuracy (when
+    labels are given), top-1 agreement with the first variant (the baseline), latency
+    p50/p90/p99 and throughput per batch size (`warmup` calls, then `runs` timed calls, the
+    same threads for every runtime), and the peak resident memory of a fresh process that loads and runs it.
 
     Args:
         variants: `{name: Keras model (Keras 3 or tf_keras), Artifact or artifact path}`; the first
@@ -150,11 +152,12 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                 f"{', '.join(map(str, batch_sizes))} ({warmup} warm-up + {runs} timed calls each)"
                 + (", then serving memory in a fresh process" if memory and fmt != "tensorrt" else ""))
             counts = weight_counts(weights_of)
+            macs = mac_count(runner.model if fmt == "keras" else path)
             if baseline is None:
                 baseline = predictions
             row = {"name": name, "format": fmt, "precision": precision,
                    "params": counts[0] if counts else None,
-                   "sparsity": counts[1] / counts[0] if counts and counts[0] else None,
+                   "sparsity": counts[1] / counts[0] if counts and counts[0] else None, "macs": macs,
                    "size_bytes": path_size(path), "gzipped_bytes": gzipped_bytes(path),
                    "accuracy": float(np.mean(predictions == labels)) if labels is not None
                    and predictions is not None else None,

@@ -282,8 +282,9 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
 
     Args:
         model: a Sequential or functional model, Keras 3 (TensorFlow or JAX backend) or tf_keras
-            (strip pruning wrappers first). A JAX-backend model goes to ONNX through a
-            TensorFlow-backend rebuild of its `.keras` file, to TFLite and SavedModel through jax2tf.
+            (strip pruning wrappers first). A JAX-backend model goes to ONNX and TFLite through a
+            TensorFlow-backend rebuild of its `.keras` file (its own layers must be registered, or
+            TFLite goes through jax2tf, slower, with a warning), to a SavedModel through jax2tf.
         path: where to write the artifact.
         format: "onnx", "tflite", "saved_model", "keras", "h5" or "tensorrt"; None picks it from `path`.
         sample_data: inputs for verification (an array, a list, or a dict by input name).

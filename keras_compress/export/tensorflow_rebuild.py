@@ -1,9 +1,10 @@
-"""ONNX and quantization-aware TFLite for Keras 3 models on the JAX backend, through a
-TensorFlow-backend rebuild.
+"""ONNX and TFLite for Keras 3 models on the JAX backend, through a TensorFlow-backend rebuild.
 
 tf2onnx reads TensorFlow graphs, and the graphs jax2tf makes of a JAX model are XLA
-modules it cannot read; and the TFLite converter makes int8 kernels of TensorFlow's
-FakeQuant ops, which a JAX model's fake quantization is not. A `.keras` file does not
+modules it cannot read. The TFLite converter takes jax2tf's graphs, but makes slow files of
+them (a small convnet ran 10x slower at batch 1 than from the TensorFlow backend, its int8
+file 24x slower and 10x less faithful), and makes int8 kernels of TensorFlow's FakeQuant ops,
+which a JAX model's fake quantization is not. A `.keras` file does not
 depend on the backend, so the model is saved to one and rebuilt on the TensorFlow
 backend in a child process, which converts it as for any TensorFlow-backend model.
 `export` then checks the file against the JAX model itself, as always. Layers of your own must be
@@ -11,6 +12,7 @@ importable and registered (`keras.saving.register_keras_serializable`) when thei
 module is imported, since the child process loads the file anew.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -18,26 +20,42 @@ import tempfile
 
 from keras_compress.errors import ExportError
 
-__all__ = ["onnx_from_tensorflow_rebuild", "tflite_from_tensorflow_rebuild"]
+__all__ = ["onnx_from_tensorflow_rebuild", "tflite_from_tensorflow_rebuild", "RebuildUnavailable"]
 
 _TIMEOUT_S = 1800
+# The child's exit status when the model file does not load on the TensorFlow backend.
+_NOT_LOADED = 3
 
 
-def _convert_in_child(model, what, arguments):
+class RebuildUnavailable(ExportError):
+    """The model does not load on the TensorFlow backend (a layer of its own that is not
+    registered, or that calls JAX itself)."""
+
+
+def _convert_in_child(model, what, options, calibration=None):
     """The bytes of `model` converted to `what` ("ONNX", "TFLite") by this module's `_main` in a
-    TensorFlow-backend process, given `arguments` (strings)."""
+    TensorFlow-backend process, given `options` (JSON) and `calibration` batches."""
+    import numpy as np
+
     with tempfile.TemporaryDirectory() as folder:
         source, target = os.path.join(folder, "model.keras"), os.path.join(folder, "converted")
         model.save(source)
+        batches = os.path.join(folder, "calibration.npz")
+        np.savez(batches, **{f"{i}_{k}": array for i, batch in enumerate(calibration or [])
+                             for k, array in enumerate(batch)})
         environment = dict(os.environ, KERAS_BACKEND="tensorflow")
         try:
-            done = subprocess.run([sys.executable, "-m", __name__, what, source, target, *arguments],
+            done = subprocess.run([sys.executable, "-m", __name__, what, source, target, json.dumps(options),
+                                   batches],
                                   env=environment, capture_output=True, text=True, timeout=_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ExportError(f"{what} conversion of the JAX-backend model {model.name!r} through a "
                               f"TensorFlow-backend rebuild took over {_TIMEOUT_S} s; stopped.") from None
         if done.returncode != 0:
             detail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+            if done.returncode == _NOT_LOADED:
+                raise RebuildUnavailable(f"The JAX-backend model {model.name!r} does not load on the "
+                                         f"TensorFlow backend for {what} conversion ({detail}).")
             raise ExportError(f"{what} conversion of the JAX-backend model {model.name!r} through a "
                               f"TensorFlow-backend rebuild failed: {detail}")
         with open(target, "rb") as file:
@@ -48,32 +66,47 @@ def onnx_from_tensorflow_rebuild(model, opset):
     """The float ONNX proto of a Keras 3 (JAX backend) model, converted on the TensorFlow backend."""
     import onnx
 
-    return onnx.load_from_string(_convert_in_child(model, "ONNX", [str(opset)]))
+    return onnx.load_from_string(_convert_in_child(model, "ONNX", {"opset": opset}))
 
 
-def tflite_from_tensorflow_rebuild(model, batch_size, io):
-    """The TFLite flatbuffer of a quantization-aware Keras 3 (JAX backend) model, converted on the
-    TensorFlow backend (`batch_size` None for a dynamic batch; `io` as `export` takes it)."""
-    return _convert_in_child(model, "TFLite", [str(batch_size or 0), io])
+def tflite_from_tensorflow_rebuild(model, batch_size, quantize, calibration, io, sparse_weights):
+    """The TFLite flatbuffer of a Keras 3 (JAX backend) model, converted on the TensorFlow
+    backend; the arguments as `convert_to_tflite` takes them."""
+    options = {"batch_size": batch_size, "quantize": quantize, "io": io, "sparse_weights": sparse_weights}
+    return _convert_in_child(model, "TFLite", options, calibration)
 
 
-def _main(what, source, target, *arguments):
+def _main(what, source, target, options, batches):
+    import numpy as np
+
     from keras_compress.model_files import load_model
 
-    # The parent process wrote this file from the model in its memory: no screening needed.
-    model = load_model(source, safe_mode=False)
-    if what == "ONNX":
-        import onnx
+    try:
+        # The parent process wrote this file from the model in its memory: no screening needed.
+        model = load_model(source, safe_mode=False)
+    except Exception as error:  # noqa: BLE001 - the parent says what it means
+        print(f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(_NOT_LOADED)
+    options = json.loads(options)
+    try:
+        if what == "ONNX":
+            from keras_compress.export.onnx import convert_to_onnx
 
-        from keras_compress.export.onnx import convert_to_onnx
+            content = convert_to_onnx(model, options["opset"]).SerializeToString()
+        else:
+            from keras_compress.export.tflite import convert_to_tflite
 
-        onnx.save(convert_to_onnx(model, int(arguments[0])), target)
-    else:
-        from keras_compress.export.tflite import convert_to_tflite
-
-        batch_size, io = arguments
-        with open(target, "wb") as file:
-            file.write(convert_to_tflite(model, int(batch_size) or None, None, None, io))
+            with np.load(batches) as arrays:
+                keys = sorted(arrays.files, key=lambda key: tuple(map(int, key.split("_"))))
+                calibration = [[arrays[key] for key in keys if key.split("_")[0] == str(i)]
+                               for i in sorted({int(key.split("_")[0]) for key in keys})]
+            content = convert_to_tflite(model, options["batch_size"], options["quantize"],
+                                        calibration or None, options["io"], options["sparse_weights"])
+    except Exception as error:  # noqa: BLE001 - one line the parent reads, with the converter's words
+        print(f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(1)
+    with open(target, "wb") as file:
+        file.write(content)
 
 
 if __name__ == "__main__":

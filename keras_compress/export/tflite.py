@@ -47,15 +47,26 @@ def _representative_dataset(batches, names):
 
 
 def convert_to_tflite(model, batch_size, quantize, calibration, io, sparse_weights=False):
-    """The TFLite flatbuffer of `model`; a quantization-aware JAX-backend model is converted
-    through a TensorFlow-backend rebuild (`tensorflow_rebuild`). `sparse_weights` stores
-    weights with many zeros in TFLite's sparse encoding."""
+    """The TFLite flatbuffer of `model`. A JAX-backend model is converted through a
+    TensorFlow-backend rebuild (`tensorflow_rebuild`): the converter makes slow files of jax2tf's
+    graphs; one that does not load on TensorFlow goes through jax2tf, with a warning (a
+    quantization-aware one cannot). `sparse_weights` stores weights with many zeros in TFLite's
+    sparse encoding."""
     import tensorflow as tf
 
-    if is_quantize_aware(model) and flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
-        from keras_compress.export.tensorflow_rebuild import tflite_from_tensorflow_rebuild
+    if flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
+        from keras_compress.export import tensorflow_rebuild
 
-        return tflite_from_tensorflow_rebuild(model, batch_size, io)
+        try:
+            return tensorflow_rebuild.tflite_from_tensorflow_rebuild(model, batch_size, quantize, calibration,
+                                                                     io, sparse_weights)
+        except tensorflow_rebuild.RebuildUnavailable as error:
+            if is_quantize_aware(model):
+                raise
+            warnings.warn(f"{error} The file is converted from JAX through jax2tf instead, whose graphs "
+                          "run several times slower in LiteRT: register the model's own layers "
+                          "(keras.saving.register_keras_serializable) in an importable module for the "
+                          "faster file.", stacklevel=5)
     function = serving_function(model, batch_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
                                                                 function.trackable)

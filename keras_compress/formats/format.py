@@ -36,6 +36,8 @@ class Format:
             have written, read from its content (what `overwrite` may replace); None: `holds`.
         weight_counts: `weight_counts(path) -> (parameters, zeros)` read from the file, or None.
         op_counts: `op_counts(path) -> {operator: count}`, or None.
+        mac_count: `mac_count(path) -> int or None`, multiply-accumulates per input row of the
+            convolutions and matrix products in the file (`keras_compress.benchmark.macs`), or None.
         serve: `serve(path, arrays, threads)`, running the file with the fewest imports (for
             serving-memory measurements), or None to run it through keras_compress.
     """
@@ -52,6 +54,7 @@ class Format:
     holds_model: object = None
     weight_counts: object = None
     op_counts: object = None
+    mac_count: object = None
     serve: object = None
 
     @property

@@ -57,6 +57,46 @@ def _op_counts(path):
     return collections.Counter(node.op_type for node in onnx.load(path).graph.node)
 
 
+# Operators that multiply-accumulate: the input that holds their weights (or right-hand side).
+_CONVOLUTIONS = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3, "ConvTranspose": 1}
+_MATRIX_PRODUCTS = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1, "FusedMatMul": 1}
+
+
+def _mac_count(path):
+    """Multiply-accumulates per input row: each output element of a convolution or matrix product
+    (each input element of a transposed convolution) costs one per weight it reduces over."""
+    import math
+
+    import onnx
+
+    model = onnx.load(path)
+    for tensor in model.graph.input:  # one row: shape inference then knows every size
+        dims = tensor.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    shapes = {info.name: [d.dim_value if d.HasField("dim_value") else None for d in
+                          info.type.tensor_type.shape.dim]
+              for info in (*graph.value_info, *graph.input, *graph.output)}
+    shapes.update({init.name: list(init.dims) for init in graph.initializer})
+    total = 0
+    for node in graph.node:
+        weight = _CONVOLUTIONS.get(node.op_type, _MATRIX_PRODUCTS.get(node.op_type))
+        if weight is None:
+            continue
+        elements = shapes.get(node.input[0] if node.op_type == "ConvTranspose" else node.output[0])
+        weights = shapes.get(node.input[weight])
+        if not elements or not weights or None in elements or None in weights:
+            return None
+        if node.op_type in _CONVOLUTIONS:
+            reduction = math.prod(weights[1:])
+        else:
+            transposed = any(a.name == "transB" and a.i for a in node.attribute)
+            reduction = weights[-1] if transposed else weights[-2] if len(weights) > 1 else weights[0]
+        total += math.prod(elements) * reduction
+    return total
+
+
 def _serve(path, arrays, threads):
     import onnxruntime
 
@@ -72,4 +112,4 @@ FORMAT = Format(
     libraries=("tensorflow", "tf2onnx", "onnx", "onnxruntime"),
     export_options=("opset", "quantize", "calibration_data", "calibrate_method"),
     runner_options=("providers", "threads", "int8_kernels"),
-    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, serve=_serve)
+    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, mac_count=_mac_count, serve=_serve)

@@ -57,6 +57,37 @@ def _op_counts(path):
                                for graph in model.subgraphs for op in graph.operators)
 
 
+def _mac_count(path):
+    """Multiply-accumulates per input row of the main graph's convolutions and matrix products,
+    with the tensor sizes of a call on one row of zeros (a file stores sizes that are computed at
+    run time as placeholders)."""
+    import math
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=path,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    shapes = {detail["index"]: list(detail["shape"]) for detail in interpreter.get_tensor_details()}
+    total = 0
+    for op in interpreter._get_ops_details():
+        shape = [shapes.get(i) for i in op["inputs"]]
+        out = math.prod(shapes[op["outputs"][0]])
+        if op["op_name"] in ("CONV_2D", "CONV_3D"):  # filter [out, (depth,) height, width, in]
+            total += out * math.prod(shape[1][1:])
+        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # filter [1, height, width, out]
+            total += out * math.prod(shape[1][1:-1])
+        elif op["op_name"] in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+            total += out * shape[0][-1]
+        elif op["op_name"] == "TRANSPOSE_CONV":  # (output shape, filter [out, height, width, in], input)
+            total += math.prod(shape[2]) * math.prod(shape[1][:-1])
+    return total
+
+
 def _xnnpack_prepares(interpreter):
     """Whether `interpreter`'s XNNPack delegate prepares a graph with sparse-encoded weights: it
     fails on sparse int8 or fully-connected weights, in some graphs only at the first call."""
@@ -112,4 +143,4 @@ FORMAT = Format(
     libraries=("tensorflow", "ai-edge-litert"),
     export_options=("quantize", "calibration_data", "io", "sparse_weights"),
     runner_options=("threads",),
-    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, serve=_serve)
+    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, mac_count=_mac_count, serve=_serve)

@@ -41,6 +41,9 @@ def test_every_variant_gets_every_measure(report, digits):
     assert onnx_row["accuracy"] == keras_row["accuracy"] > 0.8
     assert int8_row["size_bytes"] < onnx_row["size_bytes"] / 2
     assert all(row["params"] > 7000 and row["sparsity"] < 0.05 for row in report.rows)
+    # The same arithmetic, counted in the Keras model and read from each file.
+    assert keras_row["macs"] > 0 and len({row["macs"] for row in report.rows}) == 1
+    assert "MMACs" in report.to_markdown()
 
 
 def test_serving_memory_is_measured_per_runtime(report):

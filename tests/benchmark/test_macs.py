@@ -1,0 +1,38 @@
+"""Multiply-accumulates per row, counted in a Keras model and read from its ONNX and TFLite files:
+every layer kind with a kernel, float and int8 files alike."""
+
+import numpy as np
+
+import keras_compress as kc
+from keras_compress.benchmark.macs import mac_count
+
+# Per row: Conv2D 16*16*(3*3*3*8) + DepthwiseConv2D 7*7*(3*3*8) + SeparableConv2D 7*7*(3*3*8 + 8*12)
+# + Conv2DTranspose 7*7*(2*2*4*12) + Dense on 196 positions 196*(4*5) + Dense 980*3.
+EXPECTED = 55296 + 3528 + 8232 + 9408 + 3920 + 2940
+
+
+def _every_kernel_kind(keras):
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=2)(x)
+    x = keras.layers.SeparableConv2D(12, 3, padding="same")(x)
+    x = keras.layers.Conv2DTranspose(4, 2, strides=2)(x)
+    x = keras.layers.Dense(5)(keras.layers.Reshape((-1, 4))(x))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+
+
+def test_the_model_and_its_files_count_the_same_arithmetic(keras_flavour, tmp_path):
+    model = _every_kernel_kind(keras_flavour)
+    data = np.random.default_rng(0).random((16, 16, 16, 3), dtype="float32")
+    assert mac_count(model) == EXPECTED
+    for name, quantize in (("f.onnx", None), ("f.tflite", None), ("q.onnx", "static"),
+                           ("q.tflite", "static")):
+        artifact = kc.export(model, str(tmp_path / name), quantize=quantize,
+                             calibration_data=data if quantize else None, verify=False, compare_speed=False)
+        assert mac_count(artifact.path) == EXPECTED, name
+
+
+def test_formats_without_a_count_say_none(keras3, tmp_path):
+    model = _every_kernel_kind(keras3)
+    assert mac_count(kc.export(model, str(tmp_path / "saved")).path) is None
