@@ -8,6 +8,7 @@ weight-free matrix products are counted in ONNX and TFLite files, not in Keras m
 """
 
 import math
+import os
 
 from keras_compress.formats import for_path
 
@@ -21,16 +22,22 @@ def _spatial(shape, data_format):
 
 
 def _layer_macs(layer):
-    """Multiply-accumulates of one layer's kernels per call on one row; 0 for a layer
-    without kernels; None where its output shape is unknown (a shared or unbuilt layer)."""
+    """Multiply-accumulates of one layer's kernels per call on one row; 0 for a layer without
+    kernels; None where the count would be wrong: a recurrent layer (its kernels run at every
+    step), a layer called more than once or with several outputs, an output shape not known."""
     kernels = [weight for weight in layer.weights if weight.name.split("/")[-1].split(":")[0]
-               in ("kernel", "depthwise_kernel", "pointwise_kernel")]
+               in ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel")]
     if not kernels:
         return 0
+    if any(weight.name.split("/")[-1].startswith("recurrent_kernel") for weight in kernels) \
+            or len(getattr(layer, "_inbound_nodes", ())) > 1:
+        return None
     try:
         # A transposed convolution applies its kernel at each input position.
         tensor = layer.input if "Transpose" in type(layer).__name__ else layer.output
     except (AttributeError, ValueError):
+        return None
+    if isinstance(tensor, (list, tuple, dict)):
         return None
     positions = _spatial(tuple(tensor.shape), getattr(layer, "data_format", "channels_last"))
     if positions is None:
@@ -40,6 +47,8 @@ def _layer_macs(layer):
 
 
 def _keras_macs(model):
+    if len(getattr(model, "_inbound_nodes", ())) > 1:  # a nested model called more than once
+        return None
     total = 0
     for layer in model.layers:
         macs = _keras_macs(layer) if hasattr(layer, "layers") and hasattr(layer, "inputs") \
@@ -53,8 +62,8 @@ def _keras_macs(model):
 def mac_count(source):
     """Multiply-accumulates per input row of a Keras model (Keras 3 or tf_keras) or of an artifact
     file (ONNX, TFLite); None where they cannot be counted (a SavedModel, an engine, a layer whose
-    output shape is unknown)."""
-    if not isinstance(source, str):
+    output shape is unknown, a recurrent layer, a layer called more than once)."""
+    if not isinstance(source, (str, os.PathLike)):
         return _keras_macs(source)
-    fmt = for_path(source)
-    return fmt.mac_count(source) if fmt is not None and fmt.mac_count else None
+    fmt = for_path(os.fspath(source))
+    return fmt.mac_count(os.fspath(source)) if fmt is not None and fmt.mac_count else None

@@ -60,6 +60,14 @@ def _open(name, variant, threads, folder):
     return runner, path, runner.format, precision, path
 
 
+def _macs(source):
+    """`mac_count(source)`, or None where counting fails: the count is an aside to the timings."""
+    try:
+        return mac_count(source)
+    except Exception:  # noqa: BLE001 - e.g. a graph ONNX shape inference cannot take
+        return None
+
+
 def _rows(arrays, count):
     """The first `count` rows of each array, repeating rows when there are fewer."""
     return [np.resize(a, (count, *a.shape[1:])) if len(a) < count else a[:count] for a in arrays]
@@ -152,7 +160,7 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                 f"{', '.join(map(str, batch_sizes))} ({warmup} warm-up + {runs} timed calls each)"
                 + (", then serving memory in a fresh process" if memory and fmt != "tensorrt" else ""))
             counts = weight_counts(weights_of)
-            macs = mac_count(runner.model if fmt == "keras" else path)
+            macs = _macs(runner.model if fmt == "keras" else path)
             if baseline is None:
                 baseline = predictions
             row = {"name": name, "format": fmt, "precision": precision,

@@ -302,8 +302,8 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         batch_sizes: TensorRT only, (min, opt, max) batch of the engine's profile.
         sparse_weights: TFLite only, store weights with many zeros (a pruned model's) in TFLite's
             sparse encoding: the file stays small uncompressed. `settings["sparse_tensors"]` counts
-            them; a file LiteRT's XNNPack delegate cannot run (sparse int8 or fully-connected
-            weights) warns and records `settings["xnnpack"] = False`.
+            them; a file LiteRT's XNNPack delegate cannot run (sparse int8 weights, some
+            fully-connected graphs) warns and records `settings["xnnpack"] = False`.
 
     Returns:
         An `Artifact`.

@@ -32,27 +32,49 @@ class RebuildUnavailable(ExportError):
     registered, or that calls JAX itself)."""
 
 
+def save_batches(batches, path):
+    """Writes calibration `batches` (lists of arrays, one per input) to the `.npz` file `path`."""
+    import numpy as np
+
+    np.savez(path, **{f"{i}_{k}": array for i, batch in enumerate(batches or [])
+                      for k, array in enumerate(batch)})
+
+
+def load_batches(path):
+    """The calibration batches `save_batches` wrote to `path`, in their order; None for none."""
+    import numpy as np
+
+    with np.load(path) as arrays:
+        keys = sorted((tuple(map(int, key.split("_"))) for key in arrays.files))
+        batches = {}
+        for batch, position in keys:
+            batches.setdefault(batch, []).append(arrays[f"{batch}_{position}"])
+    return [batches[batch] for batch in sorted(batches)] or None
+
+
 def _convert_in_child(model, what, options, calibration=None):
     """The bytes of `model` converted to `what` ("ONNX", "TFLite") by this module's `_main` in a
     TensorFlow-backend process, given `options` (JSON) and `calibration` batches."""
-    import numpy as np
-
     with tempfile.TemporaryDirectory() as folder:
         source, target = os.path.join(folder, "model.keras"), os.path.join(folder, "converted")
+        batches, error_file = os.path.join(folder, "calibration.npz"), os.path.join(folder, "error.txt")
         model.save(source)
-        batches = os.path.join(folder, "calibration.npz")
-        np.savez(batches, **{f"{i}_{k}": array for i, batch in enumerate(calibration or [])
-                             for k, array in enumerate(batch)})
-        environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+        save_batches(calibration, batches)
+        # Conversion needs no accelerator: the child leaves it to the parent.
+        environment = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
         try:
             done = subprocess.run([sys.executable, "-m", __name__, what, source, target, json.dumps(options),
-                                   batches],
+                                   batches, error_file],
                                   env=environment, capture_output=True, text=True, timeout=_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ExportError(f"{what} conversion of the JAX-backend model {model.name!r} through a "
                               f"TensorFlow-backend rebuild took over {_TIMEOUT_S} s; stopped.") from None
         if done.returncode != 0:
-            detail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+            if os.path.exists(error_file):  # the child's own words, line breaks kept
+                with open(error_file) as file:
+                    detail = file.read().strip()
+            else:
+                detail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
             if done.returncode == _NOT_LOADED:
                 raise RebuildUnavailable(f"The JAX-backend model {model.name!r} does not load on the "
                                          f"TensorFlow backend for {what} conversion ({detail}).")
@@ -76,17 +98,19 @@ def tflite_from_tensorflow_rebuild(model, batch_size, quantize, calibration, io,
     return _convert_in_child(model, "TFLite", options, calibration)
 
 
-def _main(what, source, target, options, batches):
-    import numpy as np
-
+def _main(what, source, target, options, batches, error_file):
     from keras_compress.model_files import load_model
+
+    def fail(error, status):
+        with open(error_file, "w") as file:
+            file.write(f"{type(error).__name__}: {str(error).strip()}")
+        sys.exit(status)
 
     try:
         # The parent process wrote this file from the model in its memory: no screening needed.
         model = load_model(source, safe_mode=False)
     except Exception as error:  # noqa: BLE001 - the parent says what it means
-        print(f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
-        sys.exit(_NOT_LOADED)
+        fail(error, _NOT_LOADED)
     options = json.loads(options)
     try:
         if what == "ONNX":
@@ -96,15 +120,10 @@ def _main(what, source, target, options, batches):
         else:
             from keras_compress.export.tflite import convert_to_tflite
 
-            with np.load(batches) as arrays:
-                keys = sorted(arrays.files, key=lambda key: tuple(map(int, key.split("_"))))
-                calibration = [[arrays[key] for key in keys if key.split("_")[0] == str(i)]
-                               for i in sorted({int(key.split("_")[0]) for key in keys})]
             content = convert_to_tflite(model, options["batch_size"], options["quantize"],
-                                        calibration or None, options["io"], options["sparse_weights"])
-    except Exception as error:  # noqa: BLE001 - one line the parent reads, with the converter's words
-        print(f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
-        sys.exit(1)
+                                        load_batches(batches), options["io"], options["sparse_weights"])
+    except Exception as error:  # noqa: BLE001 - the parent reads the converter's words
+        fail(error, 1)
     with open(target, "wb") as file:
         file.write(content)
 

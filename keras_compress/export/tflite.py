@@ -64,9 +64,9 @@ def convert_to_tflite(model, batch_size, quantize, calibration, io, sparse_weigh
             if is_quantize_aware(model):
                 raise
             warnings.warn(f"{error} The file is converted from JAX through jax2tf instead, whose graphs "
-                          "run several times slower in LiteRT: register the model's own layers "
-                          "(keras.saving.register_keras_serializable) in an importable module for the "
-                          "faster file.", stacklevel=5)
+                          "run several times slower in LiteRT. Where the model's own layers are the cause, "
+                          "register them (keras.saving.register_keras_serializable) in an importable module, "
+                          "without JAX calls, for the faster file.", stacklevel=5)
     function = serving_function(model, batch_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
                                                                 function.trackable)
@@ -101,11 +101,10 @@ def _warn_of_float_kernels(model, int8_kernels):
 def _sparse_tensors(content):
     """How many weight tensors of the flatbuffer `content` are sparse-encoded, and whether LiteRT's
     default XNNPack delegate can run the file."""
-    from keras_compress.formats.tflite import litert_interpreter
+    from keras_compress.formats.tflite import litert_interpreter, sparse_tensor_count
 
     interpreter = litert_interpreter(model_content=content)
-    count = sum(1 for detail in interpreter.get_tensor_details() if detail["sparsity_parameters"])
-    return count, interpreter.uses_xnnpack
+    return sparse_tensor_count(interpreter), interpreter.uses_xnnpack
 
 
 def _warn_of_sparse_encoding(model, count, xnnpack):
@@ -116,10 +115,10 @@ def _warn_of_sparse_encoding(model, count, xnnpack):
                       stacklevel=5)
     elif not xnnpack:
         warnings.warn(f"The sparse TFLite file of {model.name!r} runs on TFLite's builtin kernels only: "
-                      "LiteRT's default XNNPack delegate cannot prepare its sparse int8 or fully-connected "
-                      "weights. keras_compress.load does so by itself; where you serve the file yourself, "
-                      "create the interpreter with experimental_op_resolver_type=OpResolverType."
-                      "BUILTIN_WITHOUT_DEFAULT_DELEGATES.", stacklevel=5)
+                      "LiteRT's default XNNPack delegate cannot prepare its sparse weights (int8 ones, and "
+                      "some fully-connected graphs). keras_compress.load does so by itself; where you serve "
+                      "the file yourself, create the interpreter with experimental_op_resolver_type="
+                      "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES.", stacklevel=5)
 
 
 def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None, io="float",
@@ -133,7 +132,7 @@ def export_tflite(model, path, metadata, *, quantize=None, calibration_data=None
     TFLite's sparse encoding, which stays small uncompressed, on the device.
 
     The batch dimension is dynamic, except for models whose recurrent layers TFLite
-    only lowers with static shapes (LSTM, GRU; on Keras 3's JAX backend, LSTM): those
+    only lowers with static shapes (LSTM, GRU; through jax2tf, LSTM): those
     get batch 1, recorded in the settings, and the LiteRT runner feeds them row by row.
     """
     settings = {"quantize": "qat" if is_quantize_aware(model) else quantize, "io": io}

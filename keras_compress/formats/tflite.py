@@ -57,31 +57,57 @@ def _op_counts(path):
                                for graph in model.subgraphs for op in graph.operators)
 
 
-def _mac_count(path):
-    """Multiply-accumulates per input row of the main graph's convolutions and matrix products,
-    with the tensor sizes of a call on one row of zeros (a file stores sizes that are computed at
-    run time as placeholders)."""
-    import math
-
+def _call_on_zeros(interpreter):
+    """Allocates `interpreter`'s tensors and runs it once on zeros of its inputs' shapes."""
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=path,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     for detail in interpreter.get_input_details():
         interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
     interpreter.invoke()
+
+
+def sparse_tensor_count(interpreter):
+    """How many tensors of `interpreter`'s model are stored in TFLite's sparse encoding."""
+    return sum(1 for detail in interpreter.get_tensor_details() if detail["sparsity_parameters"])
+
+
+# Operators whose arithmetic the count below cannot see: loops, branches, fused recurrent layers.
+_UNCOUNTED = {"WHILE", "IF", "CALL_ONCE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
+              "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "CUSTOM", "DELEGATE"}
+
+
+def _mac_count(path):
+    """Multiply-accumulates per input row of the convolutions and matrix products, with the tensor
+    sizes of a call on one row of zeros (a file stores sizes computed at run time as
+    placeholders); None for graphs with loops, branches or fused recurrent layers, and for inputs
+    with sizes other than the batch left open."""
+    import math
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=path,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    if any(-1 in list(detail["shape_signature"])[1:] for detail in interpreter.get_input_details()):
+        return None
+    _call_on_zeros(interpreter)
+    operators = interpreter._get_ops_details()
+    if any(op["op_name"] in _UNCOUNTED for op in operators):
+        return None
     shapes = {detail["index"]: list(detail["shape"]) for detail in interpreter.get_tensor_details()}
     total = 0
-    for op in interpreter._get_ops_details():
+    for op in operators:
         shape = [shapes.get(i) for i in op["inputs"]]
         out = math.prod(shapes[op["outputs"][0]])
-        if op["op_name"] in ("CONV_2D", "CONV_3D"):  # filter [out, (depth,) height, width, in]
+        if op["op_name"] == "CONV_2D":  # filter [out, height, width, in]
             total += out * math.prod(shape[1][1:])
+        elif op["op_name"] == "CONV_3D":  # filter [depth, height, width, in, out]
+            total += out * math.prod(shape[1][:-1])
         elif op["op_name"] == "DEPTHWISE_CONV_2D":  # filter [1, height, width, out]
             total += out * math.prod(shape[1][1:-1])
-        elif op["op_name"] in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+        elif op["op_name"] == "FULLY_CONNECTED":  # weights [out, in]
+            total += out * shape[1][-1]
+        elif op["op_name"] == "BATCH_MATMUL":  # the converter leaves both operands untransposed
             total += out * shape[0][-1]
         elif op["op_name"] == "TRANSPOSE_CONV":  # (output shape, filter [out, height, width, in], input)
             total += math.prod(shape[2]) * math.prod(shape[1][:-1])
@@ -90,20 +116,17 @@ def _mac_count(path):
 
 def _xnnpack_prepares(interpreter):
     """Whether `interpreter`'s XNNPack delegate prepares a graph with sparse-encoded weights: it
-    fails on sparse int8 or fully-connected weights, in some graphs only at the first call."""
-    import numpy as np
-
-    if not any(detail["sparsity_parameters"] for detail in interpreter.get_tensor_details()):
+    fails on sparse int8 weights (and on some fully-connected graphs), in some graphs only at the
+    first call; the probe's call leaves no state behind."""
+    if not sparse_tensor_count(interpreter):
         return True
     try:
-        interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-        interpreter.invoke()
+        _call_on_zeros(interpreter)
     except RuntimeError as error:
-        if "XNNPack" not in str(error):
+        if "xnnpack" not in str(error).lower():
             raise
         return False
+    interpreter.reset_all_variables()
     return True
 
 

@@ -33,6 +33,18 @@ def test_the_model_and_its_files_count_the_same_arithmetic(keras_flavour, tmp_pa
         assert mac_count(artifact.path) == EXPECTED, name
 
 
-def test_formats_without_a_count_say_none(keras3, tmp_path):
-    model = _every_kernel_kind(keras3)
-    assert mac_count(kc.export(model, str(tmp_path / "saved")).path) is None
+def test_three_dimensional_convolutions_count_the_same_in_keras_and_tflite(keras3, tmp_path):
+    inputs = keras3.Input((4, 6, 6, 2))
+    model = keras3.Model(inputs, keras3.layers.Conv3D(5, 3, padding="same")(inputs))
+    assert mac_count(model) == 4 * 6 * 6 * (3 * 3 * 3 * 2 * 5)
+    assert mac_count(kc.export(model, str(tmp_path / "m.tflite")).path) == mac_count(model)
+
+
+def test_what_cannot_be_counted_is_none_not_a_wrong_number(keras3, tmp_path):
+    inputs = keras3.Input((5, 4))
+    recurrent = keras3.Model(inputs, keras3.layers.LSTM(3)(inputs))  # its kernels run at every step
+    assert mac_count(recurrent) is None
+    assert mac_count(kc.export(recurrent, str(tmp_path / "lstm.tflite")).path) is None
+    shared = keras3.layers.Dense(4)
+    assert mac_count(keras3.Model(inputs, shared(shared(inputs)))) is None  # called twice
+    assert mac_count(kc.export(_every_kernel_kind(keras3), str(tmp_path / "saved")).path) is None
