@@ -232,20 +232,29 @@ def _plain_onnxruntime_warning(speed, model):
                   "records these figures.", stacklevel=3)
 
 
-def _slow_reason(precision):
+def _slow_reason(precision, fmt, path, settings):
+    """Why a quantized artifact at `path` can be slower than its float32 twin, where known: what
+    its runtime does with it, else what this CPU lacks; "" when nothing explains it."""
+    if settings.get("xnnpack") is False:
+        return (" (it runs on TFLite's builtin kernels: LiteRT's XNNPack delegate cannot take its sparse "
+                "weights; export without sparse_weights for speed)")
+    if precision == "int8_dynamic" and fmt.name == "onnx" and fmt.op_counts(path).get("ConvInteger"):
+        return (" (ONNX Runtime runs dynamically quantized convolutions as ConvInteger, slower than float "
+                'convolutions: quantize="static" makes int8 convolutions fast)')
     reason = _SLOW_REASONS.get(precision)
     if reason is None or (precision == "int8" and has_vnni()):  # the CPU has int8 dot products
         return ""
     return f" ({reason})"
 
 
-def _slower_warning(speed, precision, fmt, model):
+def _slower_warning(speed, precision, fmt, path, settings, model):
     slower = [batch for batch, ratio in speed["speedup_vs_float32"].items() if ratio < 1 / _SLOWER]
     if not slower:
         return
-    warnings.warn(f"The {precision} {fmt} export of {model.name!r} runs slower than its float32 twin on this "
-                  f"machine ({_figures(speed['latency_ms'], speed['float32_latency_ms'], slower)}): it saves "
-                  f"size, not time, here{_slow_reason(precision)}.", stacklevel=3)
+    figures = _figures(speed["latency_ms"], speed["float32_latency_ms"], slower)
+    warnings.warn(f"The {precision} {fmt.title} export of {model.name!r} runs slower than its float32 twin "
+                  f"on this machine ({figures}): it saves size, not time, here"
+                  f"{_slow_reason(precision, fmt, path, settings)}.", stacklevel=3)
 
 
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
@@ -426,7 +435,7 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
             fmt.export(model, twin, artifact_metadata(model, fmt.name, {"precision": "float32"}),
                        **{name: value for name, value in options.items() if name == "opset"})
             settings["speed"] = _speed_against_float(runner, load(twin), samples)
-            _slower_warning(settings["speed"], precision, fmt.title, model)
+            _slower_warning(settings["speed"], precision, fmt, target, settings, model)
         del runner
         if os.path.exists(path) and not (_empty_file(path) or fmt.replaceable(path)):  # changed meanwhile
             raise FileExistsError(f"{path} appeared while exporting, or changed, and holds no {fmt.title} "

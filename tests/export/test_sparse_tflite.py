@@ -56,6 +56,19 @@ def test_sparse_int8_runs_without_xnnpack_and_says_so(keras_flavour, data, tmp_p
     assert kc.load(sparse.path).predict(data[:3]).shape == (3, 10)
 
 
+def test_a_slow_sparse_int8_file_names_the_cause(data, tmp_path, monkeypatch):
+    import keras
+
+    from keras_compress.export import core
+
+    # Per batch size, the quantized artifact is timed first: twice as slow as its float32 twin.
+    times = iter([np.full(20, 2e-3), np.full(20, 1e-3)] * 2)
+    monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
+    with pytest.warns(UserWarning, match="runs on TFLite's builtin kernels.*export without sparse_weights"):
+        kc.export(_pruned(keras), str(tmp_path / "m.tflite"), quantize="static", calibration_data=data,
+                  sparse_weights=True)
+
+
 def test_a_model_without_zeros_warns_that_nothing_was_encoded(data, tmp_path):
     import keras
 
