@@ -1,4 +1,4 @@
-"""Ten `keras.applications` architectures in Keras 3 (TensorFlow backend) and nine in tf_keras
+"""Ten `keras.applications` architectures in Keras 3 (TensorFlow backend) and eight in tf_keras
 (`weights=None`, their smallest input, 10 classes), through every stage a user takes them: ONNX
 and TFLite export with parity, quantization-aware training exported to int8 TFLite, 50% filter
 pruning + `strip` + `shrink`, and 70% global weight pruning in `fit`.
@@ -28,10 +28,11 @@ KEPT_FLOAT = {("tf_keras", "ConvNeXtTiny"): 18}
 # tf_keras architectures with depthwise kernels, which tfmot does not prune (and tf_keras pruning
 # says so); ConvNeXt's depthwise convolutions are grouped Conv2D layers there, which it prunes.
 DEPTHWISE = {"MobileNetV2", "MobileNet", "MobileNetV3Small", "EfficientNetB0", "NASNetMobile", "Xception"}
-# tf_keras NASNetMobile took six minutes alone (tfmot's QAT over its 700-odd layers): left out to keep
-# `make test` within its time; its Keras 3 twin goes through every stage.
+# tf_keras NASNetMobile and DenseNet121 took six and four minutes alone (tfmot's QAT over their
+# 700-odd and 400-odd layers): left out to keep `make test` within its time; their Keras 3 twins go
+# through every stage.
 RUNS = [(flavour, name) for flavour in ("keras3", "tf_keras") for name in APPLICATIONS
-        if (flavour, name) != ("tf_keras", "NASNetMobile")]
+        if (flavour, name) not in (("tf_keras", "NASNetMobile"), ("tf_keras", "DenseNet121"))]
 SCRIPT = os.path.join(os.path.dirname(__file__), "application_stages.py")
 
 

@@ -1,5 +1,10 @@
 """TFLite's sparse tensor encoding for pruned models (`sparse_weights=True`): smaller files that
-stay small uncompressed, with the same outputs, run by LiteRT with or without XNNPack."""
+stay small uncompressed, with the same outputs, run by LiteRT with or without XNNPack.
+
+The encoding is the TensorFlow converter's: these run on the TensorFlow backend only (a JAX model
+reaches the same converter through its rebuild, which `test_jax_road.py` checks)."""
+
+import importlib
 
 import numpy as np
 import pytest
@@ -7,6 +12,9 @@ import pytest
 import keras_compress as kc
 from keras_compress.errors import ExportError
 from keras_compress.formats import FORMATS
+
+
+FLAVOURS = pytest.mark.parametrize("flavour", ["tf_keras", "keras"])
 
 
 def _pruned(keras, sparsity=0.85):
@@ -30,8 +38,9 @@ def data():
     return np.random.default_rng(1).random((32, 16, 16, 8), dtype="float32")
 
 
-def test_a_pruned_model_is_smaller_sparse_encoded_with_the_same_outputs(keras_flavour, data, tmp_path):
-    model = _pruned(keras_flavour)
+@FLAVOURS
+def test_a_pruned_model_is_smaller_sparse_encoded_with_the_same_outputs(flavour, data, tmp_path):
+    model = _pruned(importlib.import_module(flavour))
     dense = kc.export(model, str(tmp_path / "dense.tflite"), sample_data=data)
     sparse = kc.export(model, str(tmp_path / "sparse.tflite"), sample_data=data, sparse_weights=True)
     assert sparse.size_bytes < 0.5 * dense.size_bytes, (sparse.size_bytes, dense.size_bytes)
@@ -42,8 +51,9 @@ def test_a_pruned_model_is_smaller_sparse_encoded_with_the_same_outputs(keras_fl
                                atol=1e-5)
 
 
-def test_sparse_int8_runs_without_xnnpack_and_says_so(keras_flavour, data, tmp_path):
-    model = _pruned(keras_flavour)
+@FLAVOURS
+def test_sparse_int8_runs_without_xnnpack_and_says_so(flavour, data, tmp_path):
+    model = _pruned(importlib.import_module(flavour))
     dense = kc.export(model, str(tmp_path / "dense.tflite"), quantize="static", calibration_data=data,
                       compare_speed=False)
     with pytest.warns(UserWarning, match="BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
