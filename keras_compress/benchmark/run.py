@@ -7,10 +7,10 @@ import tempfile
 import numpy as np
 
 from keras_compress._flavour import flavour_of, keras_for
+from keras_compress.benchmark.macs import mac_count
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
 from keras_compress.runtime.timing import check_timing, latencies
-from keras_compress.benchmark.macs import mac_count
 from keras_compress.benchmark.weights import gzipped_bytes, weight_counts
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.formats import for_path

@@ -137,14 +137,12 @@ def litert_interpreter(*, threads=None, **source):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(num_threads=threads, **source)
-    interpreter.uses_xnnpack = _xnnpack_prepares(interpreter)
-    if interpreter.uses_xnnpack:
-        interpreter.allocate_tensors()
-    else:
+    xnnpack = _xnnpack_prepares(interpreter)
+    if not xnnpack:
         interpreter = Interpreter(num_threads=threads, **source,
                                   experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-        interpreter.uses_xnnpack = False
+    interpreter.allocate_tensors()
+    interpreter.uses_xnnpack = xnnpack
     return interpreter
 
 

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from keras_compress.formats.tflite import litert_interpreter
+from keras_compress.formats.tflite import litert_interpreter, unknown_operators
 from keras_compress.runtime.metadata import ordered
 from keras_compress.runtime.runner import Runner, check_threads, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
@@ -48,8 +48,6 @@ class TFLiteRunner(Runner):
         try:
             self.interpreter = litert_interpreter(model_content=content, threads=threads)
         except RuntimeError as error:  # unresolved custom operators fail here, not at a call
-            from keras_compress.formats.tflite import unknown_operators
-
             refuse_unknown_operators(path, "LiteRT", unknown_operators, error)
         signatures = self.interpreter.get_signature_list()
         if _SIGNATURE not in signatures:
