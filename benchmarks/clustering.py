@@ -21,9 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
+from common import EpochTimer, compile_classifier  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
-from common import EpochTimer, compile_classifier  # noqa: E402
 
 
 def guide_cnn(seed):

@@ -18,12 +18,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tf_keras as keras
+from common import EpochTimer, compile_classifier  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
-from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn, digits_student  # noqa: E402
 
-import tf_keras as keras
 UNITS = 48  # the student's hidden width: 7x fewer parameters than the teacher
 
 

@@ -19,12 +19,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tf_keras as keras
 
 import keras_compress as kc  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
 from keras_compress.export.signature import sample_inputs  # noqa: E402
 
-import tf_keras as keras
 L = keras.layers
 
 
@@ -80,7 +80,7 @@ def bench_model(model, data, folder, repeats):
     reference = kc.runtime.KerasRunner(model)
     for batch in (1, 32):
         arrays = sample_inputs(model, rows=batch, seed=batch)
-        (base,) = median_seconds(lambda: reference.predict(arrays), repeats=repeats)
+        (base,) = median_seconds(lambda arrays=arrays: reference.predict(arrays), repeats=repeats)
         rows.append((model.name, "tensorflow", batch, base * 1e3, 1.0, None, None, None, None, None))
     for suffix in (".onnx", ".tflite", ""):
         path = os.path.join(folder, model.name.replace(".", "_") + suffix)
@@ -92,13 +92,13 @@ def bench_model(model, data, folder, repeats):
         runner = kc.load(path)
         for batch in (1, 32):
             arrays = sample_inputs(model, rows=batch, seed=batch)
-            (base,) = median_seconds(lambda: reference.predict(arrays), repeats=repeats)
+            (base,) = median_seconds(lambda arrays=arrays: reference.predict(arrays), repeats=repeats)
             # The runner alternates with its runtime called directly (never with TensorFlow,
             # whose thread pools would disturb both).
             direct = direct_call(runner, arrays)
             x = arrays[0] if len(arrays) == 1 else arrays  # as users call it
-            own, *rest = median_seconds(lambda: runner.predict(x), *([direct] if direct else []),
-                                        repeats=repeats)
+            own, *rest = median_seconds(lambda runner=runner, x=x: runner.predict(x),
+                                        *([direct] if direct else []), repeats=repeats)
             overhead = own / rest[0] if rest else None
             rows.append((model.name, artifact.format, batch, own * 1e3, base / own, seconds,
                          entry["max_abs_diff"], entry["scale"], entry.get("top1_agreement"), overhead))
@@ -135,7 +135,8 @@ def plain_onnxruntime_rows(folder, repeats):
     rows = []
     for batch in (1, 32):
         feed = {name: x_test[:batch]}
-        times = median_seconds(*[lambda s=s: s.run(None, feed) for s in sessions.values()], repeats=repeats)
+        times = median_seconds(*[lambda s=s, feed=feed: s.run(None, feed) for s in sessions.values()],
+                               repeats=repeats)
         for (label, options), seconds in zip(sessions, times):
             rows.append((label, options, batch, seconds * 1e3, times[0] / seconds))
     return rows

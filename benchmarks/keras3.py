@@ -97,8 +97,9 @@ def _speed(model, x, repeats):
 
 
 def _filter_shrink(keras, epochs, repeats):
-    import keras_compress as kc
     from pruning import small_resnet
+
+    import keras_compress as kc
 
     (x, y), _ = kc.datasets.digits(size=32, channels=3)
     dense = _compile(keras, small_resnet(keras=keras))

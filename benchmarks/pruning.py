@@ -17,12 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras as keras
+from common import EpochTimer, compile_classifier  # noqa: E402
 
 import keras_compress as kc  # noqa: E402
-from common import EpochTimer, compile_classifier  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
-
-import tf_keras as keras
 
 
 def fit_overhead(x, y, epochs):

@@ -22,14 +22,16 @@ here have static shapes but the batch, which ONNX shape inference handles.)
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras  # noqa: E402
 import keras_compress as kc  # noqa: E402
 from keras_compress.benchmark.macs import mac_count  # noqa: E402
 from keras_compress.benchmark.weights import gzipped_bytes  # noqa: E402
@@ -57,11 +59,19 @@ def onnx_by_hand(model, folder, calibration):
     paths = {name: os.path.join(folder, f"hand_{name}.onnx")
              for name in ("float32", "pre", "int8", "dynamic")}
     onnx.save(proto, paths["float32"])
+    if len(proto.graph.input) > 1:
+        # from_function made captured constants inputs (EfficientNet's Normalization): tf2onnx's
+        # command on the SavedModel of Keras' `model.export` freezes them, as its README teaches.
+        saved = os.path.join(folder, "hand_saved_model")
+        model.export(saved, verbose=False)
+        subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved, "--output",
+                        paths["float32"], "--opset", "17"], check=True, capture_output=True)
     quant_pre_process(paths["float32"], paths["pre"], skip_symbolic_shape=True)
+    name = onnx.load(paths["pre"]).graph.input[0].name
 
     class Reader(q.CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"input": calibration[i:i + 8]} for i in range(0, len(calibration), 8)])
+            self.batches = iter([{name: calibration[i:i + 8]} for i in range(0, len(calibration), 8)])
 
         def get_next(self):
             return next(self.batches, None)

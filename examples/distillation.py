@@ -2,11 +2,11 @@
 a small student learns from a larger teacher's softened outputs and the true labels,
 against the same student trained from scratch."""
 
+import keras
 import numpy as np
 
 import keras_compress as kc
 
-import keras
 L = keras.layers
 
 

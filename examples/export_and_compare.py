@@ -4,12 +4,11 @@ compare every format against the Keras model."""
 import os
 import tempfile
 
+import keras
 import numpy as np
 import onnxruntime
 
 import keras_compress as kc
-
-import keras
 
 
 def main():

@@ -5,11 +5,10 @@ and uint8 inputs and outputs, for camera and microcontroller pipelines."""
 import os
 import tempfile
 
+import keras
 import numpy as np
 
 import keras_compress as kc
-
-import keras
 
 
 def main():

@@ -7,11 +7,10 @@ fine-tuning, strip the wrappers and compare accuracy and gzipped size.
 import os
 import tempfile
 
+import keras
 import numpy as np
 
 import keras_compress as kc
-
-import keras
 
 
 def main():

@@ -5,10 +5,9 @@ import os
 import tempfile
 
 import numpy as np
+import tf_keras as keras
 
 import keras_compress as kc
-
-import tf_keras as keras
 
 
 def main():

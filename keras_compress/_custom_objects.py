@@ -8,7 +8,7 @@ __all__ = ["register_custom_objects", "register_keras3_objects"]
 # Modules whose classes a saved model may name: pruning wrapper and schedules, the QAT layers
 # and tfmot's quantizers, the Distiller.
 _MODULES = ("keras_compress.pruning.wrapper", "keras_compress.pruning.schedules", "keras_compress._tfmot",
-            "keras_compress.distillation.distiller")
+            "keras_compress.distillation.tf_keras_distiller")
 # The same for Keras 3 files: pruning wrapper, QAT layers, Distiller.
 _KERAS3_MODULES = ("keras_compress.pruning.keras3_wrapper", "keras_compress.quantization.keras3_qat",
                    "keras_compress.distillation.keras3_distiller")

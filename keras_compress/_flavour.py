@@ -12,8 +12,8 @@ import importlib
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["TF_KERAS", "KERAS3", "flavour_of", "keras_for", "check_model", "check_graph_model",
-           "numpy_dtype", "SUPPORTED_BACKENDS"]
+__all__ = ["TF_KERAS", "KERAS3", "flavour_of", "flavour_module", "keras_for", "check_model",
+           "check_graph_model", "numpy_dtype", "SUPPORTED_BACKENDS"]
 
 TF_KERAS = "tf_keras"
 KERAS3 = "keras3"
@@ -31,6 +31,13 @@ def flavour_of(obj):
         if root == "keras":
             return KERAS3
     return None
+
+
+def flavour_module(obj):
+    """The flavour module (`_keras` or `_keras3`) of any Keras object, without `keras_for`'s model
+    checks; None for an object of neither flavour."""
+    flavour = flavour_of(obj)
+    return importlib.import_module(_MODULES[flavour]) if flavour else None
 
 
 def numpy_dtype(dtype):

@@ -5,9 +5,10 @@
 
 import os
 
+import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["keras", "copy_model", "forget_step_function",
+__all__ = ["keras", "call_count", "copy_model", "first_call", "forget_step_function", "is_masked",
            "graph_nodes", "op_calls", "inbound_layers", "input_names", "output_names", "output_tensors",
            "tensor_key", "rank",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
@@ -104,6 +105,25 @@ def inbound_layers(layer):
         return []
     inbound = nodes[0].inbound_layers
     return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def call_count(layer):
+    """How many times `layer` is called in the graphs it belongs to."""
+    return len(layer._inbound_nodes)
+
+
+def first_call(layer):
+    """`(input tensors, output tensors)` of the layer's first call in the model, flattened; None
+    when it was never called."""
+    nodes = layer._inbound_nodes
+    if not nodes:
+        return None
+    return tf.nest.flatten(nodes[0].input_tensors), tf.nest.flatten(nodes[0].outputs)
+
+
+def is_masked(tensor):
+    """Whether a symbolic tensor carries a Keras mask (e.g. after an Embedding with mask_zero)."""
+    return getattr(tensor, "_keras_mask", None) is not None
 
 
 def is_saving():

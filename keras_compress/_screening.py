@@ -16,9 +16,16 @@ import sys
 import zipfile
 
 from keras_compress._declared_sizes import read_json_member
-from keras_compress._keras import (CODE_LAYER_NAMES, OP_LAYER_NAMES, keras, public_symbol, registered_object,
-                                   saved_model_keras_metadata)
+from keras_compress._keras import (
+    CODE_LAYER_NAMES,
+    OP_LAYER_NAMES,
+    keras,
+    public_symbol,
+    registered_object,
+    saved_model_keras_metadata,
+)
 from keras_compress._tfmot import data_classes
+from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
 __all__ = ["unsafe_reason", "keras3_unsafe_reason", "model_configs", "named_nodes"]
 
@@ -100,7 +107,8 @@ def _safe_bases():
     return (keras.layers.Layer, keras.initializers.Initializer, keras.regularizers.Regularizer,
             keras.constraints.Constraint, keras.optimizers.Optimizer, keras.optimizers.legacy.Optimizer,
             keras.optimizers.schedules.LearningRateSchedule, keras.losses.Loss, keras.metrics.Metric,
-            keras.mixed_precision.Policy, keras.layers.InputSpec, tf.TypeSpec, *data_classes())
+            keras.mixed_precision.Policy, keras.layers.InputSpec, tf.TypeSpec, *data_classes(),
+            PolynomialDecay, ConstantSparsity)  # keras_compress's schedules: settings only
 
 
 def _resolve(node, name, is_function, custom_objects):

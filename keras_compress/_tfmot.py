@@ -36,16 +36,24 @@ tfmot = _import_tfmot()
 from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper, clustering_registry
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-    cluster_preserve_quantize_registry as _cluster_preserve)
+    cluster_preserve_quantize_registry as _cluster_preserve,
+)
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-    prune_preserve_quantize_registry as _prune_preserve)
+    prune_preserve_quantize_registry as _prune_preserve,
+)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_configs as _configs, default_8bit_quantize_layout_transform as _layout,
-    default_8bit_quantize_registry as _registry, default_8bit_transforms as _transforms)
+    default_8bit_quantize_configs as _configs,
+    default_8bit_quantize_layout_transform as _layout,
+    default_8bit_quantize_registry as _registry,
+    default_8bit_transforms as _transforms,
+)
 from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
-    model_transformer)
+    model_transformer,
+)
 from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware_activation import (
-    NoOpActivation, QuantizeAwareActivation)
+    NoOpActivation,
+    QuantizeAwareActivation,
+)
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_wrapper
 
 from keras_compress._keras import inbound_layers, keras
@@ -534,7 +542,8 @@ def _zero_centroid_mask(centroids):
 
 
 def _register_tfmot_objects():
-    """Lets QAT models load with plain `load_model`, without tfmot's `quantize_scope`."""
+    """Lets QAT models load with plain `load_model`, without tfmot's `quantize_scope`; names the
+    caller registered already keep their objects."""
     objects = dict(_quantize.quantize_scope().custom_objects[0], QuantizeLayer=QuantizeLayer,
                    QuantizeWrapperV2=QuantizeWrapperV2,
                    FirstBatchMovingAverageQuantizer=FirstBatchMovingAverageQuantizer,
@@ -546,7 +555,6 @@ def _register_tfmot_objects():
     custom = keras.utils.get_custom_objects()
     for name, obj in objects.items():
         custom.setdefault(name, obj)
-    custom.update(QuantizeLayer=QuantizeLayer, QuantizeWrapperV2=QuantizeWrapperV2)
 
 
 _register_tfmot_objects()

@@ -5,7 +5,14 @@ import contextlib
 import os
 import sys
 
-from keras_compress.formats import CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, TENSORRT_PRECISIONS
+from keras_compress.formats import (
+    CALIBRATION_METHODS,
+    FORMATS,
+    IO_TYPES,
+    QUANTIZE_MODES,
+    TENSORRT_PRECISIONS,
+    for_path,
+)
 
 
 @contextlib.contextmanager
@@ -131,6 +138,12 @@ def _benchmark(args):
     if len(set(names)) != len(names):
         names = args.artifacts
     data = _benchmark_data(args.data, args.labels)
+    on_tensorflow = ("keras", "h5", "saved_model")
+    if args.threads is not None and any(getattr(for_path(path), "name", None) in on_tensorflow
+                                        for path in args.artifacts):
+        import tensorflow as tf  # the command's own process: TensorFlow starts on these threads
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     report = benchmark(dict(zip(names, args.artifacts)), data, batch_sizes=tuple(args.batch_sizes),
                        runs=args.runs, threads=args.threads, memory=not args.no_memory,
                        verbose=0 if args.quiet else 1)

@@ -8,8 +8,7 @@ import shutil
 import tempfile
 import time
 
-from keras_compress import clustering, datasets, pruning, quantization
-from keras_compress import _keras
+from keras_compress import _keras, clustering, datasets, pruning, quantization
 from keras_compress._flavour import keras_for
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.benchmark import benchmark

@@ -25,5 +25,20 @@ class ModelFileError(KerasCompressError, ValueError):
     """A model file is missing, corrupt, or holds code that was not allowed to run."""
 
 
+class ModelStateError(KerasCompressError, ValueError):
+    """The model is not at the stage a step needs: still wrapped for pruning or clustering,
+    already quantization-aware or clustered, quantized after training by Keras, or without the
+    zeros or clusters an option asks to keep."""
+
+
+class QuantizationError(KerasCompressError, ValueError):
+    """Quantization-aware training cannot quantize the model as asked. `layers` names the layers
+    it would leave float (refused with `strict=True`); empty when it can quantize none."""
+
+    def __init__(self, message, layers=()):
+        super().__init__(message)
+        self.layers = tuple(layers)
+
+
 class BackendUnavailableError(KerasCompressError, ImportError):
     """An optional runtime (TensorRT) or the hardware it needs is not available here."""

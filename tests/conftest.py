@@ -6,7 +6,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
 import tf_keras as keras  # noqa: E402
 
 import keras_compress as kc  # noqa: E402

@@ -4,11 +4,10 @@ import sys
 
 import numpy as np
 import pytest
+import tf_keras as keras
 
 import keras_compress as kc
 from models import reloaded
-
-import tf_keras as keras
 
 
 def _lambda_model():

@@ -1,3 +1,4 @@
+import ast
 import importlib
 import os
 import re
@@ -14,10 +15,11 @@ from keras_compress import cli
 
 def test_public_names_are_pinned():
     assert kc.__all__ == ["Artifact", "BackendUnavailableError", "Distiller", "ExportError",
-                          "ExportVerificationError", "KerasCompressError", "ModelFileError", "Report",
-                          "ShrinkError", "UnsupportedModelError", "__version__", "benchmark",
-                          "check_tensorrt", "clustering", "datasets", "distillation", "export", "load",
-                          "load_model", "pruning", "quantization", "runtime", "tuning"]
+                          "ExportVerificationError", "KerasCompressError", "ModelFileError",
+                          "ModelStateError", "QuantizationError", "Report", "ShrinkError",
+                          "UnsupportedModelError", "__version__", "benchmark", "check_tensorrt", "clustering",
+                          "datasets", "distillation", "export", "load", "load_model", "pruning",
+                          "quantization", "runtime", "tuning"]
     assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
     assert kc.clustering.__all__ == ["ClusteringReport", "cluster", "distinct_values", "is_clustered",
                                      "strip"]
@@ -27,7 +29,8 @@ def test_public_names_are_pinned():
     assert importlib.import_module("keras_compress.export").__all__ == [
         "Artifact", "FORMATS", "QUANTIZE_MODES", "TOLERANCES", "TensorRTCheck", "check_tensorrt", "export"]
     assert kc.quantization.__all__ == ["is_quantize_aware", "quantize_aware", "quantized_weights"]
-    assert kc.distillation.__all__ == ["Distiller", "distillation_loss", "soft_target_loss"]
+    assert kc.distillation.__all__ == ["Distiller", "Keras3Distiller", "TfKerasDistiller",
+                                       "distillation_loss", "soft_target_loss"]
     assert kc.pruning.__all__ == ["ChannelRule", "ConstantSparsity", "PolynomialDecay", "PruningCallback",
                                   "SparsityReport", "prune", "register_channel_rule", "shrink", "sparsity",
                                   "strip"]
@@ -41,18 +44,106 @@ def test_a_removed_name_says_what_replaced_it():
 
 def test_using_keras_compress_leaves_the_users_keras_alone():
     """Neither the import nor pruning a tf_keras model (tfmot underneath) sets TF_USE_LEGACY_KERAS
-    or turns `tf.keras` into tf_keras."""
+    or turns `tf.keras` into tf_keras; importing adds no logging filter (runners add theirs on
+    first use), and names the caller registered with tf_keras stay theirs."""
     script = textwrap.dedent("""
-        import os, tensorflow as tf, tf_keras
+        import logging, os, tensorflow as tf, tf_keras
+
+        class Mine:
+            pass
+
+        tf_keras.utils.get_custom_objects()["QuantizeLayer"] = Mine
+        filters = (list(tf.get_logger().filters), list(logging.getLogger("absl").filters))
         import keras_compress as kc
+        import keras_compress.runtime.keras_runner, keras_compress.runtime.saved_model_runner
+        import keras_compress._tfmot
         model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3)])
         kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
-        print("RESULT", os.environ.get("TF_USE_LEGACY_KERAS"), tf.keras.version())
+        print("RESULT", os.environ.get("TF_USE_LEGACY_KERAS"), tf.keras.version(),
+              filters == (list(tf.get_logger().filters), list(logging.getLogger("absl").filters)),
+              tf_keras.utils.get_custom_objects()["QuantizeLayer"] is Mine)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split("RESULT")[-1].split() == ["None", "3.15.1"]
+    assert result.stdout.split("RESULT")[-1].split() == ["None", "3.15.1", "True", "True"]
     assert not hasattr(kc, "keras")
+
+
+def test_a_keras3_process_never_imports_tf_keras_or_tfmot():
+    """prune -> fit -> strip -> Distiller -> QAT on JAX. (TensorFlow may load: Keras 3 imports it
+    itself to serialize a layer's config when it is installed.)"""
+    script = textwrap.dedent("""
+        import os, sys
+        os.environ["KERAS_BACKEND"] = "jax"
+        import numpy as np, keras
+        import keras_compress as kc
+        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(10)])
+        x, y = np.random.rand(64, 8, 8, 1).astype("float32"), np.random.randint(0, 10, 64)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        pruned = kc.pruning.prune(model, kc.pruning.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=4))
+        pruned.compile("adam", loss)
+        pruned.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+        student = kc.pruning.strip(pruned)
+        print("SPARSITY", kc.pruning.sparsity(student).total_sparsity)
+        distiller = kc.Distiller(student=student, teacher=model)
+        distiller.compile(optimizer="adam")
+        distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        qat = kc.quantization.quantize_aware(distiller.student)
+        qat.compile("adam", loss)
+        qat.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        print("IMPORTED", [m for m in ("tf_keras", "tensorflow_model_optimization") if m in sys.modules])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SPARSITY 0.5" in result.stdout
+    assert result.stdout.split("IMPORTED")[-1].strip() == "[]"
+
+
+def _private_reads_of_others(tree, ours):
+    """`(line, name)` of each `x._name` read, or `getattr(x, "_name")`, whose name the package
+    defines nowhere: another library's private attribute."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            name = node.attr
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr")
+              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+              and isinstance(node.args[1].value, str)):
+            name = node.args[1].value
+        else:
+            continue
+        if name.startswith("_") and not name.startswith("__") and name not in ours:
+            yield node.lineno, name
+
+
+def _names_defined(tree):
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[-1])
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+def test_only_the_flavour_modules_read_private_attributes_of_other_libraries():
+    import pathlib
+
+    package = pathlib.Path(kc.__file__).parent
+    trees = {str(path.relative_to(package)): ast.parse(path.read_text()) for path in package.rglob("*.py")}
+    ours = set().union(*(_names_defined(tree) for tree in trees.values()))
+    # LiteRT's interpreter lists its operators through this method alone.
+    allowed = {("formats/tflite.py", "_get_ops_details")}
+    reads = sorted((module, line, name) for module, tree in trees.items()
+                   if module not in ("_keras.py", "_keras3.py", "_tfmot.py")
+                   for line, name in _private_reads_of_others(tree, ours) if (module, name) not in allowed)
+    assert reads == []
 
 
 def test_only_the_flavour_modules_reach_keras_internals():

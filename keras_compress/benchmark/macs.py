@@ -10,6 +10,7 @@ weight-free matrix products are counted in ONNX and TFLite files, not in Keras m
 import math
 import os
 
+from keras_compress._flavour import flavour_module
 from keras_compress.formats import for_path
 
 __all__ = ["mac_count"]
@@ -30,7 +31,7 @@ def _layer_macs(layer):
     if not kernels:
         return 0
     if any(weight.name.split("/")[-1].startswith("recurrent_kernel") for weight in kernels) \
-            or len(getattr(layer, "_inbound_nodes", ())) > 1:
+            or _called_more_than_once(layer):
         return None
     try:
         # A transposed convolution applies its kernel at each input position.
@@ -46,8 +47,13 @@ def _layer_macs(layer):
     return sum(math.prod(kernel.shape) for kernel in kernels) * positions
 
 
+def _called_more_than_once(layer):
+    flavour = flavour_module(layer)
+    return flavour is not None and flavour.call_count(layer) > 1
+
+
 def _keras_macs(model):
-    if len(getattr(model, "_inbound_nodes", ())) > 1:  # a nested model called more than once
+    if _called_more_than_once(model):  # a nested model
         return None
     total = 0
     for layer in model.layers:

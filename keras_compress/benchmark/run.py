@@ -3,14 +3,14 @@
 import os
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
-from keras_compress._flavour import flavour_of, keras_for
+from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.benchmark.macs import mac_count
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
-from keras_compress.runtime.timing import check_timing, latencies
 from keras_compress.benchmark.weights import gzipped_bytes, weight_counts
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.formats import for_path
@@ -18,19 +18,35 @@ from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.load import load
 from keras_compress.runtime.runner import check_threads
 from keras_compress.runtime.tensors import as_list, normalize_inputs
+from keras_compress.runtime.timing import check_timing, latencies
 
 __all__ = ["benchmark"]
 
 
-def _set_tensorflow_threads(threads):
-    """Fixes TensorFlow's intra-op threads when it is not running yet; returns the count in force."""
+def _tensorflow_threads():
+    """TensorFlow's intra-op threads in this process (None when nothing imported TensorFlow).
+    They are the process's setting, left as they are: TensorFlow fixes them when it starts."""
+    if "tensorflow" not in sys.modules:
+        return None
     import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TensorFlow already started: its setting stands (0 means all cores)
     return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def _runs_on_tensorflow(runner):
+    """Whether a variant runs in TensorFlow: a SavedModel, or a Keras model not on JAX."""
+    if runner.format == "keras":
+        return flavour_of(runner.model) != KERAS3 or keras_for(runner.model).backend() != "jax"
+    return runner.format == "saved_model"
+
+
+def _warn_of_other_threads(threads, tensorflow_threads, runners):
+    on_tensorflow = sorted({runner.format for runner in runners if _runs_on_tensorflow(runner)})
+    if on_tensorflow and tensorflow_threads not in (None, threads):
+        warnings.warn(f"The {' and '.join(on_tensorflow)} variants run on TensorFlow's {tensorflow_threads} "
+                      f"threads, the others on {threads}: for a like-for-like comparison, call "
+                      f"tf.config.threading.set_intra_op_parallelism_threads({threads}) before TensorFlow "
+                      "starts (or pass threads=None to give every runtime all cores).", stacklevel=3)
 
 
 def _without_optimizer(model):
@@ -107,7 +123,10 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
         data: `(x, y)` or `x`; `x` as `predict` takes it (array, list, dict by input name).
         batch_sizes: batches to time.
         warmup, runs: untimed and timed calls per batch size.
-        threads: intra-op threads of every runtime (default: all cores).
+        threads: intra-op threads of ONNX Runtime, LiteRT and TensorRT (default: all cores).
+            Keras models and SavedModels run on TensorFlow's threads as this process has them
+            (`tf.config.threading`, fixed when TensorFlow starts; the report records them): a
+            warning says when those differ from `threads`.
         memory: measure serving memory in a subprocess per variant (a few seconds each).
         verbose: 1 prints progress, 0 is silent.
 
@@ -127,9 +146,8 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
     check_timing(warmup, runs)
     check_threads(threads)
     x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
-    threads = threads or os.cpu_count()
+    asked_threads, threads = threads, threads or os.cpu_count()
     say = (lambda message: print(message, file=sys.stdout, flush=True)) if verbose else (lambda message: None)
-    tensorflow_threads = _set_tensorflow_threads(threads)
 
     rows, baseline = [], None
     with tempfile.TemporaryDirectory() as folder:
@@ -153,6 +171,9 @@ def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads
                                  "training, a broken conversion) before benchmarking it.")
             opened[name] = (runner, path, fmt, precision, weights_of, arrays, _top1(outputs))
         rows_of_data = len(arrays[0])
+        tensorflow_threads = _tensorflow_threads()
+        if asked_threads is not None:
+            _warn_of_other_threads(threads, tensorflow_threads, [entry[0] for entry in opened.values()])
         labels = None if y is None else (np.asarray(y).argmax(-1) if np.ndim(y) == 2 else np.asarray(y))
         for index, (name, (runner, path, fmt, precision, weights_of, arrays, predictions)) \
                 in enumerate(opened.items(), 1):

@@ -7,7 +7,7 @@ import numpy as np
 from keras_compress._flavour import KERAS3, TF_KERAS, check_graph_model, flavour_of
 from keras_compress._keras import copy_model, keras
 from keras_compress._tfmot import ClusterWeights, clusterable_weights, is_quantization_layer, tfmot
-from keras_compress.errors import KerasCompressError, UnsupportedModelError
+from keras_compress.errors import ModelStateError, UnsupportedModelError
 from keras_compress.pruning.prune import excluded_names, pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel, kernels
 from keras_compress.quantization.qat import check_preserve_flag
@@ -37,10 +37,10 @@ def check_model_to_cluster(model, action):
             "quantization-aware (kc.quantization.quantize_aware).")
     check_graph_model(model, action=action, flavours=(TF_KERAS,))
     if pruning_wrappers(model):
-        raise KerasCompressError(f"Model {model.name!r} still has pruning wrappers: {action} "
+        raise ModelStateError(f"Model {model.name!r} still has pruning wrappers: {action} "
                                  "keras_compress.pruning.strip(model) after pruning.")
     if any(is_quantization_layer(layer) for layer in model.layers):
-        raise KerasCompressError(f"Model {model.name!r} is quantization-aware: {action} the float model, "
+        raise ModelStateError(f"Model {model.name!r} is quantization-aware: {action} the float model, "
                                  "then call quantize_aware on the stripped clustered model.")
 
 
@@ -81,10 +81,10 @@ def cluster(model, number_of_clusters=16, *, init="kmeans++", exclude=None, pres
         raise ValueError(f"init must be one of {', '.join(repr(name) for name in INITS)}, got {init!r}.")
     check_preserve_flag("preserve_sparsity", preserve_sparsity)
     if clustering_wrappers(model):
-        raise KerasCompressError(f"Model {model.name!r} is already clustered: train it as it is, or strip it "
+        raise ModelStateError(f"Model {model.name!r} is already clustered: train it as it is, or strip it "
                                  "(kc.clustering.strip) and cluster the result.")
     if preserve_sparsity is True and not has_sparse_kernel(model):
-        raise KerasCompressError(f"preserve_sparsity=True, but model {model.name!r} is dense (no kernel has "
+        raise ModelStateError(f"preserve_sparsity=True, but model {model.name!r} is dense (no kernel has "
                                  "5% zeros): prune and strip it first, or leave preserve_sparsity=\"auto\".")
     excluded = excluded_names(model, exclude)
     chosen, left_alone = {}, []

@@ -4,8 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from keras_compress.pruning.report import kernels
 from keras_compress.clustering.cluster import check_model_to_cluster, clustering_wrappers, strip
+from keras_compress.pruning.report import kernels
 
 __all__ = ["ClusteringReport", "distinct_values", "is_clustered"]
 

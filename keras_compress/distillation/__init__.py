@@ -7,12 +7,16 @@ from keras_compress._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "Distiller": "distiller:Distiller",
+    "Keras3Distiller": "keras3_distiller:Keras3Distiller",
+    "TfKerasDistiller": "tf_keras_distiller:TfKerasDistiller",
     "distillation_loss": "losses:distillation_loss",
     "soft_target_loss": "losses:soft_target_loss",
 })
 
 __all__ = [
     "Distiller",
+    "Keras3Distiller",
+    "TfKerasDistiller",
     "distillation_loss",
     "soft_target_loss",
 ]

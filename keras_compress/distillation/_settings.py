@@ -122,6 +122,31 @@ class DistillerSettings:
             projection.build(s_shape)  # built now, so a saved Distiller loads its weights
             self.projections.append(projection)
 
+    def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
+                alpha=None, temperature=None, feature_weight=1.0, **kwargs):
+        """Configures training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            metrics: metrics of the student's outputs against the labels.
+            student_loss_fn: the hard loss; default sparse categorical cross-entropy
+                matching `student_from_logits`.
+            distillation_loss_fn: `fn(teacher_soft_probs, student_soft_probs)`; default KL
+                divergence. Its value is multiplied by `temperature**2`.
+            alpha: weight of the student loss, in [0, 1]; the soft term gets `1 - alpha`.
+                None: the saved Distiller's, else 0.1.
+            temperature: softening temperature, > 0. None: the saved Distiller's, else 3.0.
+            feature_weight: weight of the feature MSE term (with `features`).
+        """
+        keras = keras_for(self.student).keras
+        self._compile_settings(optimizer, metrics, student_loss_fn, distillation_loss_fn, alpha, temperature,
+                               feature_weight, kwargs)
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.student_loss_fn = per_example(student_loss_fn or keras.losses.SparseCategoricalCrossentropy(
+            from_logits=self.student_from_logits), keras)
+        self.distillation_loss_fn = (None if distillation_loss_fn is None
+                                     else per_example(distillation_loss_fn, keras))
+
     def _compile_settings(self, optimizer, metrics, student_loss_fn, distillation_loss_fn, alpha, temperature,
                           feature_weight, kwargs):
         """Checks `compile`'s arguments and stores the loss settings (before any work)."""
@@ -164,11 +189,23 @@ class DistillerSettings:
         return (np.asarray(y), *cached), sample_weight
 
     def _settings_config(self, serialize):
-        return {"student": serialize(self.student), "teacher": serialize(self.teacher),
+        return {"flavour": self.flavour,
+                "student": serialize(self.student), "teacher": serialize(self.teacher),
                 "student_from_logits": self.student_from_logits,
                 "teacher_from_logits": self.teacher_from_logits,
                 "features": [list(pair) for pair in self.features], "cache_teacher": self.cache_teacher,
                 "alpha": self.alpha, "temperature": self.temperature, "name": self.name}
+
+    @classmethod
+    def _from_settings_config(cls, config, deserialize):
+        """The Distiller `_settings_config` describes, its models rebuilt by `deserialize`."""
+        config = dict(config)
+        flavour = config.pop("flavour", cls.flavour)  # files saved before the key existed lack it
+        if flavour != cls.flavour:
+            raise ValueError(f"This Distiller config is for {flavour} models; {cls.__name__} builds "
+                             f"{cls.flavour} ones: use keras_compress.Distiller.from_config.")
+        config["student"], config["teacher"] = deserialize(config["student"]), deserialize(config["teacher"])
+        return cls(**config)
 
 
 def _is_labeled_dataset(x):

@@ -1,26 +1,36 @@
 """`Distiller`: a Keras model that trains a student on a frozen teacher's softened outputs.
 
-`Distiller(student=..., teacher=...)` gives a model of the students' Keras flavour: this
-tf_keras class, or `keras3_distiller.Distiller` for Keras 3 models.
+`Distiller(student=..., teacher=...)` builds the Distiller of the student's Keras flavour,
+`TfKerasDistiller` or `Keras3Distiller`; both count as instances of `Distiller`. This module
+imports neither Keras: the flavour's module loads when a Distiller of it is made.
 """
 
-import tensorflow as tf
+import importlib
 
 from keras_compress._flavour import KERAS3, TF_KERAS, flavour_of
-from keras_compress._keras import keras
-from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects, per_example
-from keras_compress.distillation.losses import as_logits, soft_target_loss
+from keras_compress.distillation._settings import DistillerSettings
 
 __all__ = ["Distiller"]
 
-
-def _mean_over_features(values):
-    rank = values.shape.rank
-    return tf.reduce_mean(values, axis=list(range(1, rank))) if rank and rank > 1 else values
+_CLASSES = {TF_KERAS: "tf_keras_distiller:TfKerasDistiller", KERAS3: "keras3_distiller:Keras3Distiller"}
 
 
-@keras.utils.register_keras_serializable(package="keras_compress")
-class Distiller(DistillerSettings, keras.Model):
+def _flavour_class(flavour):
+    module, _, name = _CLASSES[flavour].partition(":")
+    return getattr(importlib.import_module(f"keras_compress.distillation.{module}"), name)
+
+
+class _EitherFlavour(type):
+    """`isinstance(d, Distiller)` holds for the Distiller of either Keras flavour."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, DistillerSettings)
+
+    def __subclasscheck__(cls, subclass):
+        return subclass is cls or (isinstance(subclass, type) and issubclass(subclass, DistillerSettings))
+
+
+class Distiller(metaclass=_EitherFlavour):
     """Trains `student` to match a frozen `teacher` as well as the true labels.
 
     The training loss is
@@ -61,156 +71,32 @@ class Distiller(DistillerSettings, keras.Model):
         >>> history = distiller.fit(np.ones((8, 4)), np.zeros(8), epochs=1, verbose=0)
         >>> sorted(history.history)
         ['accuracy', 'distillation_loss', 'loss', 'student_loss']
+        >>> isinstance(distiller, kc.Distiller), type(distiller).__name__
+        (True, 'Keras3Distiller')
     """
 
-    flavour = TF_KERAS
-
     def __new__(cls, *models, student=None, teacher=None, **kwargs):
-        if cls is Distiller and flavour_of(student) == KERAS3:
-            from keras_compress.distillation.keras3_distiller import Distiller as Keras3Distiller
+        # A student of neither flavour gets the tf_keras class, whose checks name the problem
+        # (models given by position included).
+        flavour = KERAS3 if flavour_of(student if student is not None else next(iter(models), None)) \
+            == KERAS3 else TF_KERAS
+        return _flavour_class(flavour)(*models, student=student, teacher=teacher, **kwargs)
 
-            return Keras3Distiller(*models, student=student, teacher=teacher, **kwargs)
-        return super().__new__(cls)
-
-    def __init__(self, *models, student=None, teacher=None, student_from_logits=True,
-                 teacher_from_logits=True,
-                 features=None, cache_teacher=False, alpha=None, temperature=None, **kwargs):
-        self._check_models(models, student, teacher)
-        super().__init__(**kwargs)
-        self._init_settings(student, teacher, student_from_logits, teacher_from_logits, features,
-                            cache_teacher, alpha, temperature)
-        self._trackers = [keras.metrics.Mean(name) for name in ("loss", "student_loss", "distillation_loss")]
-        if self.features:
-            self._trackers.append(keras.metrics.Mean("feature_loss"))
-        self.built = True  # every weight exists already: the student's, teacher's and projections'
-
-    # -- Keras API ------------------------------------------------------------------
-    def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
-                alpha=None, temperature=None, feature_weight=1.0, **kwargs):
-        """Configures training.
-
-        Args:
-            optimizer: a Keras optimizer or its name.
-            metrics: metrics of the student's outputs against the labels.
-            student_loss_fn: the hard loss; default sparse categorical cross-entropy
-                matching `student_from_logits`.
-            distillation_loss_fn: `fn(teacher_soft_probs, student_soft_probs)`; default KL
-                divergence. Its value is multiplied by `temperature**2`.
-            alpha: weight of the student loss, in [0, 1]; the soft term gets `1 - alpha`.
-                None: the saved Distiller's, else 0.1.
-            temperature: softening temperature, > 0. None: the saved Distiller's, else 3.0.
-            feature_weight: weight of the feature MSE term (with `features`).
-        """
-        self._compile_settings(optimizer, metrics, student_loss_fn, distillation_loss_fn, alpha, temperature,
-                               feature_weight, kwargs)
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        self.student_loss_fn = per_example(student_loss_fn or keras.losses.SparseCategoricalCrossentropy(
-            from_logits=self.student_from_logits), keras)
-        self.distillation_loss_fn = (None if distillation_loss_fn is None
-                                     else per_example(distillation_loss_fn, keras))
-
-    @property
-    def metrics(self):
-        # The loss trackers first, as Keras lists "loss" first; Keras tracks them already.
-        return self._trackers + [m for m in super().metrics if all(m is not t for t in self._trackers)]
-
-    def call(self, inputs, training=None):
-        return self.student(inputs, training=training)
-
-    def _soft_loss(self, student_out, teacher_out):
-        student_logits = as_logits(student_out, self.student_from_logits)
-        teacher_logits = as_logits(teacher_out, self.teacher_from_logits)
-        if self.distillation_loss_fn is None:
-            return soft_target_loss(student_logits, teacher_logits, self.temperature)
-        soften = lambda logits: tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature)  # noqa: E731
-        loss = self.distillation_loss_fn(soften(teacher_logits), soften(student_logits))
-        return _mean_over_features(loss) * self.temperature ** 2
+    def __init_subclass__(cls, **kwargs):
+        raise TypeError("keras_compress.Distiller picks its Keras flavour when called; subclass "
+                        "keras_compress.distillation.TfKerasDistiller (tf_keras) or Keras3Distiller "
+                        "(Keras 3) instead.")
 
     @staticmethod
-    def _outputs(model, features, x, training):
-        """`(output, [feature outputs])` of the teacher or the student."""
-        if features is None:
-            return model(x, training=training), []
-        outputs = features(x, training=training)
-        return outputs[0], list(outputs[1:])
-
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if self.cache_teacher:
-            y, teacher_out, teacher_feats = y[0], y[1], list(y[2:])
-        else:
-            teacher_out, teacher_feats = self._outputs(self.teacher, self._teacher_features, x, False)
-        with tf.GradientTape() as tape:
-            student_out, student_feats = self._outputs(self.student, self._student_features, x, True)
-            hard, soft, per_example = self._loss_terms(y, student_out, teacher_out)
-            feature = 0.0
-            if self.features:
-                feature = tf.add_n([
-                    _mean_over_features(tf.square((project(s) if project else s) - t))
-                    for project, s, t in zip(self.projections, student_feats, teacher_feats)])
-                per_example += self.feature_weight * feature
-            loss = tf.nn.compute_average_loss(per_example, sample_weight=sample_weight)
-            if self.student.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
-        variables = self.student.trainable_variables + [
-            v for project in self.projections if project for v in project.trainable_variables]
-        self.optimizer.minimize(loss, variables, tape=tape)
-        self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft,
-                     "feature_loss": feature}, sample_weight)
-        return self.compute_metrics(x, y, student_out, sample_weight)
-
-    def _loss_terms(self, y, student_out, teacher_out):
-        """`(student loss or None, soft loss, per-example total)`; without labels the total is the
-        soft loss."""
-        soft = self._soft_loss(student_out, teacher_out)
-        if y is None:
-            return None, soft, soft
-        hard = self.student_loss_fn(y, student_out)
-        return hard, soft, self.alpha * hard + (1.0 - self.alpha) * soft
-
-    def _update_trackers(self, values, sample_weight):
-        for tracker in self._trackers:
-            if values.get(tracker.name) is not None:
-                tracker.update_state(values[tracker.name], sample_weight=sample_weight)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        student_out = self.student(x, training=False)
-        teacher_out = self.teacher(x, training=False)
-        hard, soft, per_example = self._loss_terms(y, student_out, teacher_out)
-        self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft},
-                              sample_weight)
-        if y is not None:
-            self.compiled_metrics.update_state(y, student_out, sample_weight)
-        trackers = self._trackers[:3] if y is not None else [self._trackers[0], self._trackers[2]]
-        return {m.name: m.result()
-                for m in trackers + (self.compiled_metrics.metrics if y is not None else [])}
-
-    def compute_metrics(self, x, y, y_pred, sample_weight):
-        if y is None:  # no labels: no student loss, no metrics
-            return {m.name: m.result() for m in self._trackers if m.name != "student_loss"}
-        self.compiled_metrics.update_state(y, y_pred, sample_weight)
-        return {m.name: m.result() for m in self.metrics}
-
-    def fit(self, x=None, y=None, *args, sample_weight=None, class_weight=None, **kwargs):
-        check_flavour_objects(kwargs.get("callbacks") or [], "callbacks", self.flavour)
-        self._new_step_if_labels_change("train", x, y)
-        if not self.cache_teacher:
-            return super().fit(x, y, *args, sample_weight=sample_weight, class_weight=class_weight, **kwargs)
-        targets, sample_weight = self._cached_targets(x, y, sample_weight, class_weight,
-                                                      kwargs.get("batch_size"))
-        return super().fit(x, targets, *args, sample_weight=sample_weight, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._new_step_if_labels_change("test", x, y)
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def get_config(self):
-        return self._settings_config(keras.layers.serialize)
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["student"] = keras.layers.deserialize(config["student"])
-        config["teacher"] = keras.layers.deserialize(config["teacher"])
-        return cls(**config)
+    def from_config(config: dict, custom_objects: dict | None = None):
+        """The Distiller `get_config()` describes, of the flavour recorded in it (tf_keras for
+        configs saved before it was recorded: tf_keras alone finds classes by module path)."""
+        flavour = config.get("flavour", TF_KERAS) if isinstance(config, dict) else None
+        if flavour not in _CLASSES:
+            raise ValueError(f"This config names no Keras flavour keras_compress knows ({flavour!r}; a "
+                             "config from `get_config()` of a Distiller does): call "
+                             "TfKerasDistiller.from_config or Keras3Distiller.from_config for the flavour "
+                             "of its models.")
+        if flavour == KERAS3:
+            return _flavour_class(flavour).from_config(config, custom_objects=custom_objects)
+        return _flavour_class(flavour).from_config(config)

@@ -1,6 +1,6 @@
 """The Keras 3 `Distiller`, on `keras.ops`: the same loss, options and guarantees as the
 tf_keras one, on the TensorFlow and the JAX backend. `keras_compress.Distiller(student=...,
-teacher=...)` returns it for Keras 3 models.
+teacher=...)` builds it for Keras 3 models.
 
 It differs from Keras' own `keras.distillation.Distiller` (3.12+), whose default
 `loss="kl_divergence"` compares raw logits: no softmax, no temperature, no T² scaling.
@@ -11,18 +11,18 @@ import keras
 from keras import ops
 
 from keras_compress._flavour import KERAS3
-from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects, per_example
+from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects
 from keras_compress.distillation.losses import as_logits, keras_ops, soft_target_loss
 
-__all__ = ["Distiller"]
+__all__ = ["Keras3Distiller"]
 
 
 def _mean_over_features(values):
     return ops.mean(values, axis=list(range(1, len(values.shape)))) if len(values.shape) > 1 else values
 
 
-@keras.saving.register_keras_serializable(package="keras_compress")
-class Distiller(DistillerSettings, keras.Model):
+@keras.saving.register_keras_serializable(package="keras_compress", name="Distiller")
+class Keras3Distiller(DistillerSettings, keras.Model):
     """Trains a Keras 3 `student` to match a frozen `teacher` as well as the true labels.
 
     See `keras_compress.Distiller` for the loss and the arguments. The teacher's variables
@@ -70,17 +70,6 @@ class Distiller(DistillerSettings, keras.Model):
         return super().non_trainable_weights + [v for v in super().trainable_weights if teacher(v)]
 
     # -- Keras API ------------------------------------------------------------------------
-    def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
-                alpha=None, temperature=None, feature_weight=1.0, **kwargs):
-        """Configures training; the arguments are those of `keras_compress.Distiller.compile`."""
-        self._compile_settings(optimizer, metrics, student_loss_fn, distillation_loss_fn, alpha, temperature,
-                               feature_weight, kwargs)
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        self.student_loss_fn = per_example(student_loss_fn or keras.losses.SparseCategoricalCrossentropy(
-            from_logits=self.student_from_logits), keras)
-        self.distillation_loss_fn = (None if distillation_loss_fn is None
-                                     else per_example(distillation_loss_fn, keras))
-
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
@@ -168,7 +157,5 @@ class Distiller(DistillerSettings, keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in ("student", "teacher"):
-            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
-        return cls(**config)
+        return cls._from_settings_config(config, lambda model: keras.saving.deserialize_keras_object(
+            model, custom_objects=custom_objects))

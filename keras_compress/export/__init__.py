@@ -1,11 +1,8 @@
 """Export to ONNX, TFLite, SavedModel, `.keras` and TensorRT, verified against the source model."""
 
 from keras_compress.export.artifact import Artifact
-from keras_compress.export.core import FORMATS
-from keras_compress.export.core import QUANTIZE_MODES
-from keras_compress.export.core import export
-from keras_compress.export.tensorrt import TensorRTCheck
-from keras_compress.export.tensorrt import check_tensorrt
+from keras_compress.export.core import FORMATS, QUANTIZE_MODES, export
+from keras_compress.export.tensorrt import TensorRTCheck, check_tensorrt
 from keras_compress.export.verify import TOLERANCES
 
 __all__ = [

@@ -7,41 +7,26 @@ import warnings
 
 import numpy as np
 
-from keras_compress._environment import has_vnni
 from keras_compress._files import partial_folder
-from keras_compress._flavour import KERAS3, check_graph_model, flavour_of
-from keras_compress._tensorrt import require_tensorrt
+from keras_compress._flavour import check_graph_model
 from keras_compress.errors import ExportError, ExportVerificationError
-from keras_compress.formats import (CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, by_name,
-                                    for_path)
-from keras_compress.runtime.timing import latencies
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.export.calibration import calibration_batches
-from keras_compress.export.int8_weights import NOTHING_QUANTIZED
-from keras_compress.export.onnx import rewrite_settings
+from keras_compress.export.checks import ExportRequest
 from keras_compress.export.signature import sample_inputs
+from keras_compress.export.speed import speed_against_float, warn_if_slower
 from keras_compress.export.verify import check_parity, parity
+from keras_compress.formats import CALIBRATION_METHODS, FORMATS, IO_TYPES, QUANTIZE_MODES, by_name, for_path
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.keras_runner import KerasRunner
 from keras_compress.runtime.load import load
-from keras_compress.runtime.onnx_runner import OnnxRunner
 from keras_compress.runtime.metadata import artifact_metadata
 from keras_compress.runtime.tensors import as_list, normalize_inputs
 
 __all__ = ["export", "FORMATS", "QUANTIZE_MODES", "IO_TYPES"]
 
 _PRECISIONS = {None: "float32", "dynamic": "int8_dynamic", "static": "int8", "float16": "float16"}
-# A quantized artifact this much slower than its float32 twin gets a warning.
-_SLOWER = 1.05
-# A QAT ONNX file this much slower in ONNX Runtime's default session than with Q/DQ as float
-# math gets a warning.
-_PLAIN_RUNTIME_SLOWER = 1.5
-# Batch sizes a quantized artifact is timed at against its float32 twin.
-SPEED_BATCH_SIZES = (1, 32)
-_SLOW_REASONS = {"int8": "int8 kernels are slow on CPUs without VNNI",
-                 "int8_dynamic": "activations are quantized at every call",
-                 "float16": "CPUs without native float16 arithmetic convert the weights back to float32"}
 _DEFAULT_BATCH_SIZES = (1, 8, 32)
 
 
@@ -119,18 +104,10 @@ def _move_into_place(partial, path, overwrite):
             os.replace(partial, path)
 
 
-def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method, io, precision):
+def _check_quantization(model, quantize, calibration_data, calibrate_method, io):
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be None or one of {QUANTIZE_MODES}, got {quantize!r}")
     qat = is_quantize_aware(model)
-    if fmt == "tensorrt":
-        if quantize in ("dynamic", "float16"):
-            raise ExportError(f'TensorRT engines take quantize=None or "static", got {quantize!r}: for FP16 '
-                              'pass precision="fp16"; dynamic quantization has no TensorRT form.')
-        allowed = (None, "int8") if qat or quantize == "static" else (None, "fp32", "fp16")
-        if precision not in allowed:
-            raise ExportError(f"precision must be one of {allowed} for this model's engine, "
-                              f"got {precision!r}.")
     if qat and quantize:
         raise ExportError(f"Model {model.name!r} is quantization-aware: it exports to int8 by itself. "
                           "Leave quantize=None.")
@@ -143,23 +120,6 @@ def _check_quantization(fmt, model, quantize, calibration_data, calibrate_method
     if io != "float" and not (quantize == "static" or qat):
         raise ExportError(f'io="{io}" applies to full-integer TFLite exports: quantize="static" or a '
                           "quantization-aware model, to a .tflite path.")
-
-
-def _check_keras3(fmt, model):
-    """Refuses, before any work, what a Keras 3 model cannot become."""
-    from keras_compress import _keras3
-
-    if fmt == "h5":
-        raise ExportError(f"Model {model.name!r} is a Keras 3 model: HDF5 (.h5) is the legacy tf_keras "
-                          "format. Save it as .keras (or export it to ONNX, TFLite or a SavedModel).")
-    quantized = _keras3.quantized_layers(model)
-    if quantized and fmt in ("tflite", "tensorrt"):
-        raise ExportError(
-            f"Model {model.name!r} was quantized with Keras' model.quantize() "
-            f"(layers {', '.join(quantized)}): "
-            f"its int8 kernels cannot be converted to {'TFLite' if fmt == 'tflite' else 'TensorRT'} (the "
-            "converter takes no integer matmul inputs). Export the float model with quantize=\"dynamic\" "
-            "or \"static\" instead, or export this one to ONNX or a SavedModel.")
 
 
 def _check_weights_finite(model):
@@ -183,78 +143,105 @@ def _check_samples(samples, inputs):
                               "outputs on finite inputs only. Pass finite sample_data.")
 
 
-def _rows(samples, count):
-    """`samples` repeated or cut to `count` rows."""
-    return [np.resize(array, (count, *array.shape[1:])) for array in samples]
+def _check_request(model, fmt, *, verify, opset, quantize, calibration_data, calibrate_method, io, precision,
+                   batch_sizes, sparse_weights):
+    """Refuses, before any work, options that are wrong or do not apply to `fmt`, and what the
+    format's `check_export` hook refuses."""
+    if verify not in (True, False, "warn"):
+        raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
+    if not isinstance(sparse_weights, bool):
+        raise ExportError(f"sparse_weights must be True or False, got {sparse_weights!r}")
+    given = {"opset": opset is not None, "quantize": quantize is not None,
+             "calibration_data": calibration_data is not None,
+             "calibrate_method": calibrate_method != "minmax",
+             "io": io != "float", "precision": precision is not None,
+             "batch_sizes": tuple(batch_sizes) != _DEFAULT_BATCH_SIZES, "sparse_weights": sparse_weights}
+    _check_options_apply(fmt, [option for option, is_given in given.items() if is_given])
+    if opset is not None and (not isinstance(opset, int) or not 9 <= opset <= 21):
+        raise ExportError(f"opset must be an int in [9, 21], got {opset!r}")
+    _check_quantization(model, quantize, calibration_data, calibrate_method, io)
+    fmt.call("check_export", model, ExportRequest(quantize=quantize, precision=precision,
+                                                  batch_sizes=tuple(batch_sizes),
+                                                  quantize_aware=is_quantize_aware(model)))
 
 
-def _median_ms(runners, samples):
-    """`{name: {batch: median ms}}` of each runner at each of `SPEED_BATCH_SIZES` (the batches
-    `keras_compress.benchmark` reports by default); the runners alternate per batch size."""
-    times = {name: {} for name in runners}
-    for batch in SPEED_BATCH_SIZES:
-        inputs = _rows(samples, batch)
-        for name, runner in runners.items():
-            times[name][batch] = round(float(np.median(latencies(runner, inputs))) * 1e3, 4)
-    return times
+def _check_destination(path, fmt, overwrite):
+    """`(replace, folder)`: whether the export may replace what is at `path`, and the folder it
+    goes to; refuses a path it must not write."""
+    made_for_it = _empty_file(path) and not fmt.is_folder  # an empty file made for the artifact
+    replace = overwrite or made_for_it
+    if os.path.exists(path) and not replace:
+        raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
+    if os.path.exists(path) and not made_for_it and not fmt.replaceable(path):
+        kind = "a folder" if os.path.isdir(path) else "a file"
+        raise ExportError(f"{path} is {kind} that holds no {fmt.title} model: overwrite replaces only a "
+                          "model file of the same kind (read from its content), never other data. Choose "
+                          "another path, or move it away yourself.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"The folder {folder} does not exist: create it first.")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"The folder {folder} is not writable: export to another folder.")
+    return replace, folder
 
 
-def _figures(first, second, batches):
-    return "; ".join(f"batch {b}: {first[b]:.3g} ms vs {second[b]:.3g} ms" for b in batches)
+def _verification_samples(model, source, sample_data, calibration):
+    """`(samples, reference outputs)`: `sample_data`, else rows of the calibration data, else
+    random inputs, which must suit the model (finite outputs)."""
+    if sample_data is not None:
+        samples = sample_data
+    elif calibration is not None:
+        samples = [np.concatenate([batch[i] for batch in calibration])[:64]
+                   for i in range(len(source.inputs))]
+    else:
+        samples = sample_inputs(model)
+    samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
+    _check_samples(samples, source.inputs)
+    generated = sample_data is None and calibration is None
+    try:
+        reference = source.predict(samples)
+        finite = all(np.isfinite(output).all() for output in as_list(reference))
+        problem = None if finite else "the model's outputs are NaN or Inf"
+    except Exception as error:
+        if not generated:
+            raise
+        problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+    if generated and problem:
+        raise ExportError(f"The random sample inputs generated to verify {model.name!r} do not suit it "
+                          f"({problem}): pass sample_data=, a few rows of real inputs.")
+    if calibration is not None and not all(np.isfinite(output).all() for batch in calibration
+                                           for output in as_list(source.predict(batch))):
+        raise ExportError(f"Model {model.name!r} outputs NaN or Inf on the calibration data: static "
+                          "quantization has no ranges to calibrate. Check the model (a diverged training, "
+                          "inputs it was not trained for) before quantizing it.")
+    return samples, reference
 
 
-def _speed_against_float(artifact_runner, float_runner, samples):
-    """Latency of the quantized artifact and of its float32 twin, and the speed-up, per batch size."""
-    speed = _median_ms({"latency_ms": artifact_runner, "float32_latency_ms": float_runner}, samples)
-    speed["speedup_vs_float32"] = {batch: round(speed["float32_latency_ms"][batch] / ms, 3)
-                                   for batch, ms in speed["latency_ms"].items()}
-    return speed
+def _precision_written(model, fmt, quantize, precision, settings):
+    """The precision of the written file: float32 where dynamic quantization quantized no weight
+    (the exporter recorded it so in the file), with a warning saying why."""
+    if quantize != "dynamic" or settings["int8_weights"]["tensors"]:
+        return precision
+    warnings.warn(f"quantize={quantize!r} quantized no weight of model {model.name!r}: the {fmt.title} "
+                  f"artifact is float32, and says so ({fmt.nothing_quantized}). Try "
+                  'quantize="static" or keep the float export.', stacklevel=3)
+    return "float32"
 
 
-def _plain_onnxruntime_speed(path, samples):
-    """Latency of a QAT ONNX file in ONNX Runtime with default session options (its int8
-    kernels) and with `session.disable_quant_qdq=1` (Q/DQ as float math), per batch size."""
-    return _median_ms({"default_ms": OnnxRunner(path, int8_kernels=True),
-                       "disable_quant_qdq_ms": OnnxRunner(path, int8_kernels=False)}, samples)
-
-
-def _plain_onnxruntime_warning(speed, model):
-    ratios = {batch: ms / speed["disable_quant_qdq_ms"][batch] for batch, ms in speed["default_ms"].items()}
-    slow = [batch for batch, ratio in ratios.items() if ratio > _PLAIN_RUNTIME_SLOWER]
-    if not slow:
-        return
-    warnings.warn(f"The QAT ONNX export of {model.name!r} runs {max(ratios.values()):.0f}x slower in ONNX "
-                  "Runtime with default session options than with the session option "
-                  "session.disable_quant_qdq=1 on this CPU "
-                  f"({_figures(speed['default_ms'], speed['disable_quant_qdq_ms'], slow)}). "
-                  "keras_compress.load sets it; where you serve the file yourself, set "
-                  "options.add_session_config_entry('session.disable_quant_qdq', '1'). The file's metadata "
-                  "records these figures.", stacklevel=3)
-
-
-def _slow_reason(precision, fmt, path, settings):
-    """Why a quantized artifact at `path` can be slower than its float32 twin, where known: what
-    its runtime does with it, else what this CPU lacks; "" when nothing explains it."""
-    if settings.get("xnnpack") is False:
-        return (" (it runs on TFLite's builtin kernels: LiteRT's XNNPack delegate cannot take its sparse "
-                "weights; export without sparse_weights for speed)")
-    if precision == "int8_dynamic" and fmt.name == "onnx" and fmt.op_counts(path).get("ConvInteger"):
-        return (" (ONNX Runtime runs dynamically quantized convolutions as ConvInteger, slower than float "
-                'convolutions: quantize="static" makes int8 convolutions fast)')
-    reason = _SLOW_REASONS.get(precision)
-    if reason is None or (precision == "int8" and has_vnni()):  # the CPU has int8 dot products
-        return ""
-    return f" ({reason})"
-
-
-def _slower_warning(speed, precision, fmt, path, settings, model):
-    slower = [batch for batch, ratio in speed["speedup_vs_float32"].items() if ratio < 1 / _SLOWER]
-    if not slower:
-        return
-    figures = _figures(speed["latency_ms"], speed["float32_latency_ms"], slower)
-    warnings.warn(f"The {precision} {fmt.title} export of {model.name!r} runs slower than its float32 twin "
-                  f"on this machine ({figures}): it saves size, not time, here"
-                  f"{_slow_reason(precision, fmt, path, settings)}.", stacklevel=3)
+def _verified(model, fmt, runner, source, reference, samples, precision, verify):
+    """The parity of the artifact's outputs with the model's (None without `verify`); a mismatch
+    raises, or warns with verify="warn"."""
+    if not verify:
+        return None
+    names = [info.name for info in source.outputs]
+    result = parity(as_list(reference), as_list(runner.predict(samples)), names)
+    try:
+        check_parity(result, precision, f"{fmt.title} export of {model.name!r}")
+    except ExportVerificationError as error:
+        if verify is True:
+            raise
+        warnings.warn(str(error), stacklevel=3)
+    return result
 
 
 def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
@@ -328,73 +315,17 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
     path = os.fspath(path)
     path = path.rstrip(os.sep) or path
     fmt = _format_of(path, format)
-    if verify not in (True, False, "warn"):
-        raise ValueError(f'verify must be True, False or "warn", got {verify!r}')
-    if not isinstance(sparse_weights, bool):
-        raise ExportError(f"sparse_weights must be True or False, got {sparse_weights!r}")
-    given = {"opset": opset is not None, "quantize": quantize is not None,
-             "calibration_data": calibration_data is not None,
-             "calibrate_method": calibrate_method != "minmax",
-             "io": io != "float", "precision": precision is not None,
-             "batch_sizes": tuple(batch_sizes) != _DEFAULT_BATCH_SIZES, "sparse_weights": sparse_weights}
-    _check_options_apply(fmt, [option for option, is_given in given.items() if is_given])
-    if opset is not None and (not isinstance(opset, int) or not 9 <= opset <= 21):
-        raise ExportError(f"opset must be an int in [9, 21], got {opset!r}")
-    _check_quantization(fmt.name, model, quantize, calibration_data, calibrate_method, io, precision)
-    if flavour_of(model) == KERAS3:
-        _check_keras3(fmt.name, model)
-    if fmt.name == "tensorrt":
-        require_tensorrt()
-        if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
-            raise ExportError("batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, "
-                              f"got {batch_sizes!r}")
-    made_for_it = _empty_file(path) and not fmt.is_folder  # an empty file made for the artifact
-    replace = overwrite or made_for_it
-    if os.path.exists(path) and not replace:
-        raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite) to replace it.")
-    if os.path.exists(path) and not made_for_it and not fmt.replaceable(path):
-        kind = "a folder" if os.path.isdir(path) else "a file"
-        raise ExportError(f"{path} is {kind} that holds no {fmt.title} model: overwrite replaces only a "
-                          "model file of the same kind (read from its content), never other data. Choose "
-                          "another path, or move it away yourself.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"The folder {folder} does not exist: create it first.")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"The folder {folder} is not writable: export to another folder.")
+    _check_request(model, fmt, verify=verify, opset=opset, quantize=quantize,
+                   calibration_data=calibration_data, calibrate_method=calibrate_method, io=io,
+                   precision=precision, batch_sizes=batch_sizes, sparse_weights=sparse_weights)
+    replace, folder = _check_destination(path, fmt, overwrite)
     if pruning_wrappers(model):
         raise ExportError("The model still has pruning wrappers: export keras_compress.pruning.strip(model).")
     _check_weights_finite(model)
     source = KerasRunner(model)
-    calibration = None
-    if quantize == "static":
-        calibration = calibration_batches(calibration_data, source.inputs, source._input_dtypes)
-    if sample_data is not None:
-        samples = sample_data
-    elif calibration is not None:
-        samples = [np.concatenate([batch[i] for batch in calibration])[:64]
-                   for i in range(len(source.inputs))]
-    else:
-        samples = sample_inputs(model)
-    samples = normalize_inputs(samples, source.inputs, source._input_dtypes)
-    _check_samples(samples, source.inputs)
-    generated = sample_data is None and calibration is None
-    try:
-        reference = source.predict(samples)
-        finite = all(np.isfinite(output).all() for output in as_list(reference))
-        problem = None if finite else "the model's outputs are NaN or Inf"
-    except Exception as error:
-        if not generated:
-            raise
-        problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
-    if generated and problem:
-        raise ExportError(f"The random sample inputs generated to verify {model.name!r} do not suit it "
-                          f"({problem}): pass sample_data=, a few rows of real inputs.")
-    if calibration is not None and not all(np.isfinite(output).all() for batch in calibration
-                                           for output in as_list(source.predict(batch))):
-        raise ExportError(f"Model {model.name!r} outputs NaN or Inf on the calibration data: static "
-                          "quantization has no ranges to calibrate. Check the model (a diverged training, "
-                          "inputs it was not trained for) before quantizing it.")
+    calibration = (calibration_batches(calibration_data, source.inputs, source._input_dtypes)
+                   if quantize == "static" else None)
+    samples, reference = _verification_samples(model, source, sample_data, calibration)
     qat = is_quantize_aware(model) and "quantize" in fmt.export_options
     engine_precision = precision
     precision = "int8" if qat else "float16" if precision == "fp16" else _PRECISIONS[quantize]
@@ -408,34 +339,18 @@ def export(model, path, *, format=None, sample_data=None, verify=True, overwrite
         target = os.path.join(partial, "artifact" + (fmt.suffixes[0] if fmt.suffixes else ""))
         settings = fmt.export(model, target, artifact_metadata(model, fmt.name, {"precision": precision}),
                               **options)
-        if quantize == "dynamic" and not settings["int8_weights"]["tensors"]:
-            precision = "float32"  # the exporter recorded it so in the file's metadata
-            warnings.warn(f"quantize={quantize!r} quantized no weight "
-                          f"of model {model.name!r}: the {fmt.title} "
-                          f"artifact is {precision}, and says so ({NOTHING_QUANTIZED[fmt.name]}). Try "
-                          'quantize="static" or keep the float export.', stacklevel=2)
-        if fmt.name == "onnx" and qat and compare_speed:
-            settings["onnxruntime_speed"] = _plain_onnxruntime_speed(target, samples)
-            rewrite_settings(target, settings)
-            _plain_onnxruntime_warning(settings["onnxruntime_speed"], model)
-        timed = bool(quantize) and compare_speed and fmt.name != "tensorrt" and precision != "float32"
+        precision = _precision_written(model, fmt, quantize, precision, settings)
+        if compare_speed:
+            settings = fmt.call("after_export", model, target, settings, samples) or settings
+        timed = bool(quantize) and compare_speed and fmt.timed_against_float and precision != "float32"
         runner = load(target) if verify or timed else None
-        result = None
-        if verify:
-            names = [info.name for info in source.outputs]
-            result = parity(as_list(reference), as_list(runner.predict(samples)), names)
-            try:
-                check_parity(result, precision, f"{fmt.title} export of {model.name!r}")
-            except ExportVerificationError as error:
-                if verify is True:
-                    raise
-                warnings.warn(str(error), stacklevel=2)
+        result = _verified(model, fmt, runner, source, reference, samples, precision, verify)
         if timed:
             twin = os.path.join(partial, "float32" + fmt.suffixes[0])
             fmt.export(model, twin, artifact_metadata(model, fmt.name, {"precision": "float32"}),
                        **{name: value for name, value in options.items() if name == "opset"})
-            settings["speed"] = _speed_against_float(runner, load(twin), samples)
-            _slower_warning(settings["speed"], precision, fmt, target, settings, model)
+            settings["speed"] = speed_against_float(runner, load(twin), samples)
+            warn_if_slower(settings["speed"], precision, fmt, target, settings, model)
         del runner
         if os.path.exists(path) and not (_empty_file(path) or fmt.replaceable(path)):  # changed meanwhile
             raise FileExistsError(f"{path} appeared while exporting, or changed, and holds no {fmt.title} "

@@ -2,13 +2,7 @@
 
 import numpy as np
 
-__all__ = ["onnx_int8_weights", "tflite_int8_weights", "NOTHING_QUANTIZED"]
-
-# Why a dynamic-range quantizer may leave every weight float.
-NOTHING_QUANTIZED = {
-    "tflite": "the TFLite converter quantizes only weights of 1,024 elements or more",
-    "onnx": "ONNX Runtime quantizes only the weights of MatMul, Conv, Gather and a few other operators",
-}
+__all__ = ["onnx_int8_weights", "tflite_int8_weights"]
 
 
 def _counts(shapes):

@@ -5,6 +5,7 @@ import collections
 import contextlib
 import logging
 import re
+import warnings
 
 import tensorflow as tf
 
@@ -18,9 +19,12 @@ from keras_compress.export.signature import input_specs, serving_function
 from keras_compress.quantization.qat import is_quantize_aware
 from keras_compress.runtime.metadata import KEY, decode, encode
 
-__all__ = ["export_onnx", "rewrite_settings", "DEFAULT_OPSET"]
+__all__ = ["export_onnx", "after_export", "rewrite_settings", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 17
+# A QAT ONNX file this much slower in ONNX Runtime's default session than with Q/DQ as float
+# math gets a warning.
+_PLAIN_RUNTIME_SLOWER = 1.5
 
 
 def convert_to_onnx(model, opset):
@@ -134,6 +138,32 @@ def rewrite_settings(path, settings):
     metadata = decode(next(entry.value for entry in proto.metadata_props if entry.key == KEY))
     _set_metadata(proto, metadata, settings)
     onnx.save(proto, path)
+
+
+def after_export(model, path, settings, samples):
+    """A QAT ONNX file, timed in ONNX Runtime with default session options (its int8 kernels)
+    against Q/DQ run as float math (`session.disable_quant_qdq=1`): the figures go into its
+    metadata, and a warning where the default is much slower."""
+    if not is_quantize_aware(model):
+        return settings
+    from keras_compress.export.speed import figures, median_ms
+    from keras_compress.runtime.onnx_runner import OnnxRunner
+
+    speed = median_ms({"default_ms": OnnxRunner(path, int8_kernels=True),
+                       "disable_quant_qdq_ms": OnnxRunner(path, int8_kernels=False)}, samples)
+    settings = dict(settings, onnxruntime_speed=speed)
+    rewrite_settings(path, settings)
+    ratios = {batch: ms / speed["disable_quant_qdq_ms"][batch] for batch, ms in speed["default_ms"].items()}
+    slow = [batch for batch, ratio in ratios.items() if ratio > _PLAIN_RUNTIME_SLOWER]
+    if slow:
+        warnings.warn(f"The QAT ONNX export of {model.name!r} runs {max(ratios.values()):.0f}x slower in "
+                      "ONNX Runtime with default session options than with the session option "
+                      "session.disable_quant_qdq=1 on this CPU "
+                      f"({figures(speed['default_ms'], speed['disable_quant_qdq_ms'], slow)}). "
+                      "keras_compress.load sets it; where you serve the file yourself, set "
+                      "options.add_session_config_entry('session.disable_quant_qdq', '1'). The file's "
+                      "metadata records these figures.", stacklevel=4)
+    return settings
 
 
 def _sort_topologically(graph):

@@ -4,6 +4,8 @@ import os
 
 import tensorflow as tf
 
+from keras_compress._flavour import KERAS3, flavour_of
+from keras_compress.errors import ExportError
 from keras_compress.export.signature import serving_function
 from keras_compress.runtime.metadata import encode
 from keras_compress.runtime.saved_model_runner import metadata_path
@@ -26,6 +28,13 @@ def export_keras(model, path, metadata):
     """Writes the native `.keras` file (architecture, weights and, if compiled, optimizer)."""
     model.save(path)
     return {}
+
+
+def check_h5_export(model, request):
+    """HDF5 holds tf_keras models only."""
+    if flavour_of(model) == KERAS3:
+        raise ExportError(f"Model {model.name!r} is a Keras 3 model: HDF5 (.h5) is the legacy tf_keras "
+                          "format. Save it as .keras (or export it to ONNX, TFLite or a SavedModel).")
 
 
 def export_h5(model, path, metadata):

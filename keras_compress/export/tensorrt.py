@@ -16,6 +16,7 @@ import onnx
 from keras_compress._files import write_atomically
 from keras_compress._tensorrt import require_tensorrt
 from keras_compress.errors import ExportError, ModelFileError
+from keras_compress.export.checks import refuse_keras_int8_kernels
 from keras_compress.export.onnx import export_onnx
 from keras_compress.export.qdq import symmetric_activations
 
@@ -59,6 +60,25 @@ def _write_timing_cache(config, path):
             file.write(data)
 
     write_atomically(path, write)
+
+
+def check_export(model, request):
+    """What an engine can be built from: quantize and precision that TensorRT has, a (min, opt, max)
+    batch profile, a model without Keras' own int8 kernels, and TensorRT with a GPU here."""
+    if request.quantize in ("dynamic", "float16"):
+        raise ExportError(f'TensorRT engines take quantize=None or "static", got {request.quantize!r}: for '
+                          'FP16 pass precision="fp16"; dynamic quantization has no TensorRT form.')
+    int8 = request.quantize_aware or request.quantize == "static"
+    allowed = (None, "int8") if int8 else (None, "fp32", "fp16")
+    if request.precision not in allowed:
+        raise ExportError(f"precision must be one of {allowed} for this model's engine, "
+                          f"got {request.precision!r}.")
+    refuse_keras_int8_kernels(model, "TensorRT")
+    require_tensorrt()
+    batch_sizes = request.batch_sizes
+    if len(batch_sizes) != 3 or not 1 <= batch_sizes[0] <= batch_sizes[1] <= batch_sizes[2]:
+        raise ExportError("batch_sizes must be (min, opt, max) with 1 <= min <= opt <= max, "
+                          f"got {batch_sizes!r}")
 
 
 def export_tensorrt(model, path, metadata, *, opset=None, quantize=None, calibration_data=None,

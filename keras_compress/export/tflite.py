@@ -6,12 +6,18 @@ import warnings
 
 from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress.errors import ExportError
+from keras_compress.export.checks import refuse_keras_int8_kernels
 from keras_compress.export.int8_weights import tflite_int8_weights
 from keras_compress.export.signature import serving_function
 from keras_compress.quantization.qat import is_quantize_aware, quantized_kernel_count
 from keras_compress.runtime.tflite_metadata import add_metadata
 
 __all__ = ["export_tflite", "convert_to_tflite"]
+
+
+def check_export(model, request):
+    """The TFLite converter takes no integer matmul inputs: refuses Keras' own int8 kernels."""
+    refuse_keras_int8_kernels(model, "TFLite")
 
 
 def _unsupported_ops(message):

@@ -40,6 +40,16 @@ class Format:
             convolutions and matrix products in the file (`keras_compress.benchmark.macs`), or None.
         serve: `serve(path, arrays, threads)`, running the file with the fewest imports (for
             serving-memory measurements), or None to run it through keras_compress.
+
+    Export hooks (`"module:function"`, or None where the format needs none):
+        check_export: `check_export(model, request)` refuses, before any work, what this format
+            cannot make of `model` with the `keras_compress.export.checks.ExportRequest`.
+        after_export: `after_export(model, path, settings, samples) -> settings`, checks or
+            timings of the written file, run when the export compares speeds.
+        slow_reason: `slow_reason(path, precision, settings) -> str`, why a quantized file of
+            this format runs slower than its float32 twin, "" when the file does not say.
+        nothing_quantized: why dynamic quantization may leave every weight float in this format.
+        timed_against_float: whether a quantized artifact is timed against its float32 twin.
     """
 
     name: str
@@ -56,6 +66,11 @@ class Format:
     op_counts: object = None
     mac_count: object = None
     serve: object = None
+    check_export: object = None
+    after_export: object = None
+    slow_reason: object = None
+    nothing_quantized: str = ""
+    timed_against_float: bool = True
 
     @property
     def is_folder(self):
@@ -72,6 +87,11 @@ class Format:
 
     def export(self, model, path, metadata, **options):
         return _resolve(self.exporter)(model, path, metadata, **options)
+
+    def call(self, hook, *args):
+        """Runs the export hook named `hook` ("check_export", ...) on `args`; None without one."""
+        reference = getattr(self, hook)
+        return None if reference is None else _resolve(reference)(*args)
 
     def open(self, path, **options):
         """A runner for the artifact at `path`; unknown options are refused by name."""

@@ -28,4 +28,5 @@ FORMAT = Format(
     exporter="keras_compress.export.saved_model:export_h5",
     runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
     libraries=("tensorflow", "tf-keras", "h5py"),
-    runner_options=("safe_mode", "custom_objects", "memory_budget"), holds=_holds, holds_model=_holds_model)
+    runner_options=("safe_mode", "custom_objects", "memory_budget"), holds=_holds, holds_model=_holds_model,
+    check_export="keras_compress.export.saved_model:check_h5_export")

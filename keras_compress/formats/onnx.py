@@ -106,10 +106,20 @@ def _serve(path, arrays, threads):
     session.run(None, arrays)
 
 
+def _slow_reason(path, precision, settings):
+    if precision == "int8_dynamic" and _op_counts(path).get("ConvInteger"):
+        return ("ONNX Runtime runs dynamically quantized convolutions as ConvInteger, slower than float "
+                'convolutions: quantize="static" makes int8 convolutions fast')
+    return ""
+
+
 FORMAT = Format(
     name="onnx", title="ONNX", suffixes=(".onnx",),
     exporter="keras_compress.export.onnx:export_onnx", runner="keras_compress.runtime.onnx_runner:OnnxRunner",
     libraries=("tensorflow", "tf2onnx", "onnx", "onnxruntime"),
     export_options=("opset", "quantize", "calibration_data", "calibrate_method"),
     runner_options=("providers", "threads", "int8_kernels"),
-    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, mac_count=_mac_count, serve=_serve)
+    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, mac_count=_mac_count, serve=_serve,
+    after_export="keras_compress.export.onnx:after_export", slow_reason=_slow_reason,
+    nothing_quantized="ONNX Runtime quantizes only the weights of MatMul, Conv, Gather and a few other "
+                      "operators")

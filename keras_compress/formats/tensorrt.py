@@ -14,4 +14,5 @@ FORMAT = Format(
     exporter="keras_compress.export.tensorrt:export_tensorrt",
     runner="keras_compress.runtime.tensorrt_runner:TensorRTRunner",
     libraries=("tensorflow", "tf2onnx", "onnx", "tensorrt"),
-    export_options=("opset", "quantize", "calibration_data", "precision", "batch_sizes"), holds=_holds)
+    export_options=("opset", "quantize", "calibration_data", "precision", "batch_sizes"), holds=_holds,
+    check_export="keras_compress.export.tensorrt:check_export", timed_against_float=False)

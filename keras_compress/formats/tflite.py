@@ -82,8 +82,6 @@ def _mac_count(path):
     sizes of a call on one row of zeros (a file stores sizes computed at run time as
     placeholders); None for graphs with loops, branches or fused recurrent layers, and for inputs
     with sizes other than the batch left open."""
-    import math
-
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_path=path,
@@ -94,24 +92,31 @@ def _mac_count(path):
     operators = interpreter._get_ops_details()
     if any(op["op_name"] in _UNCOUNTED for op in operators):
         return None
-    shapes = {detail["index"]: list(detail["shape"]) for detail in interpreter.get_tensor_details()}
-    total = 0
-    for op in operators:
-        shape = [shapes.get(i) for i in op["inputs"]]
-        out = math.prod(shapes[op["outputs"][0]])
-        if op["op_name"] == "CONV_2D":  # filter [out, height, width, in]
-            total += out * math.prod(shape[1][1:])
-        elif op["op_name"] == "CONV_3D":  # filter [depth, height, width, in, out]
-            total += out * math.prod(shape[1][:-1])
-        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # filter [1, height, width, out]
-            total += out * math.prod(shape[1][1:-1])
-        elif op["op_name"] == "FULLY_CONNECTED":  # weights [out, in]
-            total += out * shape[1][-1]
-        elif op["op_name"] == "BATCH_MATMUL":  # the converter leaves both operands untransposed
-            total += out * shape[0][-1]
-        elif op["op_name"] == "TRANSPOSE_CONV":  # (output shape, filter [out, height, width, in], input)
-            total += math.prod(shape[2]) * math.prod(shape[1][:-1])
-    return total
+    shapes = {detail["index"]: detail["shape"] for detail in interpreter.get_tensor_details()}
+    return sum(_operator_macs(op["op_name"], [shapes.get(i) for i in op["inputs"]], shapes[op["outputs"][0]])
+               for op in operators)
+
+
+def _operator_macs(name, inputs, output):
+    """Multiply-accumulates of one TFLite operator, from its tensors' shapes; 0 for an operator
+    without any. Counted in Python ints: LiteRT's int32 shapes overflow past 2**31 (ResNet50)."""
+    import math
+
+    inputs = [None if shape is None else [int(size) for size in shape] for shape in inputs]
+    out = math.prod(int(size) for size in output)
+    if name == "CONV_2D":  # filter [out, height, width, in]
+        return out * math.prod(inputs[1][1:])
+    if name == "CONV_3D":  # filter [depth, height, width, in, out]
+        return out * math.prod(inputs[1][:-1])
+    if name == "DEPTHWISE_CONV_2D":  # filter [1, height, width, out]
+        return out * math.prod(inputs[1][1:-1])
+    if name == "FULLY_CONNECTED":  # weights [out, in]
+        return out * inputs[1][-1]
+    if name == "BATCH_MATMUL":  # the converter leaves both operands untransposed
+        return out * inputs[0][-1]
+    if name == "TRANSPOSE_CONV":  # (output shape, filter [out, height, width, in], input)
+        return math.prod(inputs[2]) * math.prod(inputs[1][:-1])
+    return 0
 
 
 def _xnnpack_prepares(interpreter):
@@ -157,6 +162,13 @@ def _serve(path, arrays, threads):
     runner(**feed)
 
 
+def _slow_reason(path, precision, settings):
+    if settings.get("xnnpack") is False:
+        return ("it runs on TFLite's builtin kernels: LiteRT's XNNPack delegate cannot take its sparse "
+                "weights; export without sparse_weights for speed")
+    return ""
+
+
 FORMAT = Format(
     name="tflite", title="TFLite", suffixes=(".tflite",),
     exporter="keras_compress.export.tflite:export_tflite",
@@ -164,4 +176,6 @@ FORMAT = Format(
     libraries=("tensorflow", "ai-edge-litert"),
     export_options=("quantize", "calibration_data", "io", "sparse_weights"),
     runner_options=("threads",),
-    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, mac_count=_mac_count, serve=_serve)
+    holds=_holds, weight_counts=_weight_counts, op_counts=_op_counts, mac_count=_mac_count, serve=_serve,
+    check_export="keras_compress.export.tflite:check_export", slow_reason=_slow_reason,
+    nothing_quantized="the TFLite converter quantizes only weights of 1,024 elements or more")

@@ -2,12 +2,19 @@
 
 Names load on first use. Importing the package registers the pruning wrapper and schedules
 with Keras (all that loading a pruned model file needs), so pruned files load with a plain
-`keras.models.load_model` too.
+`load_model` too: with Keras 3 when the process imported it, and with tf_keras unless the
+process imported Keras 3 and not tf_keras, so that a Keras 3 process never loads tf_keras or
+tfmot. (`keras_compress.load_model` registers whatever a file needs, in any order.)
 """
 
+import sys
+
 from keras_compress._lazy import lazy_exports
-from keras_compress.pruning import schedules as _schedules  # noqa: F401  (registers them)
-from keras_compress.pruning import wrapper as _wrapper  # noqa: F401  (registers it)
+
+if "tf_keras" in sys.modules or "keras" not in sys.modules:
+    from keras_compress.pruning import wrapper as _wrapper  # noqa: F401  (registers it and the schedules)
+if "keras" in sys.modules:
+    from keras_compress.pruning import keras3_wrapper as _keras3_wrapper  # noqa: F401  (registers it)
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "ChannelRule": "layer_rules:ChannelRule",

@@ -6,10 +6,14 @@ from keras_compress._flavour import KERAS3, flavour_of, keras_for
 from keras_compress._retracing import one_trace_per_model
 from keras_compress.pruning._channels import ChannelGraph, unwrap
 from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
-from keras_compress.pruning.ranking import (channel_mask_values, filter_masks, global_weight_masks,
-                                            layer_weight_masks, read_value)
+from keras_compress.pruning.ranking import (
+    channel_mask_values,
+    filter_masks,
+    global_weight_masks,
+    layer_weight_masks,
+    read_value,
+)
 from keras_compress.pruning.report import sparsity as sparsity_report
-from keras_compress.pruning.wrapper import RankedSchedule
 
 __all__ = ["PruningCallback"]
 
@@ -66,9 +70,15 @@ class PruningCallback(keras.callbacks.Callback):
         self._writer = None
         self._original_train_function = None
         self._epoch_end = None
+        self._trained_model = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Read from here: Keras 3's `model` property syncs the JAX training state at every read.
+        self._trained_model = model
 
     def on_train_begin(self, logs=None):
-        model = self._model
+        model = self._trained_model
         self._pruned = find_pruned_model(model)
         if self._pruned is None:
             raise ValueError("PruningCallback found no pruning wrappers in the model: train the "
@@ -79,9 +89,12 @@ class PruningCallback(keras.callbacks.Callback):
         params = self.params  # None when a custom training loop calls the hooks
         steps = params.get("steps") if params else None
         changed = False
+        if not self._keras3:
+            from keras_compress.pruning.wrapper import RankedSchedule
         for wrapper in wrappers:
             schedule = wrapper.pruning_schedule
-            timing = schedule.schedule if isinstance(schedule, RankedSchedule) else schedule
+            ranked = not self._keras3 and isinstance(schedule, RankedSchedule)
+            timing = schedule.schedule if ranked else schedule
             # tfmot's own schedules (a model pruned by tfmot directly) count in steps as they are.
             changed |= timing.resolve(steps) if hasattr(timing, "resolve") else False
         first = wrappers[0]
@@ -139,7 +152,7 @@ class PruningCallback(keras.callbacks.Callback):
         return tf.function(remask)
 
     def _install_step_hooks(self):
-        model = self._model
+        model = self._trained_model
         original = self._flavour.train_function(model)
         # An interrupted fit leaves our hook installed; never stack two.
         original = getattr(original, "_pruning_original", original)
@@ -157,9 +170,19 @@ class PruningCallback(keras.callbacks.Callback):
                 remask()
                 return logs
 
-        hooked._pruning_original = original
+        def restoring_on_error(*args):
+            try:
+                return hooked(*args)
+            except BaseException as error:
+                # `fit` ends an epoch whose length is unknown on these; on anything else it stops
+                # without calling `on_train_end`: the model gets its own functions back here.
+                if not isinstance(error, StopIteration) and type(error).__name__ != "OutOfRangeError":
+                    self._restore_model_functions()
+                raise
+
+        restoring_on_error._pruning_original = original
         self._original_train_function = original
-        self._flavour.set_train_function(model, hooked)
+        self._flavour.set_train_function(model, restoring_on_error)
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self._in_fit and self._ranked:
@@ -180,13 +203,16 @@ class PruningCallback(keras.callbacks.Callback):
         self._epoch_end = self._next_step + self._steps_per_epoch if self._steps_per_epoch else None
 
     def on_train_end(self, logs=None):
+        self._restore_model_functions()
+
+    def _restore_model_functions(self):
         if self._original_train_function is not None:
             if self._keras3:
                 from keras_compress.pruning import keras3_steps
 
-                keras3_steps.uninstall(self._model)
+                keras3_steps.uninstall(self._trained_model)
             else:
-                self._flavour.set_train_function(self._model, self._original_train_function)
+                self._flavour.set_train_function(self._trained_model, self._original_train_function)
             self._original_train_function = None
 
     def due_sparsity(self):
@@ -226,7 +252,7 @@ class PruningCallback(keras.callbacks.Callback):
         import tensorflow as tf
 
         report = sparsity_report(self._pruned)
-        step = int(self._model.optimizer.iterations.numpy())
+        step = int(self._trained_model.optimizer.iterations.numpy())
         with self._writer.as_default():
             for row in report.layers:
                 tf.summary.scalar(f"sparsity/{row['layer']}", row["sparsity"], step=step)

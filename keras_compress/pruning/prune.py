@@ -6,16 +6,14 @@ import warnings
 
 import numpy as np
 
-
 from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
-from keras_compress._tfmot import TfmotPruneWrapper, prunability, tfmot
 from keras_compress.pruning._channels import ChannelGraph
 from keras_compress.pruning.layer_rules import builtin_name, rule_for
-from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
-from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
-from keras_compress.pruning.keras3_wrapper import prunable_weights
 from keras_compress.pruning.report import kernels
-from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
+from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
+
+# The wrappers load with their flavour's road (tfmot's for tf_keras), so that a Keras 3
+# process never imports tf_keras or tfmot.
 
 __all__ = ["prune", "strip"]
 
@@ -70,10 +68,13 @@ def _our_schedule(schedule):
     """A keras_compress schedule from ours or from tfmot's (same arguments)."""
     if isinstance(schedule, (PolynomialDecay, ConstantSparsity)):
         return schedule
-    if isinstance(schedule, tfmot.sparsity.keras.PolynomialDecay):
+    # tfmot's schedules (and subclasses), told by their module: a process without tfmot holds none.
+    tfmot_class = next((cls.__name__ for cls in type(schedule).__mro__
+                        if cls.__module__.startswith("tensorflow_model_optimization.")), None)
+    if tfmot_class == "PolynomialDecay":
         return PolynomialDecay(schedule.initial_sparsity, schedule.final_sparsity, schedule.begin_step,
                                schedule.end_step, schedule.power, schedule.frequency)
-    if isinstance(schedule, tfmot.sparsity.keras.ConstantSparsity):
+    if tfmot_class == "ConstantSparsity":
         return ConstantSparsity(schedule.target_sparsity, schedule.begin_step, schedule.end_step,
                                 schedule.frequency)
     raise TypeError("schedule must be a PolynomialDecay or ConstantSparsity (keras_compress.pruning's or "
@@ -158,6 +159,8 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         copy.trainable = True
     layers = {layer.name: layer for layer in copy.layers}
 
+    if not keras3:
+        from keras_compress._tfmot import prunability
     statuses = {name: (_keras3_prunability(layer) if keras3 else prunability(layer))
                 for name, layer in layers.items() if builtin_name(layer) != "InputLayer"}
     if kind == "filter":
@@ -193,12 +196,16 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         _warn_when_depthwise_kernels_stay_dense(layers, excluded)
 
     if keras3:
+        from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
+
         def wrap(layer):
             if layer.name not in targets:
                 return layer
             return Keras3Wrapper(layer, pruning_schedule=schedule, granularity=kind, scope=scope,
                                  block_size=block_size, sparsity_m_by_n=m_by_n)
     else:
+        from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
+
         if kind == "weight" and scope == "layer" or kind == "m:n":
             wrapper_schedule = schedule
         else:
@@ -278,6 +285,8 @@ def _warn_when_depthwise_kernels_stay_dense(layers, excluded):
 def _keras3_prunability(layer):
     """As tfmot's `prunability` for tf_keras: "weights", "none" (nothing to prune) or None (a
     layer with weights that pruning does not know: custom layers stay dense)."""
+    from keras_compress.pruning.keras3_wrapper import prunable_weights
+
     if prunable_weights(layer):
         return "weights"
     return "none" if builtin_name(layer) or not layer.weights else None
@@ -285,11 +294,17 @@ def _keras3_prunability(layer):
 
 def pruning_wrappers(model):
     """The pruning wrappers of a model (tf_keras or Keras 3), in layer order."""
-    return [layer for layer in model.layers if isinstance(layer, _wrapper_types())]
+    wrapper = _wrapper_type(model)
+    return [layer for layer in model.layers if isinstance(layer, wrapper)]
 
 
-def _wrapper_types():
-    return (TfmotPruneWrapper, Keras3Wrapper)
+def _wrapper_type(model):
+    """The pruning wrapper class of `model`'s Keras flavour."""
+    if flavour_of(model) == KERAS3:
+        from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude
+    else:
+        from keras_compress._tfmot import TfmotPruneWrapper as PruneLowMagnitude
+    return PruneLowMagnitude
 
 
 def find_pruned_model(model):
@@ -330,5 +345,7 @@ def strip(model):
         return flavour.copy_model(model)
     apply_masks(model)
     if flavour_of(model) != KERAS3:
+        from keras_compress._tfmot import tfmot
+
         return flavour.copy_model(tfmot.sparsity.keras.strip_pruning(model))
-    return flavour.copy_model(flavour.unwrapped(model, _wrapper_types()))
+    return flavour.copy_model(flavour.unwrapped(model, (_wrapper_type(model),)))

@@ -12,19 +12,18 @@ when training starts. And mask updates are counted back from the end step (tfmot
 counts them forward from the begin step), so the last update always falls on the
 end step and the schedule reaches its final sparsity whatever the frequency
 (tfmot's default frequency of 100 silently misses it on short runs).
+
+The classes are plain Python: only `__call__`, which tfmot's tf_keras wrapper calls inside the
+training graph, imports TensorFlow. The tf_keras road registers them with tf_keras
+(`keras_compress.pruning.wrapper`); the Keras 3 wrapper saves them itself.
 """
 
 import math
 import numbers
 
-import tensorflow as tf
-
-from keras_compress._keras import keras
-from keras_compress._tfmot import tfmot
-
 __all__ = ["PolynomialDecay", "ConstantSparsity"]
 
-_PACKAGE = "keras_compress"
+_PACKAGE = "keras_compress"  # their configs name them "keras_compress>PolynomialDecay", ...
 # Number of mask updates aimed for over a pruning span when `frequency` is unset.
 _UPDATES_PER_SPAN = 10
 # tfmot's default, used when nothing tells how long a never-ending schedule runs.
@@ -41,8 +40,6 @@ def _check_count(name, value, allow_none=True):
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-
-
 
 
 class _EpochAware:
@@ -114,13 +111,6 @@ class _EpochAware:
         else:
             self.frequency = None if self.in_epochs else _FALLBACK_FREQUENCY
 
-    def _should_prune_in_step(self, step, begin_step, end_step, frequency):
-        # Counted back from the end step, so that the last update lands on it.
-        step = tf.cast(step, tf.int64)
-        in_range = tf.logical_and(step >= begin_step, tf.logical_or(step <= end_step, end_step < 0))
-        offset = end_step - step if end_step >= 0 else step - begin_step
-        return tf.logical_and(in_range, tf.equal(tf.math.floormod(offset, frequency), 0))
-
     def prunes_at(self, step):
         """Whether masks are updated at `step` (a Python int), as `__call__` decides in the graph."""
         begin, end = self.begin_step, self.end_step
@@ -129,10 +119,19 @@ class _EpochAware:
         return ((end - step) if end >= 0 else (step - begin)) % self.frequency == 0
 
     def __call__(self, step):
+        """tfmot's schedule call on a step tensor: `(should_prune, sparsity)` as TensorFlow tensors,
+        what `prunes_at` and `sparsity_at` say for a Python int."""
         if not self.resolved:
             raise RuntimeError(f"{type(self).__name__} is given in epochs and has not been resolved: "
                                "train with keras_compress.pruning.PruningCallback.")
-        return super().__call__(step)
+        import tensorflow as tf
+
+        step = tf.cast(step, tf.int64)
+        begin, end = self.begin_step, self.end_step
+        in_range = tf.logical_and(step >= begin, tf.logical_or(step <= end, end < 0))
+        offset = end - step if end >= 0 else step - begin  # counted back from the end step
+        should_prune = tf.logical_and(in_range, tf.equal(tf.math.floormod(offset, self.frequency), 0))
+        return should_prune, tf.cast(self._sparsity_of_tensor(tf, step), tf.float32)
 
     def _timing_config(self):
         config = {"frequency": self.requested_frequency}
@@ -146,16 +145,14 @@ class _EpochAware:
     def get_config(self):
         # tfmot stores {"class_name", "config"}; the registered name keeps tfmot's own
         # classes of the same name from being picked when a pruned model is loaded.
-        return {"class_name": keras.utils.get_registered_name(type(self)),
-                "config": self._own_config()}
+        return {"class_name": f"{_PACKAGE}>{type(self).__name__}", "config": self._own_config()}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
-class PolynomialDecay(_EpochAware, tfmot.sparsity.keras.PolynomialDecay):
+class PolynomialDecay(_EpochAware):
     """Sparsity grows from `initial_sparsity` to `final_sparsity` along a polynomial.
 
     `sparsity(step) = final + (initial - final) * (1 - (step - begin) / (end - begin)) ** power`,
@@ -202,13 +199,18 @@ class PolynomialDecay(_EpochAware, tfmot.sparsity.keras.PolynomialDecay):
         span = self.initial_sparsity - self.final_sparsity
         return self.final_sparsity + span * (1 - progress) ** self.power
 
+    def _sparsity_of_tensor(self, tf, step):
+        progress = tf.cast(step - self.begin_step, tf.float64) / (self.end_step - self.begin_step)
+        progress = tf.clip_by_value(progress, 0.0, 1.0)
+        span = self.initial_sparsity - self.final_sparsity
+        return self.final_sparsity + span * (1 - progress) ** self.power
+
     def _own_config(self):
         return {"initial_sparsity": self.initial_sparsity, "final_sparsity": self.final_sparsity,
                 "power": self.power, **self._timing_config()}
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
-class ConstantSparsity(_EpochAware, tfmot.sparsity.keras.ConstantSparsity):
+class ConstantSparsity(_EpochAware):
     """The same sparsity at every pruning step from `begin` on (until `end`, if given).
 
     Args:
@@ -234,6 +236,9 @@ class ConstantSparsity(_EpochAware, tfmot.sparsity.keras.ConstantSparsity):
     def sparsity_at(self, step):
         """The sparsity at `step` (a Python int)."""
         return self.target_sparsity
+
+    def _sparsity_of_tensor(self, tf, step):
+        return tf.constant(self.target_sparsity)
 
     def _own_config(self):
         return {"target_sparsity": self.target_sparsity, **self._timing_config()}

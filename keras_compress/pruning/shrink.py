@@ -5,8 +5,8 @@ import numpy as np
 from keras_compress._flavour import check_graph_model
 from keras_compress.errors import ShrinkError
 from keras_compress.pruning._channels import ChannelGraph
-from keras_compress.pruning.prune import pruning_wrappers, strip
 from keras_compress.pruning.layer_rules import rule_for
+from keras_compress.pruning.prune import pruning_wrappers, strip
 
 __all__ = ["shrink"]
 

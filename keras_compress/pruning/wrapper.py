@@ -8,15 +8,19 @@ plain `keras.models.load_model`, without tfmot's `prune_scope`.
 import tensorflow as tf
 
 from keras_compress._keras import is_saving, keras
-from keras_compress._tfmot import tfmot, TfmotPruneWrapper
+from keras_compress._tfmot import TfmotPruneWrapper, tfmot
 from keras_compress.pruning.layer_rules import rule_for
+from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
 __all__ = ["PruneLowMagnitude", "RankedSchedule"]
 
 _PACKAGE = "keras_compress"
 
-# Layers may be saved by tfmot itself; let those load without a scope too.
+# Layers may be saved by tfmot itself; let those load without a scope too. And the schedules
+# (plain Python) load under the names their configs give.
 keras.utils.get_custom_objects().setdefault("PruneLowMagnitude", TfmotPruneWrapper)
+for _schedule in (PolynomialDecay, ConstantSparsity):
+    keras.utils.get_custom_objects().setdefault(f"{_PACKAGE}>{_schedule.__name__}", _schedule)
 
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)

@@ -21,12 +21,18 @@ import warnings
 import keras
 import numpy as np
 
-from keras_compress._keras3 import (call_count, call_takes_training, call_with_values, graph_nodes, producer,
-                                    sublayers)
-from keras_compress.errors import KerasCompressError
+from keras_compress._keras3 import (
+    call_count,
+    call_takes_training,
+    call_with_values,
+    graph_nodes,
+    producer,
+    sublayers,
+)
+from keras_compress.errors import ModelStateError, QuantizationError
 
-__all__ = ["QuantizeActivations", "QuantizeWeights", "quantize_aware_keras3", "is_quantize_aware_keras3",
-           "quantized_weights_keras3"]
+__all__ = ["QuantizeActivations", "QuantizeWeights", "check_model", "quantize_aware", "is_quantize_aware",
+           "quantized_weights", "quantized_kernel_count"]
 
 # Layer class -> output-channel axis of its kernel for per-channel quantization (None: per tensor).
 _WEIGHT_AXIS = {"Conv1D": -1, "Conv2D": -1, "DepthwiseConv2D": "depthwise", "Dense": None}
@@ -225,7 +231,7 @@ def quantized_kernel_count(model):
     return sum(isinstance(layer, QuantizeWeights) for layer in sublayers(model))
 
 
-def is_quantize_aware_keras3(model):
+def is_quantize_aware(model):
     """Whether a Keras 3 model holds keras_compress's QAT layers."""
     return any(isinstance(layer, (QuantizeWeights, QuantizeActivations))
                for layer in sublayers(model))
@@ -239,7 +245,7 @@ def _channel_peaks(kernel, depthwise, per_tensor):
     return np.abs(kernel).reshape(-1, channels).max(axis=0)
 
 
-def quantized_weights_keras3(layer):
+def quantized_weights(layer):
     """`[(kernel variable, fake-quantized kernel as run, symmetric int8 step per output channel or
     per tensor)]` of a `QuantizeWeights` layer; empty for any other layer."""
     if not isinstance(layer, QuantizeWeights):
@@ -311,9 +317,22 @@ def _separated(layer, input_shape, batch_norm, sparse, unique):
     return _quantized(depthwise, sparse), _quantized(pointwise, sparse, batch_norm)
 
 
-def quantize_aware_keras3(model, sparse, strict):
+def check_model(model):
+    """Refuses a model Keras itself quantized after training: its int8 kernels cannot train."""
+    from keras_compress._keras3 import quantized_layers
+
+    quantized = quantized_layers(model)
+    if quantized:
+        raise ModelStateError(
+            f"Model {model.name!r} was post-training quantized with Keras' model.quantize() (layers "
+            f"{', '.join(quantized)}): its int8 kernels are frozen and cannot be trained "
+            "with fake quantization. Call quantize_aware on the float model, before model.quantize().")
+
+
+def quantize_aware(model, sparse, clusters, strict):
     """The Keras 3 `quantize_aware`: a copy of `model` with its convolutions and Dense layers
-    in `QuantizeWeights` and `QuantizeActivations` after the inputs and quantized outputs."""
+    in `QuantizeWeights` and `QuantizeActivations` after the inputs and quantized outputs.
+    (`clusters` is always False: `qat` refuses cluster preservation for Keras 3 models.)"""
     from keras_compress._keras3 import copy_model, functional, output_tensors
 
     source = functional(copy_model(model))
@@ -343,8 +362,9 @@ def quantize_aware_keras3(model, sparse, strict):
         message = f"These layers of {model.name!r} stay float (keras_compress does not quantize them): " \
                   f"{', '.join(left_float)}."
         if strict:
-            raise KerasCompressError(message + " Pass strict=False to accept that, or change them (e.g. put "
-                                     "BatchNormalization right after a convolution with no activation).")
+            raise QuantizationError(message + " Pass strict=False to accept that, or change them (e.g. put "
+                                    "BatchNormalization right after a convolution with no activation).",
+                                    left_float)
         warnings.warn(message, stacklevel=3)
 
     # The output of a layer called once and read only by an activation layer (or a folded

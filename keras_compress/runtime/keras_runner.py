@@ -6,8 +6,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._retracing import one_trace_per_model
 from keras_compress._flavour import KERAS3, flavour_of, keras_for, numpy_dtype
+from keras_compress._retracing import one_trace_per_model
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 
@@ -22,8 +22,6 @@ _COMPILED = weakref.WeakKeyDictionary()
 _JAX_LOCKS = weakref.WeakKeyDictionary()
 _JAX_LOCKS_LOCK = threading.Lock()
 
-
-one_trace_per_model("_compiled.<locals>")  # each model's forward pass traces once
 
 
 def _on_jax(model):
@@ -43,6 +41,7 @@ def _compiled(model):
                 return model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
         return predict
     if model not in _COMPILED:
+        one_trace_per_model("_compiled.<locals>")  # each model's forward pass traces once
         specs = [tf.TensorSpec(t.shape, numpy_dtype(t.dtype)) for t in model.inputs]
         held = weakref.ref(model)
         _COMPILED[model] = tf.function(lambda *xs: held()(list(xs) if len(xs) > 1 else xs[0], training=False),

@@ -20,7 +20,7 @@ class _ServingNeedsNoGradients(logging.Filter):
         return "with ops with unsaved custom gradients" not in record.getMessage()
 
 
-logging.getLogger("absl").addFilter(_ServingNeedsNoGradients())
+_QUIET_SERVING = _ServingNeedsNoGradients()
 
 
 def metadata_path(folder):
@@ -37,6 +37,7 @@ class SavedModelRunner(Runner):
     format = "saved_model"
 
     def __init__(self, path):
+        logging.getLogger("absl").addFilter(_QUIET_SERVING)  # once: a logger keeps no duplicates
         self.loaded = tf.saved_model.load(str(path))
         if "serving_default" not in self.loaded.signatures:
             raise ValueError(f"SavedModel {path} has no 'serving_default' signature.")

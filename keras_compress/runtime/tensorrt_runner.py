@@ -4,8 +4,14 @@ import threading
 
 import numpy as np
 
-from keras_compress._tensorrt import (DeviceBuffer, check_cuda, copy_to_device, copy_to_host, cuda_runtime,
-                                      require_tensorrt)
+from keras_compress._tensorrt import (
+    DeviceBuffer,
+    check_cuda,
+    copy_to_device,
+    copy_to_host,
+    cuda_runtime,
+    require_tensorrt,
+)
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 

@@ -7,11 +7,11 @@ import numpy as np
 
 from keras_compress import clustering, pruning, quantization
 from keras_compress._flavour import keras_for
-from keras_compress.pruning.report import kernels
-from keras_compress.runtime.timing import latencies
 from keras_compress.benchmark.weights import gzipped_bytes
 from keras_compress.distillation import Distiller
 from keras_compress.export import export
+from keras_compress.pruning.report import kernels
+from keras_compress.runtime.timing import latencies
 
 __all__ = ["Training", "train_candidate", "measure", "outputs_logits"]
 

@@ -26,6 +26,18 @@ def report(float_and_qat, artifacts, digits):
                      runs=3, threads=1, verbose=0)
 
 
+def test_tensorflows_threads_are_left_as_they_are_and_a_difference_is_named(float_and_qat):
+    import tensorflow as tf
+
+    before = tf.config.threading.get_intra_op_parallelism_threads()
+    threads = (before or os.cpu_count()) + 1
+    with pytest.warns(UserWarning, match=f"keras variants run on TensorFlow's .* the others on {threads}"):
+        report = benchmark({"m": float_and_qat[0]}, np.zeros((2, 8, 8, 1), "float32"), batch_sizes=(1,),
+                           warmup=1, runs=1, threads=threads, memory=False, verbose=0)
+    assert tf.config.threading.get_intra_op_parallelism_threads() == before
+    assert report.environment["tensorflow_threads"] == (before or os.cpu_count())
+
+
 def test_every_variant_gets_every_measure(report, digits):
     assert [row["name"] for row in report.rows] == ["keras", "onnx", "int8 tflite"]
     keras_row, onnx_row, int8_row = report.rows

@@ -48,3 +48,15 @@ def test_what_cannot_be_counted_is_none_not_a_wrong_number(keras3, tmp_path):
     shared = keras3.layers.Dense(4)
     assert mac_count(keras3.Model(inputs, shared(shared(inputs)))) is None  # called twice
     assert mac_count(kc.export(_every_kernel_kind(keras3), str(tmp_path / "saved")).path) is None
+
+
+def test_tflite_counts_stay_exact_past_two_to_the_thirty_first():
+    """LiteRT gives shapes as int32 arrays; ResNet50's 3.9 G multiply-accumulates overflowed them."""
+    from keras_compress.formats.tflite import _operator_macs
+
+    def shape(*sizes):
+        return np.array(sizes, np.int32)
+
+    macs = _operator_macs("CONV_2D", [shape(1, 32, 32, 2048), shape(2048, 1, 1, 2048), shape(2048)],
+                          shape(1, 32, 32, 2048))
+    assert macs == 32 * 32 * 2048 * 2048 > 2**31

@@ -117,9 +117,9 @@ def test_bad_input_is_refused_before_any_work(tf_keras_cnn):
         kc.clustering.cluster(flat)
     with pytest.raises(kc.KerasCompressError, match="dense"):
         kc.clustering.cluster(tf_keras_cnn, preserve_sparsity=True)
-    with pytest.raises(kc.KerasCompressError, match="pruning wrappers"):
+    with pytest.raises(kc.ModelStateError, match="pruning wrappers"):
         kc.clustering.cluster(kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.5)))
-    with pytest.raises(kc.KerasCompressError, match="already clustered"):
+    with pytest.raises(kc.ModelStateError, match="already clustered"):
         kc.clustering.cluster(kc.clustering.cluster(tf_keras_cnn))
     with pytest.raises(kc.KerasCompressError, match="not clustered"):
         kc.quantization.quantize_aware(tf_keras_cnn, preserve_clusters=True)
@@ -130,7 +130,7 @@ def test_bad_input_is_refused_before_any_work(tf_keras_cnn):
             kc.clustering.cluster(tf_keras_cnn, preserve_sparsity=flag)
     with pytest.raises(kc.KerasCompressError, match="clustering wrappers: quantize"):
         kc.quantization.quantize_aware(kc.clustering.cluster(tf_keras_cnn))
-    with pytest.raises(kc.KerasCompressError, match="pruning wrappers"):
+    with pytest.raises(kc.ModelStateError, match="pruning wrappers"):
         kc.clustering.distinct_values(kc.pruning.prune(tf_keras_cnn, kc.pruning.ConstantSparsity(0.5)))
 
 
@@ -227,7 +227,8 @@ def test_a_reloaded_cluster_quantizer_builds_the_centroids_it_saved(shape, centr
 
     import tensorflow as tf
     from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-        cluster_preserve_quantize_registry as registry)
+        cluster_preserve_quantize_registry as registry,
+    )
 
     from keras_compress._tfmot import _with_distinct_values
 

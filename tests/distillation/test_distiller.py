@@ -6,13 +6,12 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 import keras_compress as kc
 from conftest import compile_classifier
 from keras_compress._flavour import keras_for
 from models import reloaded
-
-import tf_keras
 
 # Tests build their models with the teacher's Keras: the `teacher` fixture is the trained CNN
 # of each Keras flavour.
@@ -287,6 +286,25 @@ def test_distiller_round_trips_through_a_keras_file(teacher, digits, tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5)
     np.testing.assert_allclose(loaded.projections[0].get_weights()[0],
                                distiller.projections[0].get_weights()[0])
+
+
+def test_either_flavours_distiller_is_a_distiller_and_its_config_round_trips(teacher):
+    distiller = kc.Distiller(student=tiny_student(_keras(teacher)), teacher=teacher, alpha=0.2,
+                             features=[("dense_a", "s_dense")])
+    assert isinstance(distiller, kc.Distiller) and issubclass(type(distiller), kc.Distiller)
+    assert not isinstance(teacher, kc.Distiller)
+    rebuilt = kc.Distiller.from_config(distiller.get_config())
+    assert type(rebuilt) is type(distiller)
+    assert (rebuilt.alpha, rebuilt.features) == (0.2, [("dense_a", "s_dense")])
+    assert [layer.name for layer in rebuilt.teacher.layers] == [layer.name for layer in teacher.layers]
+    other = (kc.distillation.TfKerasDistiller if type(distiller) is kc.distillation.Keras3Distiller
+             else kc.distillation.Keras3Distiller)
+    with pytest.raises(ValueError, match="use keras_compress.Distiller.from_config"):
+        other.from_config(distiller.get_config())
+    with pytest.raises(ValueError, match="names no Keras flavour keras_compress knows \\('keras4'"):
+        kc.Distiller.from_config({"flavour": "keras4", "student": {}})
+    with pytest.raises(TypeError, match="subclass keras_compress.distillation.TfKerasDistiller"):
+        type("MyDistiller", (kc.Distiller,), {})
 
 
 def test_unlabeled_data_trains_on_the_teacher_alone(teacher, digits):

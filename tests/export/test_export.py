@@ -7,13 +7,13 @@ import tempfile
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import keras_compress as kc
 from keras_compress._flavour import keras_for
-from models import EXPORT_MODELS as MODELS
 from keras_compress.export.signature import sample_inputs
+from models import EXPORT_MODELS as MODELS
 
-import tf_keras as keras
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": "", "keras": ".keras"}
 
 

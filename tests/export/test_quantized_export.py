@@ -3,13 +3,12 @@ import os
 import numpy as np
 import onnx
 import pytest
+import tensorflow as tf
 from onnx import numpy_helper
 
 import keras_compress as kc
 from conftest import compile_classifier
-from keras_compress.export import core
-
-import tensorflow as tf
+from keras_compress.export import speed as export_speed
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,7 @@ def test_a_quantized_artifact_slower_than_float_is_flagged(float_and_qat, tmp_pa
     model, _ = float_and_qat
     # Per batch size, the quantized artifact is timed first: as fast at batch 1, twice as slow at 32.
     times = iter([np.full(20, 1e-3), np.full(20, 1e-3), np.full(20, 2e-3), np.full(20, 1e-3)])
-    monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
+    monkeypatch.setattr(export_speed, "latencies", lambda runner, inputs: next(times))
     with pytest.warns(UserWarning, match="runs slower than its float32 twin on this machine "
                                          "\\(batch 32: 2 ms vs 1 ms\\).*"
                                          "runs dynamically quantized convolutions as ConvInteger"):
@@ -241,7 +240,7 @@ def test_qat_onnx_records_and_warns_about_its_speed_in_plain_onnxruntime(qat_pai
     assert recorded["default_ms"]["32"] == speed["default_ms"][32]
     # Per batch size, default session first: 90x slower at batch 1, the same at 32.
     times = iter([np.full(20, 9e-3), np.full(20, 1e-4), np.full(20, 1e-3), np.full(20, 1e-3)])
-    monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
+    monkeypatch.setattr(export_speed, "latencies", lambda runner, inputs: next(times))
     with pytest.warns(UserWarning, match="90x slower in ONNX Runtime with default session options .*"
                                          "batch 1: 9 ms vs 0.1 ms\\).*session.disable_quant_qdq"):
         kc.export(qat, str(tmp_path / "again.onnx"))

@@ -13,7 +13,6 @@ import keras_compress as kc
 from keras_compress.errors import ExportError
 from keras_compress.formats import FORMATS
 
-
 FLAVOURS = pytest.mark.parametrize("flavour", ["tf_keras", "keras"])
 
 
@@ -69,11 +68,11 @@ def test_sparse_int8_runs_without_xnnpack_and_says_so(flavour, data, tmp_path):
 def test_a_slow_sparse_int8_file_names_the_cause(data, tmp_path, monkeypatch):
     import keras
 
-    from keras_compress.export import core
+    from keras_compress.export import speed
 
     # Per batch size, the quantized artifact is timed first: twice as slow as its float32 twin.
     times = iter([np.full(20, 2e-3), np.full(20, 1e-3)] * 2)
-    monkeypatch.setattr(core, "latencies", lambda runner, inputs: next(times))
+    monkeypatch.setattr(speed, "latencies", lambda runner, inputs: next(times))
     with pytest.warns(UserWarning, match="runs on TFLite's builtin kernels.*export without sparse_weights"):
         kc.export(_pruned(keras), str(tmp_path / "m.tflite"), quantize="static", calibration_data=data,
                   sparse_weights=True)

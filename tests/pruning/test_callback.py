@@ -9,9 +9,8 @@ import pytest
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
-from models import small_cnn
 from keras_compress.pruning.prune import pruning_wrappers
-
+from models import small_cnn
 
 
 def _stop_after_epoch(keras, stop):
@@ -186,6 +185,22 @@ def test_hooks_resolve_epoch_schedules_and_unhook_the_train_function_without_a_f
     assert _step(pruned) == 0 and hasattr(pruned.train_function, "_pruning_original")
     callback.on_train_end()
     assert not hasattr(pruned.train_function, "_pruning_original")
+
+
+def test_a_fit_that_raises_gives_the_model_its_own_functions_back(trained_cnn, digits, keras_flavour):
+    (x, y), _ = digits
+    pruned = compile_classifier(kc.pruning.prune(trained_cnn, kc.pruning.ConstantSparsity(0.5)))
+
+    def batches():
+        yield x[:32], y[:32]
+        yield x[32:64], y[32:64]
+        raise ValueError("a broken batch")
+
+    with pytest.raises(Exception, match="a broken batch"):
+        pruned.fit(batches(), steps_per_epoch=4, epochs=1, verbose=0,
+                   callbacks=[kc.pruning.PruningCallback()])
+    assert not hasattr(pruned.train_function, "_pruning_original")
+    assert not hasattr(pruned.train_step, "_pruning_original_step")
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(scope="global"), dict(granularity="filter")])

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+import tf_keras as keras
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
 from keras_compress.pruning.layer_rules import BUILTIN_RULES, CHANNEL_RULES
 
-import tf_keras as keras
 L = keras.layers
 
 

@@ -3,14 +3,14 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
 
 import keras_compress as kc
-from keras_compress._flavour import KERAS3, flavour_of
 from conftest import compile_classifier, fit_pruned
+from keras_compress._flavour import KERAS3, flavour_of
 from models import small_cnn
 
-import tf_keras
 PolynomialDecay = kc.pruning.PolynomialDecay
 
 

@@ -4,7 +4,6 @@ import pytest
 import keras_compress as kc
 
 
-
 def test_sparsity_counts_zeros_of_prunable_weights_only(keras_flavour):
     keras = keras_flavour
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="a"),

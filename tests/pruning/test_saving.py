@@ -5,7 +5,6 @@ import keras_compress as kc
 from conftest import fit_pruned
 
 
-
 @pytest.fixture(scope="module")
 def pruned_models(trained_cnn, digits):
     """A filter-pruned model, wrapped, stripped and shrunk (filter wrappers mask most kinds)."""

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
+import tf_keras as keras
 
 import keras_compress as kc
 from conftest import compile_classifier
 from models import small_cnn
-
-import tf_keras as keras
 
 
 def _train(model, data, callbacks, epochs=2):

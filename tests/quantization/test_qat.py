@@ -4,13 +4,13 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned, int8_weight_arrays
-from models import quantizable_cnn, reloaded, small_cnn
 from keras_compress.demo import digits_student
+from models import quantizable_cnn, reloaded, small_cnn
 
-import tf_keras as keras
 quantization = kc.quantization
 
 
@@ -215,8 +215,9 @@ def test_layers_tfmot_cannot_quantize_stay_float_with_one_warning():
         qat = quantization.quantize_aware(model)
     assert len([w for w in record if "stay float" in str(w.message)]) == 1
     assert isinstance(qat.get_layer("bn_a"), keras.layers.BatchNormalization)
-    with pytest.raises(kc.KerasCompressError, match="bn_a.*strict=False"):
+    with pytest.raises(kc.QuantizationError, match="bn_a.*strict=False") as raised:
         quantization.quantize_aware(model, strict=True)
+    assert "bn_a" in raised.value.layers and isinstance(raised.value, ValueError)
 
 
 def test_tf_keras_squeeze_excite_products_run_in_int8(digits, tmp_path):
@@ -468,8 +469,9 @@ def test_keras3_layers_left_float_are_named_in_one_warning(keras3):
         qat = quantization.quantize_aware(model)
     assert len([w for w in record if "stay float" in str(w.message)]) == 1
     assert type(qat.get_layer("bn_after_relu")).__name__ == "BatchNormalization"
-    with pytest.raises(kc.KerasCompressError, match="bn_after_relu, norm.*strict=False"):
+    with pytest.raises(kc.QuantizationError, match="bn_after_relu, norm.*strict=False") as raised:
         quantization.quantize_aware(model, strict=True)
+    assert raised.value.layers == ("bn_after_relu", "norm")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import tensorflow as tf
 import keras_compress as kc
 from keras_compress.runtime.tflite_metadata import add_metadata
 
+
 def test_keras_runner_matches_predict_and_describes_tensors(tf_keras_cnn, digits):
     x = digits[1][0][:20]
     runner = kc.runtime.KerasRunner(tf_keras_cnn)

@@ -1,11 +1,10 @@
 """Artifacts whose operators the runtime lacks are refused by name, not called corrupt."""
 
 import pytest
+import tf_keras as keras
 
 import keras_compress as kc
 from keras_compress import cli
-
-import tf_keras as keras
 
 
 @pytest.fixture(scope="module")

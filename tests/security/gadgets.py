@@ -12,7 +12,6 @@ import os
 import zipfile
 
 import h5py
-
 import tf_keras as keras
 
 

@@ -9,12 +9,11 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
+import tf_keras as keras
+from gadgets import _lambda_model, _rewrite_config
 
 import keras_compress as kc
 import keras_compress.model_files as model_files
-from gadgets import _lambda_model, _rewrite_config
-
-import tf_keras as keras
 
 
 def _plain_model():

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from gadgets import GADGETS
 
 _LOAD_ALL = """
@@ -79,9 +78,10 @@ def test_the_reasons_say_what_was_refused(safe_results):
 
 
 def test_an_op_layer_that_changes_global_state_is_refused(tmp_path):
-    import keras_compress as kc
     from gadgets import _h5_op_model
     from tensorflow.python.eager import context
+
+    import keras_compress as kc
 
     def set_seed(config):
         config["config"]["layers"].append({

@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+import tf_keras as keras
 
 import keras_compress as kc
 from keras_compress import cli
 
-import tf_keras as keras
 SMALL_SPACE = {"final_sparsity": [0.5, 0.8], "granularity": ["weight"], "qat": [False, True]}
 
 
