@@ -19,11 +19,14 @@ $(INSTALLED): pyproject.toml setup.cfg | $(PY)
 demo: $(INSTALLED)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-compress demo --out demo_out --overwrite
 
-# The whole suite on the TensorFlow backend, then the Keras 3 behaviour tests again on JAX.
+# Lint and type checks, the whole suite on the TensorFlow backend, then the Keras 3 behaviour
+# tests again on JAX.
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check keras_compress tests examples benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
-	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/quantization tests/export tests/runtime
+	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/quantization tests/export tests/runtime \
+		tests/analysis
 
 benchmark: $(INSTALLED)
 	$(PY) benchmarks/pruning.py

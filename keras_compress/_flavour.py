@@ -5,21 +5,65 @@ through tensorflow-model-optimization, and Keras 3 (`import keras`), worked on n
 on the TensorFlow and the JAX backend. The flavour is read from the classes of the model
 itself, without importing either package; `keras_for(model)` returns the module that
 holds that flavour's Keras and every private attribute the package reads from it
-(`_keras` or `_keras3`), which share one set of helper names.
+(`_keras` or `_keras3`). Both modules implement `Flavour`, the one contract the rest of the
+package reads a flavour through: helpers over its graphs, training functions and files, and
+`ROADS`, where each piece of work whose code differs by flavour (pruning wrapper, QAT,
+Distiller...) lives for it (`road(model, name)`). Other names in a flavour module serve only
+that flavour's own roads.
 """
 
 import importlib
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from keras_compress.errors import UnsupportedModelError
 
-__all__ = ["TF_KERAS", "KERAS3", "flavour_of", "flavour_module", "keras_for", "check_model",
-           "check_graph_model", "numpy_dtype", "SUPPORTED_BACKENDS"]
+__all__ = ["TF_KERAS", "KERAS3", "FLAVOURS", "Flavour", "flavour_of", "flavour_module", "keras_for", "road",
+           "flavour_road", "flavour_title", "supports", "check_model", "check_graph_model", "numpy_dtype",
+           "SUPPORTED_BACKENDS"]
 
 TF_KERAS = "tf_keras"
 KERAS3 = "keras3"
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
 _MODULES = {TF_KERAS: "keras_compress._keras", KERAS3: "keras_compress._keras3"}
+FLAVOURS = tuple(_MODULES)
 _NAMES = {TF_KERAS: "tf_keras", KERAS3: "Keras 3"}
+_IMPORTS = {TF_KERAS: "import tf_keras as keras", KERAS3: "import keras"}
+
+
+class Flavour(Protocol):
+    """What a flavour module provides (`_keras`, `_keras3`); a conformance test holds both to it."""
+
+    NAME: str  # TF_KERAS or KERAS3
+    keras: types.ModuleType  # its Keras package
+    # Where each piece of work whose code differs by flavour lives, as "module" or "module:attribute":
+    # "qat" (the quantization-aware training road), "distiller" (the Distiller class),
+    # "pruning_wrap" (wrapping for `prune`), "pruning_wrapper" (the wrapper class),
+    # "prunability" (layer -> "weights", "none" or None), "strip_pruning" (model -> the model
+    # without its wrappers), "pruning_steps" (how `PruningCallback` drives `fit`).
+    ROADS: Mapping[str, str]
+    FEATURES: frozenset  # work only some flavours can do: "clustering", "h5", "depthwise_pruning"
+    backend: Callable[[], str]  # "tensorflow" or "jax"
+    copy_model: Callable[[Any], Any]
+    is_graph_model: Callable[[Any], bool]
+    graph_nodes: Callable[[Any], list]
+    op_calls: Callable[[Any], dict]
+    call_count: Callable[[Any], int]
+    layer_input_tensors: Callable[[Any], list]
+    output_tensors: Callable[[Any], list]
+    input_names: Callable[[Any], list]
+    output_names: Callable[[Any], list]
+    tensor_key: Callable[[Any], Any]
+    rank: Callable[[Any], int]
+    train_function: Callable[[Any], Any]
+    set_train_function: Callable[[Any, Any], None]
+    forget_step_function: Callable[[Any], None]
+    steps_per_execution: Callable[[Any], int]
+    tensorflow_call: Callable[[Any, list, Callable], tuple]
+    quantized_layers: Callable[[Any], list]
+    registered_object: Callable[..., Any]
+    public_symbol: Callable[[str], Any]
 
 
 def flavour_of(obj):
@@ -38,6 +82,39 @@ def flavour_module(obj):
     checks; None for an object of neither flavour."""
     flavour = flavour_of(obj)
     return importlib.import_module(_MODULES[flavour]) if flavour else None
+
+
+def flavour_title(flavour):
+    """`(its name for people, the import that gives it)`: ("Keras 3", "import keras")."""
+    return _NAMES[flavour], _IMPORTS[flavour]
+
+
+def flavour_road(flavour, name):
+    """The module (or `module:attribute`) that flavour `flavour` (`TF_KERAS` or `KERAS3`) names for
+    `name` in its `ROADS`, or None where it has none."""
+    where = importlib.import_module(_MODULES[flavour]).ROADS.get(name)
+    if where is None:
+        return None
+    path, _, attribute = where.partition(":")
+    found = importlib.import_module(path)
+    return getattr(found, attribute) if attribute else found
+
+
+def road(obj, name, fallback=None):
+    """`flavour_road` for the flavour of `obj` (`fallback`'s for an object of neither flavour, whose
+    road then names the problem); UnsupportedModelError where there is none."""
+    flavour = flavour_of(obj) or fallback
+    found = flavour_road(flavour, name) if flavour else None
+    if found is None:
+        raise UnsupportedModelError(f"keras_compress has no {name} road for {_describe(obj)}: it works on "
+                                    "Keras models (`import keras`, or `import tf_keras as keras`).")
+    return found
+
+
+def supports(obj, feature):
+    """Whether the flavour of `obj` can do `feature` (one of `Flavour.FEATURES`' names)."""
+    module = flavour_module(obj)
+    return module is not None and feature in module.FEATURES
 
 
 def numpy_dtype(dtype):

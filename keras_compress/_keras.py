@@ -1,6 +1,7 @@
 """The tf_keras flavour: its Keras, and every private tf_keras attribute the package reads.
 
-`_keras3` holds the same helper names for Keras 3; `_flavour.keras_for(model)` picks one.
+It implements `_flavour.Flavour`, as `_keras3` does for Keras 3; `_flavour.keras_for(model)`
+picks one. Its other names serve the tf_keras roads (`_tfmot`, `tf_keras_qat`...).
 """
 
 import os
@@ -8,13 +9,44 @@ import os
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["keras", "call_count", "copy_model", "first_call", "forget_step_function", "is_masked",
+__all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend", "tensorflow_call", "quantized_layers",
+           "call_count", "copy_model", "first_call", "forget_step_function", "is_masked",
            "graph_nodes", "op_calls", "inbound_layers", "input_names", "output_names", "output_tensors",
            "tensor_key", "rank",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
            "steps_per_execution", "train_function",
            "public_symbol",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
+
+NAME = "tf_keras"
+ROADS = {
+    "qat": "keras_compress.quantization.tf_keras_qat",
+    "distiller": "keras_compress.distillation.tf_keras_distiller:TfKerasDistiller",
+    "pruning_wrap": "keras_compress.pruning.wrapper:pruning_wrap",
+    "pruning_wrapper": "keras_compress._tfmot:TfmotPruneWrapper",
+    "prunability": "keras_compress._tfmot:prunability",
+    "pruning_steps": "keras_compress.pruning.tf_keras_steps",
+    "strip_pruning": "keras_compress._tfmot:strip_pruning",
+}
+FEATURES = frozenset({"clustering", "h5"})
+
+
+def backend():
+    """tf_keras runs on TensorFlow."""
+    return "tensorflow"
+
+
+def tensorflow_call(model, specs, call):
+    """`(call, the tf.Module tracking the model's variables)`: a tf_keras call is TensorFlow's."""
+    trackable = tf.Module()
+    trackable.model = model
+    return call, trackable
+
+
+def quantized_layers(model):
+    """tf_keras has no `model.quantize()`: no layer holds Keras' own int8 kernels."""
+    return []
+
 
 def copy_model(model):
     """A new model with the same layers and weights, sharing nothing (no optimizer)."""

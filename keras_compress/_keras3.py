@@ -1,18 +1,32 @@
 """The Keras 3 flavour: its Keras, and every private Keras 3 attribute the package reads.
 
-The helper names match `_keras` (tf_keras); `_flavour.keras_for(model)` picks one.
+It implements `_flavour.Flavour`, as `_keras` does for tf_keras; `_flavour.keras_for(model)`
+picks one. Its other names serve the Keras 3 roads (`keras3_qat`, `keras3_wrapper`...).
 Keras 3 runs on the TensorFlow or the JAX backend; `backend()` says which.
 """
 
 import keras
 
-__all__ = ["keras", "backend", "copy_model", "functional", "forget_step_function", "graph_nodes", "op_calls",
+__all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend",
+           "copy_model", "functional", "forget_step_function", "graph_nodes", "op_calls",
            "is_graph_model",
            "layer_input_tensors", "output_tensors", "rank", "set_train_function", "steps_per_execution",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
            "unwrapped", "call_with_values", "producer", "call_count", "sublayers",
            "tensorflow_call"]
+
+NAME = "keras3"
+ROADS = {
+    "qat": "keras_compress.quantization.keras3_qat",
+    "distiller": "keras_compress.distillation.keras3_distiller:Keras3Distiller",
+    "pruning_wrap": "keras_compress.pruning.keras3_wrapper:pruning_wrap",
+    "pruning_wrapper": "keras_compress.pruning.keras3_wrapper:PruneLowMagnitude",
+    "prunability": "keras_compress.pruning.keras3_wrapper:prunability",
+    "pruning_steps": "keras_compress.pruning.keras3_steps",
+    "strip_pruning": "keras_compress.pruning.keras3_wrapper:strip_pruning",
+}
+FEATURES = frozenset({"depthwise_pruning"})
 
 
 def backend():

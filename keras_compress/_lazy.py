@@ -9,8 +9,8 @@ __all__ = ["lazy_exports"]
 
 def lazy_exports(package, names, removed=None):
     """`(__getattr__, __dir__)` for `package`, whose public `names` map to `"module"` (the
-    submodule itself) or `"module:attribute"`, modules relative to the package; `removed`
-    maps names that are gone to what replaced them.
+    submodule itself) or `"module:attribute"`, modules relative to the package (`"..module"`
+    for one beside it); `removed` maps names that are gone to what replaced them.
 
     A public function or class keeps its name when a submodule of the same name is
     imported later (`keras_compress.export`, the function, and `keras_compress/export/`).
@@ -30,7 +30,7 @@ def lazy_exports(package, names, removed=None):
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attribute = names[name].partition(":")
-        value = importlib.import_module(f"{package}.{module}")
+        value = importlib.import_module(module if module.startswith("..") else f".{module}", package)
         value = getattr(value, attribute) if attribute else value
         setattr(sys.modules[package], name, value)
         return value

@@ -7,7 +7,7 @@ import logging
 
 __all__ = ["one_trace_per_model"]
 
-_NAMES = set()
+_NAMES: set[str] = set()
 
 
 class _OneTracePerModel(logging.Filter):

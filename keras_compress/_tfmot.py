@@ -9,6 +9,7 @@ layers save and load.
 import collections
 import copy
 import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -57,12 +58,13 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_wrapper
 
 from keras_compress._keras import inbound_layers, keras
+from keras_compress.layer_kinds import kind_of
 
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
            "QuantizeWrapperV2", "clusterable_weights", "data_classes",
            "is_quantization_layer", "known_to_tfmot", "leave_activation_ranges_out", "quantize_apply",
            "no_op_quantize_config", "output_quantize_config", "prunability", "quantizable", "quantize_scheme",
-           "weight_quantizers"]
+           "strip_pruning", "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 
@@ -94,6 +96,11 @@ def prunability(layer):
     if not registry.supports(layer):
         return None
     return "weights" if registry._weight_names(layer) or registry._is_rnn_layer(layer) else "none"
+
+
+def strip_pruning(model):
+    """`model` with tfmot's pruning wrappers replaced by the layers inside them."""
+    return tfmot.sparsity.keras.strip_pruning(model)
 
 
 def known_to_tfmot(layer):
@@ -144,7 +151,13 @@ def weight_quantizers(layer):
 _MIN_RANGE = 1e-3
 
 
-class FirstBatchMovingAverageQuantizer(_quantize.quantizers.MovingAverageQuantizer):
+# tfmot's classes extended below (reached through its public API, which a type checker cannot read).
+_MovingAverageQuantizer: Any = _quantize.quantizers.MovingAverageQuantizer
+_QuantizeWrapperV2: Any = _quantize.QuantizeWrapperV2
+_ClusterPreserveScheme: Any = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme
+
+
+class FirstBatchMovingAverageQuantizer(_MovingAverageQuantizer):
     """tfmot's activation quantizer (moving average of each batch's range), with its range set
     from the first training batch instead of moved from tfmot's initial [-6, 6] at 0.1% a step,
     as Keras 3 models' `QuantizeActivations` does. A range still at exactly [-6, 6] is unset.
@@ -208,7 +221,7 @@ class QuantizeLayer(_quantize_layer.QuantizeLayer):
         self.built = True
 
 
-class QuantizeWrapperV2(_quantize.QuantizeWrapperV2):
+class QuantizeWrapperV2(_QuantizeWrapperV2):
     """tfmot's QuantizeWrapperV2, saving its variables by name in `.keras` files and
     remembering that its weights keep their sparsity or their clusters.
 
@@ -375,7 +388,7 @@ class _OneQuantizerPerLayer(_cluster_preserve.Default8bitClusterPreserveQuantize
         return config
 
 
-class _ClusterPreservingScheme(tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme):
+class _ClusterPreservingScheme(_ClusterPreserveScheme):
     def get_quantize_registry(self):
         return _OneQuantizerPerLayer(self.preserve_sparsity)
 
@@ -403,9 +416,6 @@ class _IndexedModelTransformer(model_transformer.ModelTransformer):
     def _replace(self, match_layer_node, replacement_layer_node):
         super()._replace(match_layer_node, replacement_layer_node)
         self._consumers = None
-
-
-_KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
 class _KernelKeepingLayout(_layout.Default8BitQuantizeLayoutTransform):
@@ -443,7 +453,7 @@ class _KernelKeepingLayout(_layout.Default8BitQuantizeLayoutTransform):
         for layer in transformed.layers:
             entry = quantize_map.get(layer.name, {})
             if (isinstance(entry.get("quantize_config"), _configs.NoOpQuantizeConfig)
-                    and isinstance(layer, _KERNEL_LAYERS) and layer.activation is keras.activations.linear):
+                    and kind_of(layer).int8 == "kernel" and layer.activation is keras.activations.linear):
                 layer.activation = NoOpActivation()
                 entry["quantize_config"] = None  # the scheme's own config for the layer
         return transformed, quantize_map

@@ -138,8 +138,7 @@ def _benchmark(args):
     if len(set(names)) != len(names):
         names = args.artifacts
     data = _benchmark_data(args.data, args.labels)
-    on_tensorflow = ("keras", "h5", "saved_model")
-    if args.threads is not None and any(getattr(for_path(path), "name", None) in on_tensorflow
+    if args.threads is not None and any(getattr(for_path(path), "runs_on_tensorflow", False)
                                         for path in args.artifacts):
         import tensorflow as tf  # the command's own process: TensorFlow starts on these threads
 

@@ -5,7 +5,8 @@ import numpy as np
 __all__ = ["digits"]
 
 
-def digits(*, size=None, channels=1, test_size=0.25, seed=0):
+def digits(*, size: int | None = None, channels: int = 1, test_size: float = 0.25,
+           seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """scikit-learn's bundled handwritten digits, split into train and test arrays.
 
     The 1,797 images of 8x8 pixels are scaled to [0, 1] and given a channel axis.

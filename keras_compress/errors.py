@@ -25,6 +25,15 @@ class ModelFileError(KerasCompressError, ValueError):
     """A model file is missing, corrupt, or holds code that was not allowed to run."""
 
 
+class WrongFormatError(ModelFileError):
+    """A file is not in the format its name or the call asks for (a renamed file, another kind
+    of file); the message says what it holds where that can be told."""
+
+
+class CorruptFileError(ModelFileError):
+    """A file that should be in a format cannot be read as one: truncated or corrupt."""
+
+
 class ModelStateError(KerasCompressError, ValueError):
     """The model is not at the stage a step needs: still wrapped for pruning or clustering,
     already quantization-aware or clustered, quantized after training by Keras, or without the

@@ -8,8 +8,9 @@ from keras_compress._declared_sizes import check_declared_sizes, default_memory_
 from keras_compress._keras import keras
 from keras_compress._private_copy import private_copy
 from keras_compress._screening import keras3_unsafe_reason, unsafe_reason
-from keras_compress.errors import ModelFileError
-from keras_compress.formats import FORMATS
+from keras_compress._types import KerasModel, PathLike
+from keras_compress.errors import CorruptFileError, ModelFileError, WrongFormatError
+from keras_compress.formats import FORMATS, identify
 
 __all__ = ["load_model"]
 
@@ -19,14 +20,16 @@ def _kind(path, copy):
     suffix), read in the private copy `copy` of `path`."""
     if os.path.isdir(copy):
         if not os.path.exists(os.path.join(copy, "saved_model.pb")):
-            raise ModelFileError(f"{path} is a folder but not a SavedModel (no saved_model.pb in it).")
+            raise WrongFormatError(f"{path} is a folder but not a SavedModel (no saved_model.pb in it).")
         return "saved_model"
     kind = next((name for name in ("keras", "h5") if FORMATS[name].holds(copy)), None)
     if kind is None:
-        raise ModelFileError(f"{path} is not a Keras model file: expected a .keras archive, an HDF5 (.h5) "
-                             "file or a SavedModel folder.")
+        held = identify(copy)
+        holds = f" (it holds a model in {held.title} format, which kc.load runs)" if held else ""
+        raise WrongFormatError(f"{path} is not a Keras model file{holds}: expected a .keras archive, an HDF5 "
+                               "(.h5) file or a SavedModel folder.")
     if kind == "keras" and not path.lower().endswith(".keras"):
-        raise ModelFileError(f"{path} is a .keras archive under another name: rename it to end in .keras.")
+        raise WrongFormatError(f"{path} is a .keras archive under another name: rename it to end in .keras.")
     return kind
 
 
@@ -55,7 +58,7 @@ def _corrupt(path, error):
                               f"({type(error).__name__}: {_first_line(error)})")
     if "Not allowed:" in str(error) and "declares" in str(error):
         return ModelFileError(f"{path} was refused: {_first_line(error)}")
-    return ModelFileError(f"Cannot load {path}: the file is truncated, corrupt or not a Keras model "
+    return CorruptFileError(f"Cannot load {path}: the file is truncated, corrupt or not a Keras model "
                           f"({type(error).__name__}: {_first_line(error)})")
 
 
@@ -86,7 +89,8 @@ def _load_keras3(path, copy, safe_mode, compile, custom_objects):
     except Exception as error:
         raise _corrupt(path, error) from None
     if not isinstance(model, _keras3.keras.Model):
-        raise ModelFileError(f"{path} does not hold a Keras model (loading it gave {type(model).__name__}).")
+        raise WrongFormatError(f"{path} does not hold a Keras model (loading it gave "
+                               f"{type(model).__name__}).")
     return model
 
 
@@ -104,11 +108,13 @@ def _load_copy(path, copy, kind, safe_mode, compile, custom_objects, budget):
     except Exception as error:
         raise _corrupt(path, error) from None
     if not isinstance(model, keras.Model):
-        raise ModelFileError(f"{path} does not hold a Keras model (loading it gave {type(model).__name__}).")
+        raise WrongFormatError(f"{path} does not hold a Keras model (loading it gave "
+                               f"{type(model).__name__}).")
     return model
 
 
-def load_model(path, *, safe_mode=True, compile=False, custom_objects=None, memory_budget=None):
+def load_model(path: PathLike, *, safe_mode: bool = True, compile: bool = False,
+               custom_objects: dict | None = None, memory_budget: int | None = None) -> KerasModel:
     """Loads a Keras model from a `.keras` file, a legacy `.h5` file or a SavedModel folder.
 
     `.keras` files saved by Keras 3 give Keras 3 models; the others give tf_keras models.

@@ -32,17 +32,21 @@ def test_missing_truncated_and_foreign_files_give_clear_errors(tmp_path, tf_kera
     tf_keras_cnn.save(good)
     truncated = tmp_path / "truncated.keras"
     truncated.write_bytes(open(good, "rb").read()[:2000])
-    with pytest.raises(kc.ModelFileError, match="truncated.keras.*truncated, corrupt"):
+    with pytest.raises(kc.CorruptFileError, match="truncated.keras.*truncated, corrupt"):
         kc.load_model(str(truncated))
-    with pytest.raises(kc.ModelFileError, match="notes.txt is not a Keras model file"):
+    with pytest.raises(kc.WrongFormatError, match="notes.txt is not a Keras model file: expected"):
         (tmp_path / "notes.txt").write_text("hi")
         kc.load_model(str(tmp_path / "notes.txt"))
-    with pytest.raises(kc.ModelFileError, match="good.h5 is a .keras archive.*rename it"):
+    with pytest.raises(kc.WrongFormatError, match="good.h5 is a .keras archive.*rename it"):
         (tmp_path / "good.h5").write_bytes(open(good, "rb").read())
         kc.load_model(str(tmp_path / "good.h5"))
     os.makedirs(tmp_path / "folder")
-    with pytest.raises(kc.ModelFileError, match="not a SavedModel"):
+    with pytest.raises(kc.WrongFormatError, match="not a SavedModel"):
         kc.load_model(str(tmp_path / "folder"))
+    tflite = tmp_path / "model.keras"  # another format's file, named as a Keras file
+    tflite.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    with pytest.raises(kc.WrongFormatError, match="it holds a model in TFLite format, which kc.load runs"):
+        kc.load_model(str(tflite))
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not onnx")
     with pytest.raises(kc.ModelFileError, match="corrupt.onnx as onnx"):

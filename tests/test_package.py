@@ -1,5 +1,6 @@
 import ast
 import importlib
+import inspect
 import os
 import re
 import subprocess
@@ -14,12 +15,12 @@ from keras_compress import cli
 
 
 def test_public_names_are_pinned():
-    assert kc.__all__ == ["Artifact", "BackendUnavailableError", "Distiller", "ExportError",
-                          "ExportVerificationError", "KerasCompressError", "ModelFileError",
+    assert kc.__all__ == ["Artifact", "BackendUnavailableError", "CorruptFileError", "Distiller",
+                          "ExportError", "ExportVerificationError", "KerasCompressError", "ModelFileError",
                           "ModelStateError", "QuantizationError", "Report", "ShrinkError",
-                          "UnsupportedModelError", "__version__", "benchmark", "check_tensorrt", "clustering",
-                          "datasets", "distillation", "export", "load", "load_model", "pruning",
-                          "quantization", "runtime", "tuning"]
+                          "UnsupportedModelError", "WrongFormatError", "__version__", "analysis", "benchmark",
+                          "check_tensorrt", "clustering", "datasets", "distillation", "export", "layer_kinds",
+                          "load", "load_model", "pruning", "quantization", "runtime", "tuning"]
     assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
     assert kc.clustering.__all__ == ["ClusteringReport", "cluster", "distinct_values", "is_clustered",
                                      "strip"]
@@ -29,6 +30,10 @@ def test_public_names_are_pinned():
     assert importlib.import_module("keras_compress.export").__all__ == [
         "Artifact", "FORMATS", "QUANTIZE_MODES", "TOLERANCES", "TensorRTCheck", "check_tensorrt", "export"]
     assert kc.quantization.__all__ == ["is_quantize_aware", "quantize_aware", "quantized_weights"]
+    assert kc.analysis.__all__ == ["LatencyTable", "SensitivityTable", "latency", "sensitivity"]
+    assert kc.layer_kinds.__all__ == ["ChannelRule", "LayerKind", "register_layer_kind",
+                                      "register_channel_rule", "kind_of", "rule_for", "builtin_name",
+                                      "BUILTIN_KINDS", "LAYER_KINDS", "SPARSE_WEIGHTS"]
     assert kc.distillation.__all__ == ["Distiller", "Keras3Distiller", "TfKerasDistiller",
                                        "distillation_loss", "soft_target_loss"]
     assert kc.pruning.__all__ == ["ChannelRule", "ConstantSparsity", "PolynomialDecay", "PruningCallback",
@@ -242,3 +247,33 @@ def test_export_command_quantizes_and_checks_tensorrt_readiness(tmp_path, model_
     assert capsys.readouterr().out.splitlines()[0] == f"TensorRT readiness of {out}: ready"
     assert cli.main(["export", model_path, "-o", str(tmp_path / "x.onnx"), "--quantize", "static"]) == 2
     assert "needs calibration_data" in capsys.readouterr().err
+
+
+def _public_callables():
+    """`(name, function)` of every public function, and of the public methods (and constructors)
+    our public classes define, except the Keras hooks a Model or Callback subclass overrides."""
+    modules = {"kc": kc, **{name: importlib.import_module(f"keras_compress.{name}") for name in (
+        "analysis", "pruning", "quantization", "clustering", "distillation", "tuning", "runtime",
+        "layer_kinds", "datasets", "export", "benchmark")}}
+    for module_name, module in modules.items():
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{module_name}.{name}", obj
+            elif inspect.isclass(obj) and not issubclass(obj, Exception):
+                keras_hooks = any(base.__name__ in ("Model", "Callback") for base in obj.__mro__[1:])
+                for attribute, value in vars(obj).items():
+                    if inspect.isfunction(value) and (attribute == "__init__" or not (
+                            attribute.startswith("_") or keras_hooks)):
+                        yield f"{module_name}.{name}.{attribute}", value
+
+
+def test_the_public_api_has_type_hints():
+    missing = []
+    for name, function in _public_callables():
+        signature = inspect.signature(function)
+        unannotated = [p.name for p in signature.parameters.values()
+                       if p.name not in ("self", "cls") and p.annotation is p.empty]
+        if unannotated or (signature.return_annotation is signature.empty and not name.endswith("__init__")):
+            missing.append(f"{name}{signature}")
+    assert missing == []

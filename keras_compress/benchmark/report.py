@@ -6,6 +6,7 @@ import os
 
 from keras_compress._environment import cpu_flags, cpu_model, environment
 from keras_compress._files import write_atomically
+from keras_compress._types import PathLike
 
 __all__ = ["Report", "environment_summary"]
 
@@ -35,13 +36,13 @@ class Report:
         settings: batch sizes, warm-up and timed runs, rows of data.
     """
 
-    def __init__(self, rows, environment, settings):
+    def __init__(self, rows: list[dict], environment: dict, settings: dict):
         self.rows, self.environment, self.settings = rows, environment, settings
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"rows": self.rows, "environment": self.environment, "settings": self.settings}
 
-    def to_json(self, path):
+    def to_json(self, path: PathLike) -> PathLike:
         """Writes the report as JSON (atomically); returns `path`."""
         def write(target):
             with open(target, "w") as file:
@@ -50,7 +51,7 @@ class Report:
         write_atomically(path, write)
         return path
 
-    def to_markdown(self):
+    def to_markdown(self) -> str:
         """A markdown table, latency at every batch size, with ratios against the first row."""
         batches = [str(b) for b in self.settings["batch_sizes"]]
         header = (["variant", "format", "precision", "params", "sparsity", "MMACs", "size KB", "gzipped KB",
@@ -83,7 +84,7 @@ class Report:
     def __str__(self):
         return self.to_markdown()
 
-    def plot(self, path):
+    def plot(self, path: PathLike) -> PathLike:
         """One figure (written atomically): gzipped size against accuracy, and p50 latency per
         variant at the smallest and largest batch. Returns `path`."""
         import matplotlib.ticker

@@ -7,7 +7,8 @@ import warnings
 
 import numpy as np
 
-from keras_compress._flavour import KERAS3, flavour_of, keras_for
+from keras_compress._flavour import flavour_of, keras_for
+from keras_compress._types import Data
 from keras_compress.benchmark.macs import mac_count
 from keras_compress.benchmark.memory import serving_memory_bytes
 from keras_compress.benchmark.report import Report, environment_summary
@@ -33,15 +34,8 @@ def _tensorflow_threads():
     return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
 
 
-def _runs_on_tensorflow(runner):
-    """Whether a variant runs in TensorFlow: a SavedModel, or a Keras model not on JAX."""
-    if runner.format == "keras":
-        return flavour_of(runner.model) != KERAS3 or keras_for(runner.model).backend() != "jax"
-    return runner.format == "saved_model"
-
-
 def _warn_of_other_threads(threads, tensorflow_threads, runners):
-    on_tensorflow = sorted({runner.format for runner in runners if _runs_on_tensorflow(runner)})
+    on_tensorflow = sorted({runner.format for runner in runners if runner.on_tensorflow})
     if on_tensorflow and tensorflow_threads not in (None, threads):
         warnings.warn(f"The {' and '.join(on_tensorflow)} variants run on TensorFlow's {tensorflow_threads} "
                       f"threads, the others on {threads}: for a like-for-like comparison, call "
@@ -106,8 +100,8 @@ def _top1(outputs):
     return first.argmax(-1) if first.ndim == 2 and first.shape[1] > 1 else None
 
 
-def benchmark(variants, data, *, batch_sizes=(1, 32), warmup=5, runs=50, threads=None, memory=True,
-              verbose=1):
+def benchmark(variants: dict, data: Data, *, batch_sizes: tuple[int, ...] = (1, 32), warmup: int = 5,
+              runs: int = 50, threads: int | None = None, memory: bool = True, verbose: int = 1) -> Report:
     """Measures each variant the same way and returns a `Report`.
 
     For each variant: format, precision, parameters and their sparsity (read from the

@@ -4,9 +4,10 @@ import warnings
 
 import numpy as np
 
-from keras_compress._flavour import KERAS3, TF_KERAS, check_graph_model, flavour_of
+from keras_compress._flavour import TF_KERAS, check_graph_model, flavour_of, supports
 from keras_compress._keras import copy_model, keras
 from keras_compress._tfmot import ClusterWeights, clusterable_weights, is_quantization_layer, tfmot
+from keras_compress._types import Exclude, KerasModel, Preserve
 from keras_compress.errors import ModelStateError, UnsupportedModelError
 from keras_compress.pruning.prune import excluded_names, pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel, kernels
@@ -30,7 +31,7 @@ def clustering_wrappers(model):
 def check_model_to_cluster(model, action):
     """Refuses what clustering cannot take: Keras 3 models (with the scope), subclassed models,
     pruning wrappers, quantization-aware models."""
-    if flavour_of(model) == KERAS3:
+    if flavour_of(model) is not None and not supports(model, "clustering"):
         raise UnsupportedModelError(
             f"Cannot {action} Keras 3 model {model.name!r}: weight clustering is built on tfmot and works "
             "on tf_keras models only. Keras 3 models can be pruned (kc.pruning) and trained "
@@ -48,7 +49,8 @@ def _is_sparse(layer):
     return any(np.mean(weight.numpy() == 0) >= SPARSE for weight in kernels(layer))
 
 
-def cluster(model, number_of_clusters=16, *, init="kmeans++", exclude=None, preserve_sparsity="auto"):
+def cluster(model: KerasModel, number_of_clusters: int = 16, *, init: str = "kmeans++",
+            exclude: Exclude = None, preserve_sparsity: Preserve = "auto") -> KerasModel:
     """A copy of `model` whose clusterable layers (Conv, Dense, ...) train with clustered kernels.
 
     Each wrapped kernel holds `number_of_clusters` centroid values, trained in `fit`; call
@@ -126,7 +128,7 @@ def cluster(model, number_of_clusters=16, *, init="kmeans++", exclude=None, pres
     return keras.models.clone_model(copy_model(model), clone_function=wrap)
 
 
-def strip(model):
+def strip(model: KerasModel) -> KerasModel:
     """An ordinary tf_keras model with the clustering wrappers removed and the clustered kernels
     in place. The result shares nothing with `model`; a model without wrappers is copied as is."""
     check_model_to_cluster(model, "strip")

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_compress._types import KerasModel
 from keras_compress.clustering.cluster import check_model_to_cluster, clustering_wrappers, strip
 from keras_compress.pruning.report import kernels
 
@@ -26,7 +27,7 @@ class ClusteringReport:
         """The most distinct values any one layer holds."""
         return max((row["distinct"] for row in self.layers), default=0)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"layers": [dict(row) for row in self.layers], "most_distinct": self.most_distinct}
 
     def __str__(self):
@@ -48,7 +49,7 @@ def _kernel_rows(model):
     return rows
 
 
-def distinct_values(model):
+def distinct_values(model: KerasModel) -> "ClusteringReport":
     """Reports the distinct values of each clusterable kernel of a tf_keras model (a clustered
     model is read as `strip` would leave it).
 
@@ -63,7 +64,7 @@ def distinct_values(model):
     return ClusteringReport(_kernel_rows(strip(model) if clustering_wrappers(model) else model))
 
 
-def is_clustered(model):
+def is_clustered(model: KerasModel) -> bool:
     """Whether a kernel of the model holds few distinct values (two or more), each repeated four
     times or more on average over its nonzero weights: it was clustered."""
     return any(2 <= row["distinct"] and _REPEATS * row["distinct"] <= row["params"] - row["zeros"]

@@ -4,7 +4,7 @@ subclasses this and its flavour's `keras.Model`; only the training step differs.
 
 import numpy as np
 
-from keras_compress._flavour import check_model, flavour_of, keras_for
+from keras_compress._flavour import check_model, flavour_of, flavour_title, keras_for
 from keras_compress.distillation.losses import check_temperature_and_alpha
 
 __all__ = ["DistillerSettings", "check_flavour_objects", "per_example"]
@@ -21,12 +21,11 @@ def check_flavour_objects(value, argument, flavour):
             continue
         other = flavour_of(item)
         if other is not None and other != flavour:
-            model_kind, item_kind = ("Keras 3", "tf_keras") if other != "keras3" else ("tf_keras", "Keras 3")
+            (model_kind, model_import), (item_kind, _) = flavour_title(flavour), flavour_title(other)
             raise TypeError(
                 f"{argument} is a {item_kind} object ({type(item).__module__}.{type(item).__name__}), but "
-                f"the models are {model_kind} models: build it with the models' Keras "
-                f"({'import keras' if model_kind == 'Keras 3' else 'import tf_keras as keras'}), or pass "
-                "its name as a string.")
+                f"the models are {model_kind} models: build it with the models' Keras ({model_import}), "
+                "or pass its name as a string.")
 
 
 def per_example(loss_fn, keras):

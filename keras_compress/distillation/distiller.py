@@ -5,19 +5,10 @@
 imports neither Keras: the flavour's module loads when a Distiller of it is made.
 """
 
-import importlib
-
-from keras_compress._flavour import KERAS3, TF_KERAS, flavour_of
+from keras_compress._flavour import FLAVOURS, TF_KERAS, flavour_road, road
 from keras_compress.distillation._settings import DistillerSettings
 
 __all__ = ["Distiller"]
-
-_CLASSES = {TF_KERAS: "tf_keras_distiller:TfKerasDistiller", KERAS3: "keras3_distiller:Keras3Distiller"}
-
-
-def _flavour_class(flavour):
-    module, _, name = _CLASSES[flavour].partition(":")
-    return getattr(importlib.import_module(f"keras_compress.distillation.{module}"), name)
 
 
 class _EitherFlavour(type):
@@ -78,9 +69,9 @@ class Distiller(metaclass=_EitherFlavour):
     def __new__(cls, *models, student=None, teacher=None, **kwargs):
         # A student of neither flavour gets the tf_keras class, whose checks name the problem
         # (models given by position included).
-        flavour = KERAS3 if flavour_of(student if student is not None else next(iter(models), None)) \
-            == KERAS3 else TF_KERAS
-        return _flavour_class(flavour)(*models, student=student, teacher=teacher, **kwargs)
+        model = student if student is not None else next(iter(models), None)
+        flavour_class = road(model, "distiller", fallback=TF_KERAS)
+        return flavour_class(*models, student=student, teacher=teacher, **kwargs)
 
     def __init_subclass__(cls, **kwargs):
         raise TypeError("keras_compress.Distiller picks its Keras flavour when called; subclass "
@@ -92,11 +83,9 @@ class Distiller(metaclass=_EitherFlavour):
         """The Distiller `get_config()` describes, of the flavour recorded in it (tf_keras for
         configs saved before it was recorded: tf_keras alone finds classes by module path)."""
         flavour = config.get("flavour", TF_KERAS) if isinstance(config, dict) else None
-        if flavour not in _CLASSES:
+        if flavour not in FLAVOURS:
             raise ValueError(f"This config names no Keras flavour keras_compress knows ({flavour!r}; a "
                              "config from `get_config()` of a Distiller does): call "
                              "TfKerasDistiller.from_config or Keras3Distiller.from_config for the flavour "
                              "of its models.")
-        if flavour == KERAS3:
-            return _flavour_class(flavour).from_config(config, custom_objects=custom_objects)
-        return _flavour_class(flavour).from_config(config)
+        return flavour_road(flavour, "distiller").from_config(config, custom_objects=custom_objects)

@@ -7,10 +7,13 @@ It differs from Keras' own `keras.distillation.Distiller` (3.12+), whose default
 This one softens both outputs by T and scales the KL term by T², as in Hinton et al.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
 from keras_compress._flavour import KERAS3
+from keras_compress._types import KerasModel
 from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects
 from keras_compress.distillation.losses import as_logits, keras_ops, soft_target_loss
 
@@ -32,9 +35,10 @@ class Keras3Distiller(DistillerSettings, keras.Model):
 
     flavour = KERAS3
 
-    def __init__(self, *models, student=None, teacher=None, student_from_logits=True,
-                 teacher_from_logits=True, features=None, cache_teacher=False, alpha=None, temperature=None,
-                 **kwargs):
+    def __init__(self, *models: KerasModel, student: KerasModel = None, teacher: KerasModel = None,
+                 student_from_logits: bool = True, teacher_from_logits: bool = True, features: Any = None,
+                 cache_teacher: bool = False, alpha: float | None = None, temperature: float | None = None,
+                 **kwargs: Any):
         self._check_models(models, student, teacher)
         super().__init__(**kwargs)
         self._init_settings(student, teacher, student_from_logits, teacher_from_logits, features,

@@ -6,6 +6,7 @@ TensorFlow and the JAX backend alike).
 """
 
 import types
+from typing import Any
 
 __all__ = ["distillation_loss", "soft_target_loss", "as_logits", "tensorflow_ops", "keras_ops"]
 
@@ -56,7 +57,7 @@ def as_logits(outputs, from_logits, ops=None):
     return outputs if from_logits else ops.log(ops.clip(outputs, _EPSILON, 1.0))
 
 
-def soft_target_loss(student_logits, teacher_logits, temperature, ops=None):
+def soft_target_loss(student_logits: Any, teacher_logits: Any, temperature: float, ops: Any = None) -> Any:
     """Per-example KL(softmax(teacher / T) || softmax(student / T)) * T**2.
 
     Scaling by `T**2` keeps the gradients of the soft term the same size whatever
@@ -80,7 +81,8 @@ def hard_loss(labels, student_logits, ops):
     return -ops.sum(labels * ops.log_softmax(student_logits, axis=-1), axis=-1)
 
 
-def distillation_loss(student_logits, teacher_logits, labels, temperature=3.0, alpha=None):
+def distillation_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float = 3.0,
+                      alpha: float | None = None) -> Any:
     """The distillation loss of a batch, averaged over its examples.
 
     With `alpha=None` it is the classic sum `soft + hard`; otherwise

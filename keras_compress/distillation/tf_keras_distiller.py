@@ -1,10 +1,13 @@
 """The tf_keras `Distiller`, on TensorFlow ops; `keras_compress.Distiller(student=...,
 teacher=...)` builds it for tf_keras models."""
 
+from typing import Any
+
 import tensorflow as tf
 
 from keras_compress._flavour import TF_KERAS
 from keras_compress._keras import keras
+from keras_compress._types import KerasModel
 from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects
 from keras_compress.distillation.losses import as_logits, soft_target_loss
 
@@ -25,9 +28,10 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
 
     flavour = TF_KERAS
 
-    def __init__(self, *models, student=None, teacher=None, student_from_logits=True,
-                 teacher_from_logits=True,
-                 features=None, cache_teacher=False, alpha=None, temperature=None, **kwargs):
+    def __init__(self, *models: KerasModel, student: KerasModel = None, teacher: KerasModel = None,
+                 student_from_logits: bool = True, teacher_from_logits: bool = True, features: Any = None,
+                 cache_teacher: bool = False, alpha: float | None = None, temperature: float | None = None,
+                 **kwargs: Any):
         self._check_models(models, student, teacher)
         super().__init__(**kwargs)
         self._init_settings(student, teacher, student_from_logits, teacher_from_logits, features,
@@ -138,5 +142,6 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
         return self._settings_config(keras.layers.serialize)
 
     @classmethod
-    def from_config(cls, config):
-        return cls._from_settings_config(config, keras.layers.deserialize)
+    def from_config(cls, config, custom_objects=None):
+        return cls._from_settings_config(config, lambda model: keras.layers.deserialize(
+            model, custom_objects=custom_objects))

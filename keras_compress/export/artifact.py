@@ -2,8 +2,10 @@
 
 import dataclasses
 import os
+from typing import Any
 
 from keras_compress.runtime.load import load
+from keras_compress.runtime.runner import Runner
 
 __all__ = ["Artifact", "path_size"]
 
@@ -36,7 +38,7 @@ class Artifact:
     versions: dict
     settings: dict
 
-    def load(self, **options):
+    def load(self, **options: Any) -> Runner:
         """A `Runner` for this artifact."""
         return load(self.path, **options)
 

@@ -3,7 +3,7 @@ several formats share."""
 
 import dataclasses
 
-from keras_compress._flavour import KERAS3, flavour_of
+from keras_compress._flavour import keras_for
 from keras_compress.errors import ExportError
 
 __all__ = ["ExportRequest", "refuse_keras_int8_kernels"]
@@ -22,11 +22,7 @@ class ExportRequest:
 def refuse_keras_int8_kernels(model, title):
     """Refuses a Keras 3 model that Keras' `model.quantize()` gave int8 kernels, which the
     converter to `title` cannot take."""
-    if flavour_of(model) != KERAS3:
-        return
-    from keras_compress._keras3 import quantized_layers
-
-    quantized = quantized_layers(model)
+    quantized = keras_for(model).quantized_layers(model)
     if quantized:
         raise ExportError(
             f"Model {model.name!r} was quantized with Keras' model.quantize() (layers "

@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_compress._files import partial_folder
 from keras_compress._flavour import check_graph_model
+from keras_compress._types import Arrays, Data, KerasModel, PathLike
 from keras_compress.errors import ExportError, ExportVerificationError
 from keras_compress.export.artifact import Artifact, path_size
 from keras_compress.export.calibration import calibration_batches
@@ -244,9 +245,12 @@ def _verified(model, fmt, runner, source, reference, samples, precision, verify)
     return result
 
 
-def export(model, path, *, format=None, sample_data=None, verify=True, overwrite=False, opset=None,
-           quantize=None, calibration_data=None, calibrate_method="minmax", io="float",
-           compare_speed=True, precision=None, batch_sizes=(1, 8, 32), sparse_weights=False):
+def export(model: KerasModel, path: PathLike, *, format: str | None = None,
+           sample_data: Arrays | None = None, verify: bool = True, overwrite: bool = False,
+           opset: int | None = None, quantize: str | None = None, calibration_data: Data = None,
+           calibrate_method: str = "minmax", io: str = "float", compare_speed: bool = True,
+           precision: str | None = None, batch_sizes: tuple[int, ...] = (1, 8, 32),
+           sparse_weights: bool = False) -> Artifact:
     """Exports a Keras 3 or tf_keras model and checks the result against it.
 
     The format comes from the suffix: `.onnx` (ONNX Runtime), `.tflite` (LiteRT),

@@ -10,7 +10,7 @@ import warnings
 import tensorflow as tf
 
 from keras_compress._environment import has_vnni
-from keras_compress._flavour import KERAS3, flavour_of, keras_for
+from keras_compress._flavour import keras_for
 from keras_compress.errors import ExportError
 from keras_compress.export.int8_weights import onnx_int8_weights
 from keras_compress.export.onnx_folding import fold
@@ -32,7 +32,7 @@ def convert_to_onnx(model, opset):
     are converted through a TensorFlow-backend rebuild (`tensorflow_rebuild`)."""
     import tf2onnx
 
-    if flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
+    if keras_for(model).backend() == "jax":
         from keras_compress.export.tensorflow_rebuild import onnx_from_tensorflow_rebuild
 
         return onnx_from_tensorflow_rebuild(model, opset)
@@ -68,7 +68,7 @@ def _erfc_as_one_minus_erf(graph, node, name, args):
 
 
 # TensorFlow ops tf2onnx has no converter for, and ours.
-_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
+_OP_HANDLERS: dict[str, tuple] = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
 def _refuse_function_calls(proto, model):

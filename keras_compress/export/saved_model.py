@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from keras_compress._flavour import KERAS3, flavour_of
+from keras_compress._flavour import supports
 from keras_compress.errors import ExportError
 from keras_compress.export.signature import serving_function
 from keras_compress.runtime.metadata import encode
@@ -32,7 +32,7 @@ def export_keras(model, path, metadata):
 
 def check_h5_export(model, request):
     """HDF5 holds tf_keras models only."""
-    if flavour_of(model) == KERAS3:
+    if not supports(model, "h5"):
         raise ExportError(f"Model {model.name!r} is a Keras 3 model: HDF5 (.h5) is the legacy tf_keras "
                           "format. Save it as .keras (or export it to ONNX, TFLite or a SavedModel).")
 

@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._flavour import KERAS3, flavour_of, keras_for, numpy_dtype
-from keras_compress.pruning.layer_rules import builtin_name
+from keras_compress._flavour import keras_for, numpy_dtype
+from keras_compress.layer_kinds import builtin_name
 
 __all__ = ["input_specs", "serving_function", "sample_inputs"]
 
@@ -25,12 +25,7 @@ def serving_function(model, batch_size=None):
     flavour = keras_for(model)
     names = flavour.output_names(model)
     specs = input_specs(model, batch_size)
-    if flavour_of(model) == KERAS3:
-        call, trackable = flavour.tensorflow_call(model, specs, _call(model))
-    else:
-        call = _call(model)
-        trackable = tf.Module()
-        trackable.model = model  # tracks the variables
+    call, trackable = flavour.tensorflow_call(model, specs, _call(model))
 
     def serve(*inputs):
         outputs = call(*inputs)

@@ -15,6 +15,7 @@ import onnx
 
 from keras_compress._files import write_atomically
 from keras_compress._tensorrt import require_tensorrt
+from keras_compress._types import PathLike
 from keras_compress.errors import ExportError, ModelFileError
 from keras_compress.export.checks import refuse_keras_int8_kernels
 from keras_compress.export.onnx import export_onnx
@@ -172,7 +173,7 @@ class TensorRTCheck:
         return "\n".join(lines)
 
 
-def check_tensorrt(path):
+def check_tensorrt(path: PathLike) -> "TensorRTCheck":
     """Checks, on any machine, whether an ONNX file is ready for a strongly typed TensorRT build.
 
     Reports the precision its tensors imply (float16 tensors, Q/DQ for int8), whether the

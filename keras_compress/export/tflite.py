@@ -4,7 +4,7 @@ integer from calibration data or a quantization-aware model, float16)."""
 import re
 import warnings
 
-from keras_compress._flavour import KERAS3, flavour_of, keras_for
+from keras_compress._flavour import keras_for
 from keras_compress.errors import ExportError
 from keras_compress.export.checks import refuse_keras_int8_kernels
 from keras_compress.export.int8_weights import tflite_int8_weights
@@ -60,7 +60,7 @@ def convert_to_tflite(model, batch_size, quantize, calibration, io, sparse_weigh
     sparse encoding."""
     import tensorflow as tf
 
-    if flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax":
+    if keras_for(model).backend() == "jax":
         from keras_compress.export import tensorflow_rebuild
 
         try:

@@ -10,8 +10,8 @@ import pkgutil
 
 from keras_compress.formats.format import Format
 
-__all__ = ["Format", "FORMATS", "by_name", "for_path", "CALIBRATION_METHODS", "IO_TYPES", "QUANTIZE_MODES",
-           "TENSORRT_PRECISIONS"]
+__all__ = ["Format", "FORMATS", "by_name", "for_path", "identify", "CALIBRATION_METHODS", "IO_TYPES",
+           "QUANTIZE_MODES", "TENSORRT_PRECISIONS"]
 
 # Export options shared by several formats (and offered by the command line).
 QUANTIZE_MODES = ("dynamic", "static", "float16")
@@ -38,6 +38,12 @@ def by_name(name):
     if name not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {name!r}")
     return FORMATS[name]
+
+
+def identify(path, besides=None):
+    """The `Format` other than `besides` whose content `path` holds, told by its bytes (not its
+    name), or None."""
+    return next((fmt for fmt in FORMATS.values() if fmt is not besides and fmt.identified_in(path)), None)
 
 
 def for_path(path):

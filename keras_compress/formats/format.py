@@ -32,6 +32,9 @@ class Format:
         export_options: the `keras_compress.export` options this format takes.
         runner_options: the keyword options its runner takes (`keras_compress.load`).
         holds: `holds(path)`, whether a file or folder holds an artifact of this format.
+        runs_on_tensorflow: whether its runner runs in TensorFlow (and so on TensorFlow's threads).
+        identifies: whether `holds` tells this format's files from others by their content
+            (False: it accepts any file, as TensorRT's engines cannot be read without TensorRT).
         holds_model: `holds_model(path)`, whether it holds a model this format's exporter could
             have written, read from its content (what `overwrite` may replace); None: `holds`.
         weight_counts: `weight_counts(path) -> (parameters, zeros)` read from the file, or None.
@@ -61,6 +64,8 @@ class Format:
     export_options: tuple = ()
     runner_options: tuple = ()
     holds: object = None
+    identifies: bool = True
+    runs_on_tensorflow: bool = False
     holds_model: object = None
     weight_counts: object = None
     op_counts: object = None
@@ -82,6 +87,15 @@ class Format:
             return False
         try:
             return bool((self.holds_model or self.holds)(path))
+        except OSError:
+            return False
+
+    def identified_in(self, path):
+        """Whether `path` holds an artifact of this format, told by its content."""
+        if not self.identifies or self.holds is None or os.path.isdir(path) != self.is_folder:
+            return False
+        try:
+            return bool(self.holds(path))
         except OSError:
             return False
 

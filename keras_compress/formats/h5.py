@@ -26,7 +26,7 @@ def _holds_model(path):
 FORMAT = Format(
     name="h5", title=".h5", suffixes=(".h5", ".hdf5"),
     exporter="keras_compress.export.saved_model:export_h5",
-    runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
+    runner="keras_compress.runtime.keras_runner:KerasRunner.from_file", runs_on_tensorflow=True,
     libraries=("tensorflow", "tf-keras", "h5py"),
     runner_options=("safe_mode", "custom_objects", "memory_budget"), holds=_holds, holds_model=_holds_model,
     check_export="keras_compress.export.saved_model:check_h5_export")

@@ -28,6 +28,6 @@ def _holds_model(path):
 FORMAT = Format(
     name="keras", title=".keras", suffixes=(".keras",),
     exporter="keras_compress.export.saved_model:export_keras",
-    runner="keras_compress.runtime.keras_runner:KerasRunner.from_file",
+    runner="keras_compress.runtime.keras_runner:KerasRunner.from_file", runs_on_tensorflow=True,
     libraries=("tensorflow", "tf-keras"), runner_options=("safe_mode", "custom_objects", "memory_budget"),
     holds=_holds, holds_model=_holds_model)

@@ -8,6 +8,9 @@ from keras_compress.formats.format import Format
 def _holds(path):
     import onnx
 
+    with open(path, "rb") as file:
+        if file.read(1) != b"\x08":  # a ModelProto starts with its ir_version field
+            return False
     try:
         return len(onnx.load_model(path, load_external_data=False).graph.node) > 0
     except Exception:  # not a file ONNX can parse

@@ -13,4 +13,4 @@ FORMAT = Format(
     name="saved_model", title="SavedModel", suffixes=(),
     exporter="keras_compress.export.saved_model:export_saved_model",
     runner="keras_compress.runtime.saved_model_runner:SavedModelRunner",
-    libraries=("tensorflow",), holds=_holds)
+    libraries=("tensorflow",), holds=_holds, runs_on_tensorflow=True)

@@ -15,4 +15,5 @@ FORMAT = Format(
     runner="keras_compress.runtime.tensorrt_runner:TensorRTRunner",
     libraries=("tensorflow", "tf2onnx", "onnx", "tensorrt"),
     export_options=("opset", "quantize", "calibration_data", "precision", "batch_sizes"), holds=_holds,
+    identifies=False,
     check_export="keras_compress.export.tensorrt:check_export", timed_against_float=False)

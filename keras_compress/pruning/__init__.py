@@ -17,13 +17,13 @@ if "keras" in sys.modules:
     from keras_compress.pruning import keras3_wrapper as _keras3_wrapper  # noqa: F401  (registers it)
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "ChannelRule": "layer_rules:ChannelRule",
+    "ChannelRule": "..layer_kinds:ChannelRule",
     "ConstantSparsity": "schedules:ConstantSparsity",
     "PolynomialDecay": "schedules:PolynomialDecay",
     "PruningCallback": "callback:PruningCallback",
     "SparsityReport": "report:SparsityReport",
     "prune": "prune:prune",
-    "register_channel_rule": "layer_rules:register_channel_rule",
+    "register_channel_rule": "..layer_kinds:register_channel_rule",
     "shrink": "shrink:shrink",
     "sparsity": "report:sparsity",
     "strip": "prune:strip",

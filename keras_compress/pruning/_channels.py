@@ -2,7 +2,7 @@
 
 Every tensor's last axis is described as a list of segments, each a run of
 channels of one "space", and the value a removed channel holds there. A
-producer (Conv2D, Dense: see `layer_rules`) starts a new space of
+producer (Conv1D, Conv2D, Dense: see `layer_kinds`) starts a new space of
 `filters`/`units` channels; members (BatchNormalization, DepthwiseConv2D) carry
 per-channel parameters through a space; activations and elementwise operations
 with numbers (`x + 3.0`) carry it and compute the removed channels' value;
@@ -27,15 +27,7 @@ import warnings
 import numpy as np
 
 from keras_compress._flavour import keras_for
-from keras_compress.pruning.layer_rules import builtin_name, rule_for
-
-_ACTIVATIONS = {"Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU"}
-_PASS_THROUGH = {
-    "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
-    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "ZeroPadding2D", "Cropping2D", "UpSampling2D",
-}
-_JOINS = {"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"}
+from keras_compress.layer_kinds import builtin_name, kind_of
 
 
 def unwrap(layer):
@@ -65,7 +57,7 @@ class Group:
 
     space: int
     size: int
-    producers: list  # names of the Conv2D/Dense layers whose outputs make up the space
+    producers: list  # names of the layers (Conv1D, Conv2D, Dense...) whose outputs make up the space
 
 
 def _value_at(fn, value):
@@ -112,10 +104,6 @@ def _op_function(call, tensor):
 
 def _kept(segments, keep):
     return np.concatenate([keep[s.space] if s.space in keep else np.ones(s.size, bool) for s in segments])
-
-
-def _exact_class(layer, names):
-    return builtin_name(layer) in names
 
 
 class ChannelGraph:
@@ -230,7 +218,8 @@ class ChannelGraph:
         first = ins[0]
         flat = first.repeat > 1
         rank = self._flavour.rank(outs[0])
-        rule = rule_for(layer)
+        kind = kind_of(layer)
+        rule, role = kind.rule, kind.channels
         activation = getattr(layer, "activation", None)
         if rule is not None and rule.role == "producer" and len(ins) == 1 and rule.accepts(layer, rank) \
                 and not (flat and rank != 2):
@@ -242,7 +231,7 @@ class ChannelGraph:
             made = _Tensor([Segment(space, channels)])
             return made if activation is None else self._mapped(made, activation, rank)
         if flat:
-            if _exact_class(layer, {"Dropout"}):
+            if role == "elementwise":
                 return first
             return self._unknown(ins, outs[0])
         if rule is not None and rule.role == "member" and rule.accepts(layer, rank):
@@ -251,19 +240,19 @@ class ChannelGraph:
             if layer.name in frozen_layers:
                 self._freeze(first)
             return first if activation is None else self._mapped(first, activation, rank)
-        if _exact_class(layer, _ACTIVATIONS):
+        if role == "activation":
             return self._mapped(first, layer, rank)
         call = self._op_calls.get(id(layer))
         operation = call and len(ins) == 1 and (rank or 0) > 1 and _op_function(call, inputs[0])
         if operation:
             return self._mapped(first, operation, rank)
-        if _exact_class(layer, _PASS_THROUGH) and self._channels_last(layer):
+        if role in ("pass_through", "elementwise") and self._channels_last(layer):
             return self._zeroed(first)
-        if _exact_class(layer, {"Reshape"}) and inputs[0].shape[-1] == outs[0].shape[-1] is not None \
+        if role == "reshape" and inputs[0].shape[-1] == outs[0].shape[-1] is not None \
                 and layer.target_shape[-1] != -1:
             self.reshapes[layer.name] = first.segments
             return first  # row-major: with the same last axis, every element keeps its channel
-        if _exact_class(layer, _JOINS):
+        if role == "join":
             if all(len(d.segments) == 1 and d.segments[0].size == first.segments[0].size for d in ins):
                 for descriptor in ins[1:]:
                     self._union(first.segments[0].space, descriptor.segments[0].space)
@@ -271,9 +260,9 @@ class ChannelGraph:
                 if value is None:
                     self._freeze(first)
                 return _Tensor(first.segments, 1, value or 0.0)
-        if _exact_class(layer, {"Concatenate"}) and layer.axis in (-1, rank - 1):
+        if role == "concatenate" and layer.axis in (-1, rank - 1):
             return _Tensor([segment for d in ins for segment in self._zeroed(d).segments])
-        if _exact_class(layer, {"Flatten"}) and self._channels_last(layer):
+        if role == "flatten" and self._channels_last(layer):
             shape = tuple(inputs[0].shape)
             positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
             if len(shape) <= 2 or None not in shape[1:]:

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_compress._flavour import KERAS3, flavour_of, keras_for
+from keras_compress._flavour import keras_for, road
 from keras_compress._retracing import one_trace_per_model
 from keras_compress.pruning._channels import ChannelGraph, unwrap
 from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
@@ -62,7 +62,7 @@ class PruningCallback(keras.callbacks.Callback):
     def _implements_predict_batch_hooks(self):
         return False
 
-    def __init__(self, log_dir=None):
+    def __init__(self, log_dir: str | None = None):
         super().__init__()
         if log_dir is not None and (not isinstance(log_dir, str) or not log_dir):
             raise ValueError(f"log_dir must be None or a non-empty path, got {log_dir!r}")
@@ -84,30 +84,20 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError("PruningCallback found no pruning wrappers in the model: train the "
                              "model returned by keras_compress.pruning.prune().")
         self._flavour = keras_for(model, action="prune")
-        self._keras3 = flavour_of(self._pruned) == KERAS3
-        self._wrappers = wrappers = pruning_wrappers(self._pruned)
+        self._steps = road(self._pruned, "pruning_steps")
+        self.wrappers = wrappers = pruning_wrappers(self._pruned)
         params = self.params  # None when a custom training loop calls the hooks
         steps = params.get("steps") if params else None
         changed = False
-        if not self._keras3:
-            from keras_compress.pruning.wrapper import RankedSchedule
         for wrapper in wrappers:
-            schedule = wrapper.pruning_schedule
-            ranked = not self._keras3 and isinstance(schedule, RankedSchedule)
-            timing = schedule.schedule if ranked else schedule
+            ranking = self._steps.ranking(wrapper)
+            timing = ranking[0] if ranking else wrapper.pruning_schedule
             # tfmot's own schedules (a model pruned by tfmot directly) count in steps as they are.
             changed |= timing.resolve(steps) if hasattr(timing, "resolve") else False
-        first = wrappers[0]
-        if self._keras3:  # the callback ranks every mask
-            self._schedule = first.pruning_schedule
-            self._granularity, self._scope = first.granularity, first.scope
-            self._ranked = True
-        else:  # tfmot ranks single weights within a layer itself
-            schedule = first.pruning_schedule
-            self._ranked = isinstance(schedule, RankedSchedule)
-            if self._ranked:
-                self._schedule, self._granularity, self._scope = (schedule.schedule, schedule.granularity,
-                                                                  schedule.scope)
+        ranking = self._steps.ranking(wrappers[0])  # None where the wrapper ranks its masks itself
+        self._ranked = ranking is not None
+        if self._ranked:
+            self._schedule, self._granularity, self._scope = ranking
         if self._ranked and self._granularity == "filter":
             self._graph = ChannelGraph(self._pruned)
             self._layers = {unwrap(layer).name: layer for layer in self._pruned.layers}
@@ -123,10 +113,10 @@ class PruningCallback(keras.callbacks.Callback):
         self._in_fit = params is not None and self._flavour.train_function(model) is not None
         if not self._in_fit:
             self._steps_per_call = 1
-            self._remask = self._remask_function()
+            self._remask = self.remask_function()
             return
-        if changed and not self._keras3:  # tfmot reads the schedule inside the traced step
-            model.make_train_function(force=True)
+        if changed:
+            self._steps.schedules_changed(model)
         self._install_step_hooks()
         if self.log_dir is not None and self._writer is None:
             import tensorflow as tf
@@ -134,21 +124,21 @@ class PruningCallback(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def _current_step(self):
-        return int(self._wrappers[0].pruning_step.numpy())
+        return int(self.wrappers[0].pruning_step.numpy())
 
-    def _remask_function(self):
+    def remask_function(self):
         """Sets pruned weights to zero on the variables (a compiled function on TensorFlow)."""
-        pairs = [(weight, mask) for wrapper in self._wrappers for weight, mask, _ in wrapper.pruning_vars]
+        pairs = [(weight, mask) for wrapper in self.wrappers for weight, mask, _ in wrapper.pruning_vars]
 
         def remask():
             for weight, mask in pairs:
                 weight.assign(weight * mask)
 
-        if self._keras3 and self._flavour.backend() != "tensorflow":
+        if self._flavour.backend() != "tensorflow":
             return remask
         import tensorflow as tf
 
-        one_trace_per_model("_remask_function.<locals>")  # one per pruned model, each traced once
+        one_trace_per_model("remask_function.<locals>")  # one per pruned model, each traced once
         return tf.function(remask)
 
     def _install_step_hooks(self):
@@ -156,19 +146,7 @@ class PruningCallback(keras.callbacks.Callback):
         original = self._flavour.train_function(model)
         # An interrupted fit leaves our hook installed; never stack two.
         original = getattr(original, "_pruning_original", original)
-        if self._keras3:
-            from keras_compress.pruning import keras3_steps
-
-            hooked = keras3_steps.install(self, model)
-        else:
-            remask = self._remask_function()
-
-            def hooked(iterator):
-                if self._ranked:
-                    self._update_ranked_masks()
-                logs = original(iterator)
-                remask()
-                return logs
+        hooked = self._steps.install(self, model, original)
 
         def restoring_on_error(*args):
             try:
@@ -185,17 +163,14 @@ class PruningCallback(keras.callbacks.Callback):
         self._flavour.set_train_function(model, restoring_on_error)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if not self._in_fit and self._ranked:
-            self._update_ranked_masks()
+        if not self._in_fit:
+            self.rank_due_masks()
 
     def on_train_batch_end(self, batch, logs=None):
         if self._in_fit:
             return
         self._remask()
-        if self._keras3:  # tfmot's wrapper counts tf_keras steps in its own call
-            step = self._current_step() + 1
-            for wrapper in self._wrappers:
-                wrapper.pruning_step.assign(step)
+        self._steps.after_custom_step(self.wrappers)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras shortens the last call of an epoch to the steps left: count from the truth again.
@@ -207,12 +182,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _restore_model_functions(self):
         if self._original_train_function is not None:
-            if self._keras3:
-                from keras_compress.pruning import keras3_steps
-
-                keras3_steps.uninstall(self._trained_model)
-            else:
-                self._flavour.set_train_function(self._trained_model, self._original_train_function)
+            self._steps.uninstall(self._trained_model, self._original_train_function)
             self._original_train_function = None
 
     def due_sparsity(self):
@@ -229,13 +199,17 @@ class PruningCallback(keras.callbacks.Callback):
         """`[(mask variable, value)]` for every wrapped weight at `sparsity`, weights read by `read`."""
         if self._granularity == "filter":
             keep = filter_masks(self._graph, self._layers, sparsity, self._scope, read)
-            return [pair for wrapper in self._wrappers
+            return [pair for wrapper in self.wrappers
                     for pair in channel_mask_values(self._graph, unwrap(wrapper).name, wrapper, keep)]
         if self._scope == "global":
-            return global_weight_masks(self._wrappers, sparsity, read)
-        return [pair for wrapper in self._wrappers for pair in layer_weight_masks(wrapper, sparsity, read)]
+            return global_weight_masks(self.wrappers, sparsity, read)
+        return [pair for wrapper in self.wrappers for pair in layer_weight_masks(wrapper, sparsity, read)]
 
-    def _update_ranked_masks(self):
+    def rank_due_masks(self):
+        """Ranks and applies new masks when the next call of the train function prunes (and the
+        callback, not the wrappers, ranks them)."""
+        if not self._ranked:
+            return
         sparsity = self.due_sparsity()
         if sparsity is None:
             return

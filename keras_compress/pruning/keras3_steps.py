@@ -8,14 +8,30 @@ wrapped so that, before a call whose steps include a pruning step, new masks are
 On TensorFlow that reads and writes the variables. On JAX, `fit` keeps the weights in a
 state it passes from call to call (the variables are empty meanwhile), so the ranking
 reads and rewrites that state instead: nothing is copied to the host except on the calls
-that rank masks.
+that rank masks. The pruning-steps road of `_keras3`; `tf_keras_steps` is tf_keras's.
 """
 
 import numpy as np
 
-from keras_compress.pruning.prune import apply_masks
+from keras_compress._keras3 import backend, forget_step_function, train_function
 
-__all__ = ["install", "uninstall"]
+__all__ = ["ranking", "schedules_changed", "install", "after_custom_step", "uninstall"]
+
+
+def ranking(wrapper):
+    """`(schedule, granularity, scope)`: the callback ranks every mask."""
+    return wrapper.pruning_schedule, wrapper.granularity, wrapper.scope
+
+
+def schedules_changed(model):
+    """Nothing: `install` compiles the train function anew, with the schedules as they are."""
+
+
+def after_custom_step(wrappers):
+    """Advances each wrapper's step counter after a step of a custom training loop."""
+    step = int(wrappers[0].pruning_step.numpy()) + 1
+    for wrapper in wrappers:
+        wrapper.pruning_step.assign(step)
 
 
 def _zero_pruned_and_count(wrappers):
@@ -50,9 +66,9 @@ def _jax_pieces(callback, model):
     import jax.numpy as jnp
 
     where = _StateIndex(model)
-    pairs = [(where(weight), where(mask)) for wrapper in callback._wrappers
+    pairs = [(where(weight), where(mask)) for wrapper in callback.wrappers
              for weight, mask, _ in wrapper.pruning_vars]
-    counters = [where(wrapper.pruning_step) for wrapper in callback._wrappers]
+    counters = [where(wrapper.pruning_step) for wrapper in callback.wrappers]
 
     def zero_pruned(parts):
         for (weight_part, weight), (mask_part, mask) in pairs:
@@ -81,52 +97,50 @@ def _jax_pieces(callback, model):
     return after_step, rank
 
 
-def install(callback, model):
+def install(callback, model, original):
     """Wraps `model`'s training step, recompiles it, and returns the train function to hook in
-    its place: it ranks masks when due, then calls the recompiled one."""
+    place of `original`: it ranks masks when due, then calls the recompiled one."""
     step = model.train_step
     step = getattr(step, "_pruning_original_step", step)  # an interrupted fit left it wrapped
-    if callback._flavour.backend() == "jax":
+    if backend() == "jax":
         after_step, rank = _jax_pieces(callback, model)
 
-        def train_step(state, data):
+        def jax_step(state, data):
             logs, state = step(state, data)
             return logs, after_step(state)
+        train_step = jax_step
     else:
-        update = _zero_pruned_and_count(callback._wrappers)
+        update = _zero_pruned_and_count(callback.wrappers)
 
-        def train_step(data):
+        def tensorflow_step(data):
             logs = step(data)
             update()
             return logs
+        train_step = tensorflow_step
 
     train_step._pruning_original_step = step
     model.train_step = train_step
     model.make_train_function(force=True)
-    compiled = callback._flavour.train_function(model)
+    compiled = train_function(model)
 
-    if callback._flavour.backend() == "jax":
-        def hooked(state, iterator):
+    if backend() == "jax":
+        def jax_call(state, iterator):
             sparsity = callback.due_sparsity()
             if sparsity is not None:
                 state = rank(state, sparsity)
             return compiled(state, iterator)
+        hooked = jax_call
     else:
-        def hooked(iterator):
-            sparsity = callback.due_sparsity()
-            if sparsity is not None:
-                for mask, value in callback.new_masks(sparsity):
-                    mask.assign(value)
-                apply_masks(callback._pruned)
+        def tensorflow_call(iterator):
+            callback.rank_due_masks()
             return compiled(iterator)
+        hooked = tensorflow_call
 
     return hooked
 
 
-def uninstall(model):
+def uninstall(model, original):
     """Gives `model` back its own training step; its next `fit` compiles it anew."""
-    from keras_compress import _keras3
-
     if hasattr(model.train_step, "_pruning_original_step"):
         del model.train_step
-    _keras3.forget_step_function(model, "train")
+    forget_step_function(model, "train")

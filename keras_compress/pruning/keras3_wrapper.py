@@ -10,12 +10,12 @@ plain `keras.saving.load_model`.
 
 import keras
 
-from keras_compress._keras3 import call_takes_mask, call_takes_training, call_with_values
-from keras_compress.pruning.layer_rules import rule_for
+from keras_compress._keras3 import call_takes_mask, call_takes_training, call_with_values, unwrapped
+from keras_compress.layer_kinds import builtin_name, rule_for
 from keras_compress.pruning.report import kernels
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
-__all__ = ["PruneLowMagnitude", "prunable_weights"]
+__all__ = ["PruneLowMagnitude", "prunable_weights", "prunability", "pruning_wrap", "strip_pruning"]
 
 _SCHEDULES = {cls.__name__: cls for cls in (PolynomialDecay, ConstantSparsity)}
 
@@ -34,6 +34,19 @@ def prunable_weights(layer, channelwise=False):
     if not _is_keras_layer(layer):
         return []
     return kernels(layer)
+
+
+def prunability(layer):
+    """As tfmot's for tf_keras: "weights", "none" (nothing to prune) or None (a layer with weights
+    that pruning does not know: custom layers stay dense)."""
+    if prunable_weights(layer):
+        return "weights"
+    return "none" if builtin_name(layer) or not layer.weights else None
+
+
+def strip_pruning(model):
+    """`model` with its pruning wrappers replaced by the layers inside them (weights shared)."""
+    return unwrapped(model, (PruneLowMagnitude,))
 
 
 @keras.saving.register_keras_serializable(package="keras_compress")
@@ -137,3 +150,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         config["layer"] = keras.saving.deserialize_keras_object(config["layer"],
                                                                 custom_objects=custom_objects)
         return cls(**config)
+
+
+def pruning_wrap(schedule, granularity, scope, block_size, m_by_n):
+    """`(layer -> its pruning wrapper, whether fit needs PruningCallback)`: it ranks every mask."""
+    def wrap(layer):
+        return PruneLowMagnitude(layer, pruning_schedule=schedule, granularity=granularity, scope=scope,
+                                 block_size=block_size, sparsity_m_by_n=m_by_n)
+    return wrap, True

@@ -6,9 +6,10 @@ import warnings
 
 import numpy as np
 
-from keras_compress._flavour import KERAS3, check_graph_model, flavour_of, keras_for
+from keras_compress._flavour import check_graph_model, keras_for, road, supports
+from keras_compress._types import Exclude, KerasModel, Schedule
+from keras_compress.layer_kinds import builtin_name, kind_of, rule_for
 from keras_compress.pruning._channels import ChannelGraph
-from keras_compress.pruning.layer_rules import builtin_name, rule_for
 from keras_compress.pruning.report import kernels
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
@@ -53,7 +54,7 @@ def _check_m_by_n(layers, m_by_n):
     m, n = m_by_n
     for layer in layers:
         kernel_rank = len(layer.kernel.shape) if hasattr(layer, "kernel") else None
-        if builtin_name(layer) not in ("Dense", "Conv2D") or kernel_rank not in (2, 4):
+        if not kind_of(layer).m_by_n or kernel_rank not in (2, 4):
             raise ValueError(f'granularity "{m}:{n}" works on Dense and Conv2D layers only; '
                              f"layer {layer.name!r} is a {type(layer).__name__}. "
                              f"Pass exclude=[{layer.name!r}].")
@@ -94,8 +95,9 @@ def _block_size(block_size, kind, scope):
     return block
 
 
-def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=None, pruning_schedule=None,
-          block_size=(1, 1), sparsity_m_by_n=None):
+def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: str = "weight",
+          scope: str = "layer", exclude: Exclude = None, pruning_schedule: Schedule | None = None,
+          block_size: tuple[int, int] = (1, 1), sparsity_m_by_n: tuple[int, int] | None = None) -> KerasModel:
     """Wraps a model's layers so that training it prunes them.
 
     The model is copied; the original is left as it is. Train the result with
@@ -107,7 +109,7 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         model: a built Sequential or functional model, Keras 3 (TensorFlow or JAX backend)
             or tf_keras.
         schedule: `PolynomialDecay` or `ConstantSparsity`.
-        granularity: "weight" (single weights by magnitude), "filter" (whole Conv2D
+        granularity: "weight" (single weights by magnitude), "filter" (whole Conv1D/Conv2D
             filters, Dense units and DepthwiseConv2D channels by their L2 norm;
             channels coupled through Add joins are pruned together) or an "m:n"
             pattern such as "2:4" (m zeros in every n consecutive input weights).
@@ -131,7 +133,6 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         ['prune_low_magnitude_fc']
     """
     flavour = check_graph_model(model)
-    keras3 = flavour_of(model) == KERAS3
     if (schedule is None) == (pruning_schedule is None):
         raise TypeError("Pass one pruning schedule: prune(model, schedule) "
                         "or prune(model, pruning_schedule=...).")
@@ -159,10 +160,9 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
         copy.trainable = True
     layers = {layer.name: layer for layer in copy.layers}
 
-    if not keras3:
-        from keras_compress._tfmot import prunability
-    statuses = {name: (_keras3_prunability(layer) if keras3 else prunability(layer))
-                for name, layer in layers.items() if builtin_name(layer) != "InputLayer"}
+    prunability = road(model, "prunability")
+    statuses = {name: prunability(layer) for name, layer in layers.items()
+                if builtin_name(layer) != "InputLayer"}
     if kind == "filter":
         graph = ChannelGraph(copy, frozen_layers=excluded)
         targets = {name for group in graph.groups.values() for name in group.producers}
@@ -192,33 +192,13 @@ def prune(model, schedule=None, *, granularity="weight", scope="layer", exclude=
                       stacklevel=2)
     if kind == "filter":
         _warn_when_filters_reach_little(graph, layers, statuses)
-    elif not keras3:
+    elif not supports(model, "depthwise_pruning"):
         _warn_when_depthwise_kernels_stay_dense(layers, excluded)
 
-    if keras3:
-        from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude as Keras3Wrapper
-
-        def wrap(layer):
-            if layer.name not in targets:
-                return layer
-            return Keras3Wrapper(layer, pruning_schedule=schedule, granularity=kind, scope=scope,
-                                 block_size=block_size, sparsity_m_by_n=m_by_n)
-    else:
-        from keras_compress.pruning.wrapper import PruneLowMagnitude, RankedSchedule
-
-        if kind == "weight" and scope == "layer" or kind == "m:n":
-            wrapper_schedule = schedule
-        else:
-            wrapper_schedule = RankedSchedule(schedule, kind, scope)
-
-        def wrap(layer):
-            if layer.name not in targets:
-                return layer
-            return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule, block_size=block_size,
-                                     sparsity_m_by_n=m_by_n, channelwise=kind == "filter")
-
-    pruned = flavour.keras.models.clone_model(copy, clone_function=wrap)
-    if keras3 or not (kind == "weight" and scope == "layer" or kind == "m:n"):
+    wrapped, needs_callback = road(model, "pruning_wrap")(schedule, kind, scope, block_size, m_by_n)
+    pruned = flavour.keras.models.clone_model(
+        copy, clone_function=lambda layer: wrapped(layer) if layer.name in targets else layer)
+    if needs_callback:
         _refuse_fit_without_callback(pruned, f'granularity="{granularity}", scope="{scope}"')
     return pruned
 
@@ -282,16 +262,6 @@ def _warn_when_depthwise_kernels_stay_dense(layers, excluded):
             "too.", stacklevel=3)
 
 
-def _keras3_prunability(layer):
-    """As tfmot's `prunability` for tf_keras: "weights", "none" (nothing to prune) or None (a
-    layer with weights that pruning does not know: custom layers stay dense)."""
-    from keras_compress.pruning.keras3_wrapper import prunable_weights
-
-    if prunable_weights(layer):
-        return "weights"
-    return "none" if builtin_name(layer) or not layer.weights else None
-
-
 def pruning_wrappers(model):
     """The pruning wrappers of a model (tf_keras or Keras 3), in layer order."""
     wrapper = _wrapper_type(model)
@@ -300,11 +270,7 @@ def pruning_wrappers(model):
 
 def _wrapper_type(model):
     """The pruning wrapper class of `model`'s Keras flavour."""
-    if flavour_of(model) == KERAS3:
-        from keras_compress.pruning.keras3_wrapper import PruneLowMagnitude
-    else:
-        from keras_compress._tfmot import TfmotPruneWrapper as PruneLowMagnitude
-    return PruneLowMagnitude
+    return road(model, "pruning_wrapper")
 
 
 def find_pruned_model(model):
@@ -327,7 +293,7 @@ def apply_masks(model):
             weight.assign(weight * mask)
 
 
-def strip(model):
+def strip(model: KerasModel) -> KerasModel:
     """Returns an ordinary Keras model with the pruning wrappers removed and zeros in place.
 
     The result shares nothing with `model`. A model without wrappers is copied as is.
@@ -344,8 +310,4 @@ def strip(model):
         check_graph_model(model, action="strip")
         return flavour.copy_model(model)
     apply_masks(model)
-    if flavour_of(model) != KERAS3:
-        from keras_compress._tfmot import tfmot
-
-        return flavour.copy_model(tfmot.sparsity.keras.strip_pruning(model))
-    return flavour.copy_model(flavour.unwrapped(model, (_wrapper_type(model),)))
+    return flavour.copy_model(road(model, "strip_pruning")(model))

@@ -10,10 +10,11 @@ import warnings
 
 import numpy as np
 
+from keras_compress.layer_kinds import rule_for
 from keras_compress.pruning._channels import unwrap
-from keras_compress.pruning.layer_rules import rule_for
 
-__all__ = ["global_weight_masks", "layer_weight_masks", "filter_masks", "channel_mask_values", "read_value"]
+__all__ = ["global_weight_masks", "layer_weight_masks", "filter_masks", "channel_mask_values", "read_value",
+           "smallest"]
 
 
 def read_value(variable):
@@ -44,7 +45,7 @@ def global_weight_masks(wrappers, sparsity, read=read_value):
     return [(mask, (np.abs(w) > threshold).astype(_dtype(mask))) for w, mask in pairs]
 
 
-def _smallest(scores, sparsity):
+def smallest(scores, sparsity):
     """A keep-mask of `scores`' shape without its `sparsity` share of smallest entries."""
     flat = scores.ravel()
     keep = np.ones(flat.size, bool)
@@ -60,7 +61,7 @@ def _block_mask(value, sparsity, block):
     tiles = np.pad(np.abs(value), pad)
     shape = tiles.shape[:-2] + (tiles.shape[-2] // height, height, tiles.shape[-1] // width, width)
     scores = tiles.reshape(shape).mean(axis=(-3, -1))
-    keep = _smallest(scores, sparsity)
+    keep = smallest(scores, sparsity)
     keep = np.repeat(np.repeat(keep, height, axis=-2), width, axis=-1)
     return keep[..., :rows, :cols]
 
@@ -86,7 +87,7 @@ def layer_weight_masks(wrapper, sparsity, read=read_value):
         elif tuple(wrapper.block_size) != (1, 1) and value.ndim >= 2:
             keep = _block_mask(value, sparsity, wrapper.block_size)
         else:
-            keep = _smallest(np.abs(value), sparsity)
+            keep = smallest(np.abs(value), sparsity)
         values.append((mask, keep.astype(_dtype(mask))))
     return values
 

@@ -5,12 +5,11 @@ import dataclasses
 import numpy as np
 
 from keras_compress._flavour import check_model
+from keras_compress._types import KerasModel
+from keras_compress.layer_kinds import SPARSE_WEIGHTS
 from keras_compress.pruning._channels import unwrap
 
-__all__ = ["sparsity", "SparsityReport", "kernels", "PRUNABLE_KINDS"]
-
-# Weights that pruning makes sparse; biases and normalization parameters are not counted.
-PRUNABLE_KINDS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
+__all__ = ["sparsity", "SparsityReport", "kernels"]
 
 
 def _kind(variable):
@@ -42,7 +41,7 @@ class SparsityReport:
         params = self.prunable_params
         return sum(row["zeros"] for row in self.layers) / params if params else 0.0
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"layers": [dict(row) for row in self.layers], "total_params": self.total_params,
                 "nonzero_params": self.nonzero_params, "prunable_params": self.prunable_params,
                 "total_sparsity": self.total_sparsity}
@@ -61,7 +60,7 @@ class SparsityReport:
 
 def kernels(layer):
     """A layer's kernels: (depthwise, pointwise, recurrent) kernels and embeddings."""
-    return [variable for variable in layer.weights if _kind(variable) in PRUNABLE_KINDS]
+    return [variable for variable in layer.weights if _kind(variable) in SPARSE_WEIGHTS]
 
 
 def has_sparse_kernel(model, threshold=0.05):
@@ -82,7 +81,7 @@ def _effective_weights(layer):
     return values
 
 
-def sparsity(model):
+def sparsity(model: KerasModel) -> SparsityReport:
     """Reports per-layer and total sparsity of a (pruned, stripped or plain) model.
 
     Pruned models are read through their masks. Prunable weights are kernels,
@@ -109,7 +108,7 @@ def sparsity(model):
             value = masked.get(id(variable))
             value = variable.numpy() if value is None else value
             nonzero += int(np.count_nonzero(value))
-            if _kind(variable) in PRUNABLE_KINDS:
+            if _kind(variable) in SPARSE_WEIGHTS:
                 params += value.size
                 zeros += value.size - int(np.count_nonzero(value))
         if params:

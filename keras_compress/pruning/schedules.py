@@ -178,8 +178,9 @@ class PolynomialDecay(_EpochAware):
 
     _requires_end = True
 
-    def __init__(self, initial_sparsity, final_sparsity, begin_step=None, end_step=None, power=3,
-                 frequency=None, *, begin_epoch=None, end_epoch=None):
+    def __init__(self, initial_sparsity: float, final_sparsity: float, begin_step: int | None = None,
+                 end_step: int | None = None, power: float = 3, frequency: int | None = None, *,
+                 begin_epoch: float | None = None, end_epoch: float | None = None):
         _check_sparsity("initial_sparsity", initial_sparsity)
         _check_sparsity("final_sparsity", final_sparsity)
         if not isinstance(power, (int, float)) or not math.isfinite(power) or power <= 0:
@@ -193,7 +194,7 @@ class PolynomialDecay(_EpochAware):
     def target_sparsity(self):
         return self.final_sparsity
 
-    def sparsity_at(self, step):
+    def sparsity_at(self, step: int) -> float:
         """The sparsity at `step` (a Python int), as `__call__` computes it in the graph."""
         progress = min(1.0, max(0.0, (step - self.begin_step) / (self.end_step - self.begin_step)))
         span = self.initial_sparsity - self.final_sparsity
@@ -227,13 +228,14 @@ class ConstantSparsity(_EpochAware):
         (0.5, 0)
     """
 
-    def __init__(self, target_sparsity, begin_step=None, end_step=None, frequency=None, *,
-                 begin_epoch=None, end_epoch=None):
+    def __init__(self, target_sparsity: float, begin_step: int | None = None, end_step: int | None = None,
+                 frequency: int | None = None, *, begin_epoch: float | None = None,
+                 end_epoch: float | None = None):
         _check_sparsity("target_sparsity", target_sparsity)
         self.target_sparsity = float(target_sparsity)
         self._init_timing(begin_step, end_step, begin_epoch, end_epoch, frequency)
 
-    def sparsity_at(self, step):
+    def sparsity_at(self, step: int) -> float:
         """The sparsity at `step` (a Python int)."""
         return self.target_sparsity
 

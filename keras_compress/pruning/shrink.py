@@ -3,9 +3,10 @@
 import numpy as np
 
 from keras_compress._flavour import check_graph_model
+from keras_compress._types import KerasModel
 from keras_compress.errors import ShrinkError
+from keras_compress.layer_kinds import rule_for
 from keras_compress.pruning._channels import ChannelGraph
-from keras_compress.pruning.layer_rules import rule_for
 from keras_compress.pruning.prune import pruning_wrappers, strip
 
 __all__ = ["shrink"]
@@ -101,11 +102,11 @@ def _as_list(outputs):
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def shrink(model, *, verify=True):
+def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
     """Builds a physically smaller model without the zeroed filters, units and channels.
 
     After `granularity="filter"` pruning, whole output channels carry zeros. `shrink`
-    removes them from the layers that make them (Conv2D, Dense), carry them
+    removes them from the layers that make them (Conv1D, Conv2D, Dense), carry them
     (BatchNormalization, DepthwiseConv2D) and read them (the next Conv2D or Dense,
     through Flatten), and removes channels coupled by Add-like joins together.
     It follows them through activations, elementwise arithmetic with numbers and

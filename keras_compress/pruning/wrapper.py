@@ -9,10 +9,10 @@ import tensorflow as tf
 
 from keras_compress._keras import is_saving, keras
 from keras_compress._tfmot import TfmotPruneWrapper, tfmot
-from keras_compress.pruning.layer_rules import rule_for
+from keras_compress.layer_kinds import rule_for
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
-__all__ = ["PruneLowMagnitude", "RankedSchedule"]
+__all__ = ["PruneLowMagnitude", "RankedSchedule", "pruning_wrap"]
 
 _PACKAGE = "keras_compress"
 
@@ -100,3 +100,15 @@ class PruneLowMagnitude(TfmotPruneWrapper):
         config = super().get_config()
         config.update(channelwise=self.channelwise, sparsity_m_by_n=self.sparsity_m_by_n)
         return config
+
+
+def pruning_wrap(schedule, granularity, scope, block_size, m_by_n):
+    """`(layer -> its pruning wrapper, whether fit needs PruningCallback to apply the masks)`:
+    tfmot ranks single weights within a layer (and m:n) itself; `PruningCallback` ranks the rest."""
+    tfmot_ranks = granularity == "weight" and scope == "layer" or granularity == "m:n"
+    wrapper_schedule = schedule if tfmot_ranks else RankedSchedule(schedule, granularity, scope)
+
+    def wrap(layer):
+        return PruneLowMagnitude(layer, pruning_schedule=wrapper_schedule, block_size=block_size,
+                                 sparsity_m_by_n=m_by_n, channelwise=granularity == "filter")
+    return wrap, not tfmot_ranks

@@ -30,22 +30,12 @@ from keras_compress._keras3 import (
     sublayers,
 )
 from keras_compress.errors import ModelStateError, QuantizationError
+from keras_compress.layer_kinds import builtin_name, kind_of
 
 __all__ = ["QuantizeActivations", "QuantizeWeights", "check_model", "quantize_aware", "is_quantize_aware",
            "quantized_weights", "quantized_kernel_count"]
 
-# Layer class -> output-channel axis of its kernel for per-channel quantization (None: per tensor).
-_WEIGHT_AXIS = {"Conv1D": -1, "Conv2D": -1, "DepthwiseConv2D": "depthwise", "Dense": None}
-# Layers whose outputs are quantized: they compute new values in int8.
-_QUANTIZED_OUTPUTS = ("Add", "Concatenate", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "ReLU",
-                      "Activation")
-# Layers that pass values through on their input's grid (TFLite keeps the input's scale; its int8
-# AVERAGE_POOL_2D requires it).
-_PASS_THROUGH = ("InputLayer", "MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-                 "AveragePooling1D", "AveragePooling2D", "Flatten", "Reshape", "Dropout", "ZeroPadding2D",
-                 "ZeroPadding1D", "Cropping2D", "SpatialDropout2D", "GaussianNoise", "ActivityRegularization")
-# Convolutions a following BatchNormalization folds into.
-_FOLDS_INTO = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+# Activations int8 kernels fuse.
 _ACTIVATIONS = ("relu", "relu6", "linear")
 # The narrowest activation range quantized with (256 steps of 4e-6).
 _MIN_RANGE = 1e-3
@@ -133,8 +123,17 @@ class QuantizeWeights(keras.layers.Wrapper):
 
     @property
     def _axis(self):
-        axis = _WEIGHT_AXIS[type(self.layer).__name__]
-        return -1 if axis == "depthwise" else axis
+        kind = kind_of(self.layer)
+        if kind.int8 != "kernel":
+            raise QuantizationError(
+                f"{self.name} wraps a {type(self.layer).__name__}, which this process does not know to "
+                "quantize: register its kind (kc.layer_kinds.register_layer_kind) before loading or building "
+                "the model.", [self.layer.name])
+        return -1 if kind.kernel_axis == "depthwise" else kind.kernel_axis
+
+    @property
+    def _depthwise(self):
+        return kind_of(self.layer).kernel_axis == "depthwise"
 
     def _add_mask(self):
         if self.preserve_sparsity:
@@ -170,7 +169,7 @@ class QuantizeWeights(keras.layers.Wrapper):
                 factor = ops.multiply(factor, norm.gamma.value)
             # DepthwiseConv2D kernels are (h, w, channels, multiplier); outputs channels * multiplier.
             kernel = ops.multiply(kernel, ops.reshape(factor, kernel.shape[-2:]) if
-                                  type(self.layer).__name__ == "DepthwiseConv2D" else factor)
+                                  self._depthwise else factor)
             shift = ops.negative(norm.moving_mean.value) if bias is None else \
                 ops.subtract(bias, norm.moving_mean.value)
             bias = ops.multiply(shift, factor)
@@ -181,7 +180,7 @@ class QuantizeWeights(keras.layers.Wrapper):
     def quantized_kernel(self, kernel=None):
         """The kernel the layer runs with: folded (unless given, folded), then fake-quantized to int8."""
         kernel = self.folded()[0] if kernel is None else kernel
-        if type(self.layer).__name__ == "DepthwiseConv2D":
+        if self._depthwise:
             # One range per output channel (channels x multiplier), as TFLite quantizes it.
             shape = kernel.shape
             flat = keras.ops.reshape(kernel, (*shape[:-2], 1, shape[-2] * shape[-1]))
@@ -197,7 +196,7 @@ class QuantizeWeights(keras.layers.Wrapper):
         shape = tuple(inputs.shape)
         # A Dense layer on inputs of rank 3 and more runs on rows: TFLite makes the batched
         # matrix product a float BATCH_MATMUL, and a matrix product of rows an int8 FULLY_CONNECTED.
-        rows = type(self.layer).__name__ == "Dense" and len(shape) > 2 and None not in shape[1:]
+        rows = self._axis is None and len(shape) > 2 and None not in shape[1:]
         if rows:
             inputs = keras.ops.reshape(inputs, (-1, shape[-1]))
         outputs = call_with_values(self, replaced, inputs, **kwargs)
@@ -252,28 +251,27 @@ def quantized_weights(layer):
         return []
     value = keras.ops.convert_to_numpy(layer.quantized_kernel())
     # The largest weight of each channel sits on the edge of the grid: +-127 steps.
-    peaks = _channel_peaks(value, type(layer.layer).__name__ == "DepthwiseConv2D", layer._axis is None)
+    peaks = _channel_peaks(value, layer._depthwise, layer._axis is None)
     return [(layer.layer.kernel, value, (np.maximum(peaks, 1e-8) / 127.0).astype(np.float32))]
 
 
 def _foldable(layer, inputs, readers):
     """Whether BatchNormalization `layer` can fold into the convolution that makes its input: the
     convolution has no activation, and nothing else (no other layer, no model output) reads it."""
-    if type(layer).__name__ != "BatchNormalization" or len(inputs) != 1 or call_count(layer) != 1:
+    if builtin_name(layer) != "BatchNormalization" or len(inputs) != 1 or call_count(layer) != 1:
         return False
     conv = producer(inputs[0])
-    return (type(conv).__name__ in _FOLDS_INTO
+    return (kind_of(conv).folds_batch_norm
             and getattr(conv.activation, "__name__", "") == "linear" and call_count(conv) == 1
             and len(readers[id(inputs[0])]) == 1 and layer.axis in (-1, len(inputs[0].shape) - 1))
 
 
 def _quantizes_output(layer):
-    name = type(layer).__name__
-    return name in _WEIGHT_AXIS or name in _QUANTIZED_OUTPUTS or name in _FOLDS_INTO
+    return kind_of(layer).int8 in ("kernel", "split", "output")
 
 
 def _is_activation(layer):
-    name = type(layer).__name__
+    name = builtin_name(layer)
     activation = getattr(getattr(layer, "activation", None), "__name__", "")
     return name == "ReLU" or (name == "Activation" and activation in _ACTIVATIONS)
 
@@ -356,7 +354,7 @@ def quantize_aware(model, sparse, clusters, strict):
                       "the convolutions before them with these statistics frozen. Train the float model "
                       "first, then call quantize_aware.", stacklevel=3)
     left_float = [layer.name for layer, _, _ in nodes
-                  if not (_quantizes_output(layer) or type(layer).__name__ in _PASS_THROUGH
+                  if not (kind_of(layer).int8 is not None
                           or id(layer) in folded_norms)]
     if left_float:
         message = f"These layers of {model.name!r} stay float (keras_compress does not quantize them): " \
@@ -400,12 +398,12 @@ def quantize_aware(model, sparse, clusters, strict):
     separated = {}  # SeparableConv2D name -> its two quantized convolutions
 
     def clone(layer):
-        if type(layer).__name__ not in _FOLDS_INTO + tuple(_WEIGHT_AXIS):
+        if kind_of(layer).int8 not in ("kernel", "split"):
             return layer
         if _fused_activation(layer) is not None:
             split[layer.name] = _fused_activation(layer)
             layer.activation = keras.activations.linear  # the model's own copy
-        if type(layer).__name__ == "SeparableConv2D":
+        if kind_of(layer).int8 == "split":
             return layer  # split into its two convolutions when called
         return _quantized(layer, sparse, folded.get(layer.name))
 
@@ -415,7 +413,7 @@ def quantize_aware(model, sparse, clusters, strict):
         if id(inner) in folded_norms:
             return args[0] if inner.name in later else \
                 QuantizeActivations(name=unique(f"{inner.name}_quant"))(args[0])  # folded before
-        if type(inner).__name__ == "SeparableConv2D":  # one pair per layer, a range per call
+        if kind_of(inner).int8 == "split":  # one pair per layer, a range per call
             if inner.name not in separated:
                 separated[inner.name] = _separated(inner, args[0].shape, folded.get(inner.name), sparse,
                                                    unique)

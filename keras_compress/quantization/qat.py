@@ -2,27 +2,26 @@
 (tfmot) for tf_keras models, `keras3_qat` for Keras 3 models. This module imports neither
 Keras: the flavour's road loads when a model of it comes."""
 
-import importlib
+from typing import Any
 
-from keras_compress._flavour import KERAS3, TF_KERAS, check_graph_model, flavour_of
+import numpy as np
+
+from keras_compress._flavour import TF_KERAS, check_graph_model, road, supports
+from keras_compress._types import KerasLayer, KerasModel, Preserve
 from keras_compress.errors import ModelStateError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel
 
 __all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights", "quantized_kernel_count"]
 
-# Each road offers check_model, quantize_aware, is_quantize_aware, quantized_weights and
-# quantized_kernel_count, for models (and layers) of its flavour.
-_ROADS = {TF_KERAS: "keras_compress.quantization.tf_keras_qat",
-          KERAS3: "keras_compress.quantization.keras3_qat"}
-
 
 def _road(obj):
-    """The QAT module of `obj`'s Keras flavour (tf_keras's for objects of neither)."""
-    return importlib.import_module(_ROADS[KERAS3 if flavour_of(obj) == KERAS3 else TF_KERAS])
+    """The QAT road of `obj`'s Keras flavour (tf_keras's for objects of neither): its
+    check_model, quantize_aware, is_quantize_aware, quantized_weights and quantized_kernel_count."""
+    return road(obj, "qat", fallback=TF_KERAS)
 
 
-def is_quantize_aware(model):
+def is_quantize_aware(model: KerasModel) -> bool:
     """True when `model` holds quantization-aware layers (it came from `quantize_aware`)."""
     return _road(model).is_quantize_aware(model)
 
@@ -33,12 +32,13 @@ def check_preserve_flag(name, value):
         raise ValueError(f'{name} must be "auto", True or False, got {value!r}')
 
 
-def _preserve_clusters(model, preserve_clusters, keras3):
+def _preserve_clusters(model, preserve_clusters):
     """Whether quantization-aware training keeps the model's clusters."""
     check_preserve_flag("preserve_clusters", preserve_clusters)
-    if preserve_clusters is False or (keras3 and preserve_clusters == "auto"):
+    clustering = supports(model, "clustering")
+    if preserve_clusters is False or (not clustering and preserve_clusters == "auto"):
         return False
-    if keras3:
+    if not clustering:
         raise UnsupportedModelError("preserve_clusters=True needs a tf_keras model: clustering and "
                                     "cluster-preserving quantization are built on tfmot.")
     from keras_compress.clustering.report import is_clustered
@@ -50,7 +50,8 @@ def _preserve_clusters(model, preserve_clusters, keras3):
     return clustered
 
 
-def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto", strict=False):
+def quantize_aware(model: KerasModel, *, preserve_sparsity: Preserve = "auto",
+                   preserve_clusters: Preserve = "auto", strict: bool = False) -> KerasModel:
     """A copy of `model` that trains with int8 fake quantization.
 
     Fine-tune the result with `fit` for an epoch or two, then export it: a QAT model
@@ -95,14 +96,13 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
         True
     """
     check_graph_model(model, action="quantize")
-    keras3 = flavour_of(model) == KERAS3
     check_preserve_flag("preserve_sparsity", preserve_sparsity)
     if pruning_wrappers(model):
         raise ModelStateError("The model still has pruning wrappers: quantize "
                                  "keras_compress.pruning.strip(model) after pruning.")
-    road = _road(model)
-    road.check_model(model)
-    if road.is_quantize_aware(model):
+    qat = _road(model)
+    qat.check_model(model)
+    if qat.is_quantize_aware(model):
         raise ModelStateError(f"Model {model.name!r} is already quantization-aware: train it as it is, "
                                  "or quantize the float model it came from.")
     sparse = has_sparse_kernel(model)
@@ -110,11 +110,11 @@ def quantize_aware(model, *, preserve_sparsity="auto", preserve_clusters="auto",
         raise ModelStateError(f"preserve_sparsity=True, but model {model.name!r} is dense (no kernel has "
                                  "5% zeros): prune and strip it first, or leave preserve_sparsity=\"auto\".")
     sparse = sparse and preserve_sparsity is not False
-    clusters = _preserve_clusters(model, preserve_clusters, keras3)
-    return road.quantize_aware(model, sparse, clusters, strict)
+    clusters = _preserve_clusters(model, preserve_clusters)
+    return qat.quantize_aware(model, sparse, clusters, strict)
 
 
-def quantized_weights(layer):
+def quantized_weights(layer: KerasLayer) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """`[(variable, fake-quantized value, scale)]` for the quantized weights of a QAT layer.
 
     `scale` is the symmetric int8 step (per tensor, or per channel along the last axis);
@@ -123,6 +123,6 @@ def quantized_weights(layer):
     return _road(layer).quantized_weights(layer)
 
 
-def quantized_kernel_count(model):
+def quantized_kernel_count(model: KerasModel) -> int:
     """How many kernels of a QAT model train on the int8 grid."""
     return _road(model).quantized_kernel_count(model)

@@ -20,19 +20,12 @@ from keras_compress._tfmot import (
     weight_quantizers,
 )
 from keras_compress.errors import ModelStateError, QuantizationError
+from keras_compress.layer_kinds import kind_of
 
 __all__ = ["check_model", "quantize_aware", "is_quantize_aware", "quantized_weights",
            "quantized_kernel_count"]
 
 _quantize = tfmot.quantization.keras
-# Layers tfmot's registry does not know but TFLite computes in int8: with their outputs quantized,
-# the convolutions they feed run in int8 too (squeeze-excite and hard-swish products, an input
-# scaled in the model).
-_OUTPUT_ONLY = (keras.layers.Multiply, keras.layers.Rescaling)
-# TFLite's average pool takes one scale on both sides; tfmot gives it an output range of its own,
-# and the conversion fails where the two differ (DenseNet's transitions). Unquantized, it runs
-# on its input's scale.
-_SAME_SCALE = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D)
 
 
 def _same_scale_config():
@@ -127,11 +120,12 @@ def quantize_aware(model, sparse, clusters, strict):
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     annotations = {}
     for layer in candidates:
-        if isinstance(layer, _SAME_SCALE):
+        help_tfmot = kind_of(layer).tfmot
+        if help_tfmot == "input_scale":
             annotations[layer.name] = _same_scale_config
         elif quantizable(layer) or _folded_batch_norm(layer):
             annotations[layer.name] = None
-        elif isinstance(layer, _OUTPUT_ONLY):
+        elif help_tfmot == "output":
             annotations[layer.name] = output_quantize_config
         elif known_to_tfmot(layer):
             # tfmot would quantize its output before a quantized layer with the layer's own

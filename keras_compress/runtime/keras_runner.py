@@ -6,8 +6,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._flavour import KERAS3, flavour_of, keras_for, numpy_dtype
+from keras_compress._flavour import keras_for, numpy_dtype
 from keras_compress._retracing import one_trace_per_model
+from keras_compress._types import KerasModel
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 
@@ -17,15 +18,15 @@ __all__ = ["KerasRunner"]
 # One compiled function per model, shared by its runners (a new tf.function per runner
 # would retrace whenever a model is exported and verified again). The function holds the model
 # weakly: the entry, its graph and the model go when the caller drops the model.
-_COMPILED = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # On JAX, one lock per model: every runner of a model (the export's verifier, the user's) takes turns.
-_JAX_LOCKS = weakref.WeakKeyDictionary()
+_JAX_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _JAX_LOCKS_LOCK = threading.Lock()
 
 
 
 def _on_jax(model):
-    return flavour_of(model) == KERAS3 and keras_for(model).backend() == "jax"
+    return keras_for(model).backend() == "jax"
 
 
 def _compiled(model):
@@ -67,11 +68,12 @@ class KerasRunner(Runner):
 
     format = "keras"
 
-    def __init__(self, model):
+    def __init__(self, model: KerasModel):
         flavour = keras_for(model)
         super().__init__(_infos(model.inputs, flavour.input_names(model)),
                          _infos(model.outputs, flavour.output_names(model)))
         self.model = model
+        self.on_tensorflow = flavour.backend() == "tensorflow"
         self._call = _compiled(model)
 
     @classmethod

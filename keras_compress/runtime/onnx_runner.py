@@ -1,6 +1,7 @@
 """Runs an ONNX file with ONNX Runtime."""
 
 from keras_compress._environment import has_vnni
+from keras_compress._types import PathLike
 from keras_compress.runtime.metadata import KEY, decode
 from keras_compress.runtime.runner import Runner, check_providers, check_threads, refuse_unknown_operators
 from keras_compress.runtime.tensors import TensorInfo
@@ -36,7 +37,8 @@ class OnnxRunner(Runner):
 
     format = "onnx"
 
-    def __init__(self, path, *, providers=None, threads=None, int8_kernels=None):
+    def __init__(self, path: PathLike, *, providers: list | None = None, threads: int | None = None,
+                 int8_kernels: bool | None = None):
         check_threads(threads)
         check_providers(providers)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_compress._types import Arrays
 from keras_compress.runtime.tensors import check_batch_size, normalize_inputs, single_or_list, split_batches
 
 __all__ = ["Runner", "check_threads", "check_providers", "refuse_unknown_operators"]
@@ -61,15 +62,16 @@ class Runner:
         inputs, outputs: lists of `TensorInfo` in the model's order.
     """
 
-    format = None
+    format: str = ""
+    on_tensorflow = False  # whether it runs in TensorFlow (on TensorFlow's threads)
 
-    def __init__(self, inputs, outputs):
+    def __init__(self, inputs: list, outputs: list):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self._input_dtypes = [np.dtype(info.dtype) for info in self.inputs]  # what `predict` casts inputs to
         self._checked_shape = None  # row shape of the last single-array input that passed the checks
 
-    def predict(self, x, batch_size=None):
+    def predict(self, x: Arrays, batch_size: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Outputs for `x` (an array, a list in input order, or a dict by input name).
 
         Returns one array for a single-output model, else a list in output order.

@@ -5,6 +5,7 @@ import os
 
 import tensorflow as tf
 
+from keras_compress._types import PathLike
 from keras_compress.runtime.metadata import KEY, decode, ordered
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
@@ -35,8 +36,9 @@ class SavedModelRunner(Runner):
     """A SavedModel's `serving_default` signature, run by TensorFlow."""
 
     format = "saved_model"
+    on_tensorflow = True
 
-    def __init__(self, path):
+    def __init__(self, path: PathLike):
         logging.getLogger("absl").addFilter(_QUIET_SERVING)  # once: a logger keeps no duplicates
         self.loaded = tf.saved_model.load(str(path))
         if "serving_default" not in self.loaded.signatures:

@@ -12,6 +12,7 @@ from keras_compress._tensorrt import (
     cuda_runtime,
     require_tensorrt,
 )
+from keras_compress._types import PathLike
 from keras_compress.runtime.runner import Runner
 from keras_compress.runtime.tensors import TensorInfo
 
@@ -29,7 +30,7 @@ class TensorRTRunner(Runner):
 
     format = "tensorrt"
 
-    def __init__(self, path):
+    def __init__(self, path: PathLike):
         trt = require_tensorrt()
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -39,7 +40,8 @@ class TensorRTRunner(Runner):
             raise ValueError(f"{path} is not a TensorRT engine this TensorRT version can load.")
         self.context = self.engine.create_execution_context()
         self._stream = check_cuda(cuda_runtime().cudaStreamCreate())
-        inputs, outputs = [], []
+        inputs: list = []
+        outputs: list = []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             shape = tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(name))

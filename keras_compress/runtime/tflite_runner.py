@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 
+from keras_compress._types import PathLike
 from keras_compress.formats.tflite import litert_interpreter, unknown_operators
 from keras_compress.runtime.metadata import ordered
 from keras_compress.runtime.runner import Runner, check_threads, refuse_unknown_operators
@@ -39,7 +40,7 @@ class TFLiteRunner(Runner):
 
     format = "tflite"
 
-    def __init__(self, path, *, threads=None):
+    def __init__(self, path: PathLike, *, threads: int | None = None):
         check_threads(threads)
         with open(path, "rb") as file:
             content = file.read()

@@ -4,6 +4,9 @@ import time
 
 import numpy as np
 
+from keras_compress._types import Arrays
+from keras_compress.runtime.runner import Runner
+
 __all__ = ["latencies", "check_timing"]
 
 
@@ -13,7 +16,7 @@ def check_timing(warmup, runs):
         raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
 
 
-def latencies(runner, inputs, *, warmup=3, runs=20):
+def latencies(runner: Runner, inputs: Arrays, *, warmup: int = 3, runs: int = 20) -> np.ndarray:
     """Seconds per `runner.predict(inputs)` call over `runs` timed calls, after `warmup` calls."""
     check_timing(warmup, runs)
     for _ in range(warmup):

@@ -4,6 +4,7 @@ import json
 import os
 
 from keras_compress._files import write_atomically
+from keras_compress._types import KerasModel, PathLike
 
 __all__ = ["SearchResult", "pareto_front"]
 
@@ -30,7 +31,7 @@ class SearchResult:
         objective: "size" or "latency".
     """
 
-    def __init__(self, baseline, trials, objective, max_accuracy_drop):
+    def __init__(self, baseline: dict, trials: list[dict], objective: str, max_accuracy_drop: float):
         self.baseline, self.objective, self.max_accuracy_drop = baseline, objective, max_accuracy_drop
         key = self.key
         front = set(pareto_front(trials, key))
@@ -52,13 +53,13 @@ class SearchResult:
         """Path of the best trial's artifact."""
         return None if self.best is None else os.path.join(self.best["folder"], self.best["artifact"])
 
-    def best_model(self):
+    def best_model(self) -> KerasModel:
         """The best trial's compressed model, loaded from its folder."""
         from keras_compress.model_files import load_model
 
         return None if self.best is None else load_model(os.path.join(self.best["folder"], "model.keras"))
 
-    def to_markdown(self):
+    def to_markdown(self) -> str:
         """Every trial with its settings and measures; * marks the Pareto front, ✓ feasibility."""
         names = sorted({name for row in self.trials for name in row["values"]
                         if not name.startswith("tuner/")})
@@ -85,7 +86,7 @@ class SearchResult:
     def __str__(self):
         return self.to_markdown()
 
-    def to_json(self, path):
+    def to_json(self, path: PathLike) -> PathLike:
         def write(target):
             with open(target, "w") as file:
                 json.dump({"baseline": self.baseline, "objective": self.objective, "trials": self.trials,
@@ -94,7 +95,7 @@ class SearchResult:
         write_atomically(path, write)
         return path
 
-    def plot(self, path):
+    def plot(self, path: PathLike) -> PathLike:
         """The trials' objective against accuracy, the Pareto front joined, the baseline marked."""
         import matplotlib.ticker
         from matplotlib.figure import Figure

@@ -2,11 +2,14 @@
 
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 import keras_tuner
 
 from keras_compress._files import write_atomically
 from keras_compress._flavour import KERAS3, TF_KERAS, check_model, flavour_of
+from keras_compress._types import Data, KerasModel, PathLike
 from keras_compress.tuning.result import SearchResult
 from keras_compress.tuning.space import check_space
 from keras_compress.tuning.trial import Training, measure
@@ -76,10 +79,13 @@ def _rows(tuner):
     return rows
 
 
-def search(model_or_build_fn, train_data, validation_data, *, teacher=None, objective="size",
-           max_accuracy_drop=0.01, space=None, max_trials=10, tuner="bayesian",
-           directory="keras_compress_search", project_name="search", overwrite=False, epochs=4,
-           batch_size=32, learning_rate=1e-3, artifact_format="tflite", seed=0, verbose=1):
+def search(model_or_build_fn: KerasModel | Callable[[Any], KerasModel], train_data: Data,
+           validation_data: Data, *, teacher: KerasModel | None = None, objective: str = "size",
+           max_accuracy_drop: float = 0.01, space: dict | None = None, max_trials: int = 10,
+           tuner: str = "bayesian", directory: PathLike = "keras_compress_search",
+           project_name: str = "search", overwrite: bool = False, epochs: int = 4, batch_size: int = 32,
+           learning_rate: float = 1e-3, artifact_format: str = "tflite", seed: int = 0,
+           verbose: int = 1) -> SearchResult | None:
     """Searches compression settings for the smallest (or fastest) model within an accuracy budget.
 
     Each trial starts from the trained model's weights (or builds a fresh model with

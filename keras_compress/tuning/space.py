@@ -1,18 +1,19 @@
 """The compression search space: what a trial may change, validated before any trial runs."""
 
-from keras_compress._flavour import KERAS3, TF_KERAS, flavour_of
+from keras_compress._flavour import flavour_of, supports
+from keras_compress._types import KerasModel
 
 __all__ = ["default_space", "check_space", "declare"]
 
 GRANULARITIES = ("weight", "filter")
 
 
-def default_space(teacher=None, model=None):
+def default_space(teacher: KerasModel | None = None, model: KerasModel | None = None) -> dict:
     """Final sparsity, granularity (weight, or filter with shrink), QAT on/off, weight clustering
     (0: off, else the number of clusters) when `model` is a tf_keras model and, with a teacher,
     distillation temperature and alpha."""
     space = {"final_sparsity": (0.3, 0.9), "granularity": ["weight", "filter"], "qat": [False, True]}
-    if model is not None and flavour_of(model) == TF_KERAS:
+    if model is not None and supports(model, "clustering"):
         space["clusters"] = [0, 16]
     if teacher is not None:
         space.update(temperature=[2.0, 4.0, 8.0], alpha=(0.1, 0.9))
@@ -69,7 +70,7 @@ def check_space(space, teacher=None, model=None):
             or any(type(c) is not int or c in (1, 2) or not 0 <= c <= 256 for c in clusters):
         raise ValueError(f"space['clusters'] must be a non-empty list of 0 (no clustering) or cluster counts "
                          f"from 3 to 256 (a pruned layer keeps its zeros in one), got {clusters!r}")
-    if any(clusters) and model is not None and flavour_of(model) == KERAS3:
+    if any(clusters) and flavour_of(model) is not None and not supports(model, "clustering"):
         raise ValueError("space['clusters'] asks for weight clustering, which works on tf_keras models only: "
                          "drop it for a Keras 3 model.")
     if teacher is not None:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -51,8 +53,25 @@ def test_tflite_runner_quantizes_and_dequantizes_int8_inputs_and_outputs(tf_kera
 def test_unknown_artifact_types_are_refused(tmp_path):
     path = tmp_path / "model.bin"
     path.write_bytes(b"x")
-    with pytest.raises(kc.ModelFileError, match="unknown artifact type '.bin'"):
+    with pytest.raises(kc.WrongFormatError, match="unknown artifact type '.bin'"):
         kc.load(str(path))
+
+
+def test_a_file_of_another_format_is_told_from_a_corrupt_one(tmp_path, tf_keras_cnn):
+    """A TFLite file named .onnx is the wrong format (and says which it is); a truncated one is corrupt."""
+    tflite = kc.export(tf_keras_cnn, str(tmp_path / "model.tflite")).path
+    renamed = tmp_path / "model.onnx"
+    renamed.write_bytes(open(tflite, "rb").read())
+    with pytest.raises(kc.WrongFormatError, match="in TFLite format, not ONNX: rename it to end"):
+        kc.load(str(renamed))
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(open(tflite, "rb").read()[:200])
+    with pytest.raises(kc.CorruptFileError, match="truncated.tflite as tflite: the file is truncated"):
+        kc.load(str(truncated))
+    legacy = str(tmp_path / "legacy.keras")  # HDF5 under a .keras name, as Keras before 2.12 wrote it
+    tf_keras_cnn.save(str(tmp_path / "legacy.h5"))
+    os.replace(str(tmp_path / "legacy.h5"), legacy)
+    assert kc.load(legacy).predict(np.zeros((1, 8, 8, 1), "float32")).shape == (1, 10)
 
 
 def test_the_fast_path_still_checks_shape_and_dtype(tf_keras_cnn, digits):

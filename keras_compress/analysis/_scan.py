@@ -1,0 +1,125 @@
+"""The rows of a one-layer-at-a-time scan: which weights each row changes, and to what."""
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from keras_compress._flavour import check_graph_model
+from keras_compress.errors import ModelStateError
+from keras_compress.layer_kinds import kind_of, rule_for
+from keras_compress.pruning._channels import ChannelGraph
+from keras_compress.pruning.prune import pruning_wrappers
+from keras_compress.pruning.ranking import filter_masks, smallest
+from keras_compress.pruning.report import kernels
+
+__all__ = ["Unit", "UNITS", "filter_units", "check_model_and_ratios", "INT8"]
+
+INT8 = "int8"  # the one column of an int8 scan
+
+
+@dataclasses.dataclass
+class Unit:
+    """One row: the weights it changes, and their value at each column."""
+
+    name: str
+    layers: list
+    parameters: int
+    compressed: Callable  # column -> [(variable, value)]
+
+
+def weight_units(model, excluded):
+    def unit(layer):
+        variables = kernels(layer)
+        originals = [np.asarray(v.numpy()) for v in variables]
+
+        def compressed(ratio):
+            return [(v, np.where(smallest(np.abs(value), ratio), value, 0).astype(value.dtype))
+                    for v, value in zip(variables, originals)]
+        return Unit(layer.name, [layer.name], sum(value.size for value in originals), compressed)
+    return [unit(layer) for layer in model.layers if kernels(layer) and layer.name not in excluded]
+
+
+def _on_int8_grid(value, axis):
+    """`value` rounded to symmetric int8 (per channel along `axis`, "depthwise" for a depthwise
+    kernel's channels and multipliers, or one scale for None), as int8 kernels run it."""
+    if axis is None:
+        peak = np.abs(value).max()
+    elif axis == "depthwise":
+        peak = np.abs(value).max(axis=(0, 1), keepdims=True)
+    else:
+        axis = axis % value.ndim
+        peak = np.abs(value).max(axis=tuple(i for i in range(value.ndim) if i != axis), keepdims=True)
+    scale = np.maximum(peak, 1e-12) / 127.0
+    return (np.clip(np.round(value / scale), -127, 127) * scale).astype(value.dtype)
+
+
+def int8_units(model, excluded):
+    units = []
+    for layer in model.layers:
+        kind = kind_of(layer)
+        if layer.name in excluded or kind.int8 not in ("kernel", "split"):
+            continue
+        if kind.int8 == "split":  # SeparableConv2D: a depthwise kernel, then a 1x1 convolution's
+            pairs = [(layer.depthwise_kernel, "depthwise"), (layer.pointwise_kernel, -1)]
+        else:
+            pairs = [(layer.kernel, kind.kernel_axis)]
+        originals = [np.asarray(v.numpy()) for v, _ in pairs]
+
+        def compressed(column, pairs=pairs, originals=originals):
+            return [(v, _on_int8_grid(value, axis)) for (v, axis), value in zip(pairs, originals)]
+        units.append(Unit(layer.name, [layer.name], sum(value.size for value in originals), compressed))
+    return units
+
+
+def filter_units(model, excluded):
+    graph = ChannelGraph(model, frozen_layers=excluded)
+    layers = {layer.name: layer for layer in model.layers}
+    # The layers whose weights hold a group's channels: the producers, and the members reading them.
+    touched = [name for name in layers if rule_for(layers[name]) is not None and (
+        name in graph.outputs or (name in graph.inputs and any(s.space in graph.groups
+                                                               for s in graph.inputs[name][0])))]
+    originals = {name: [(v, axis, np.asarray(v.numpy())) for v, axis in
+                        rule_for(layers[name]).weights(layers[name], rule_for(layers[name]).masked)]
+                 for name in touched}
+    masks = {}
+
+    def unit(space, group):
+        def compressed(ratio):
+            if ratio not in masks:
+                masks[ratio] = filter_masks(graph, layers, ratio, "layer")
+            keep = {space: masks[ratio][space]}
+            changed = []
+            for name in touched:
+                if name in graph.outputs:
+                    channels = graph.output_channels(name, keep)
+                else:
+                    channels, _ = graph.layer_channels(name, keep)
+                if channels.all():
+                    continue
+                for variable, axis, value in originals[name]:
+                    shape = [1] * value.ndim
+                    shape[axis % value.ndim] = -1
+                    changed.append((variable, (value * channels.reshape(shape)).astype(value.dtype)))
+            return changed
+        parameters = sum(int(np.prod(rule_for(layers[p]).weights(layers[p])[0][0].shape))
+                         for p in group.producers)
+        return Unit("+".join(group.producers), list(group.producers), parameters, compressed)
+    return [unit(space, group) for space, group in graph.groups.items()]
+
+
+# The rows of each granularity, as `units(model, excluded layer names) -> [Unit]`.
+UNITS = {"filter": filter_units, "weight": weight_units, "int8": int8_units}
+
+
+def check_model_and_ratios(model, ratios):
+    """The model's flavour module, after refusing what no scan can take."""
+    flavour = check_graph_model(model, action="analyze")
+    if pruning_wrappers(model):
+        raise ModelStateError(f"Model {model.name!r} still has pruning wrappers: analyze "
+                              "kc.pruning.strip(model), or the model before pruning.")
+    if isinstance(ratios, (int, float)) or not ratios or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < 1 for r in ratios):
+        raise ValueError(f"ratios must be a non-empty sequence of shares between 0 and 1 (exclusive), "
+                         f"e.g. (0.25, 0.5, 0.75), got {ratios!r}")
+    return flavour
