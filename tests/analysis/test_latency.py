@@ -9,8 +9,10 @@ import pytest
 import keras_compress as kc
 
 
-def test_each_group_shrunk_alone_has_fewer_macs_and_parameters(trained_cnn, tmp_path):
-    table = kc.analysis.latency(trained_cnn, ratios=(0.5,), runs=3, warmup=1, directory=str(tmp_path),
+# Timing reads files, not models: the scan is the same for either flavour (`sensitivity`'s tests cover
+# the channel groups of both), so its tests run on tf_keras, without a JAX export's TensorFlow rebuild.
+def test_each_group_shrunk_alone_has_fewer_macs_and_parameters(tf_keras_cnn, tmp_path):
+    table = kc.analysis.latency(tf_keras_cnn, ratios=(0.5,), runs=3, warmup=1, directory=str(tmp_path),
                                 verbose=0)
     assert [row["name"] for row in table.rows] == ["conv_a", "conv_b", "dense_a"]
     assert table.baseline["ms"] > 0 and table.baseline["macs"] > 0
@@ -27,7 +29,6 @@ def test_each_group_shrunk_alone_has_fewer_macs_and_parameters(trained_cnn, tmp_
     assert table.saved_ms("conv_b", 0.5) == pytest.approx(saved)
 
 
-# The cache is the same for either flavour: its tests run on one (a JAX export rebuilds on TensorFlow).
 def test_a_second_scan_reads_the_measurements_of_the_first(tf_keras_cnn, tmp_path, monkeypatch):
     first = kc.analysis.latency(tf_keras_cnn, runtime="onnx", ratios=(0.25,), runs=2, warmup=0,
                                 directory=str(tmp_path), verbose=0)
