@@ -25,7 +25,7 @@ test: $(INSTALLED)
 	$(VENV)/bin/ruff check keras_compress tests examples benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
-	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/quantization tests/export tests/runtime \
+	KERAS_BACKEND=jax $(PY) -m pytest tests/pruning tests/distillation tests/quantization tests/export tests/runtime tests/compression \
 		tests/analysis
 
 benchmark: $(INSTALLED)

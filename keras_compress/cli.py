@@ -195,6 +195,29 @@ def _search(args):
     return 0
 
 
+def _compress(args):
+    from keras_compress.compression import Target, compress
+    from keras_compress.model_files import load_model
+
+    target = Target(latency_ms=args.latency_ms, size_kb=args.size_kb, macs=args.macs, runtime=args.runtime,
+                    threads=args.threads)
+    _check_outputs(plot=args.plot)
+    train = _benchmark_data(args.data, args.labels)
+    if not isinstance(train, tuple):
+        raise ValueError(f"{args.data} needs labels: name their array with --labels.")
+    if args.validation:
+        validation = _benchmark_data(args.validation, args.labels)
+    else:
+        train, validation = _split(*train, args.validation_split)
+    result = compress(load_model(args.model), train, validation, target=target,
+                      techniques=tuple(args.techniques), max_accuracy_drop=args.max_accuracy_drop,
+                      epochs=args.epochs, directory=args.output, verbose=0 if args.quiet else 1)
+    print(result.report())
+    if args.plot:
+        result.plot(args.plot)
+    return 0
+
+
 def _check_tensorrt(args):
     from keras_compress.export import check_tensorrt
 
@@ -279,6 +302,27 @@ def build_parser():
     find.add_argument("--plot", help="also write the trials figure (PNG)")
     find.add_argument("--quiet", action="store_true", help="no progress output")
     find.set_defaults(handler=_search)
+    shrink = commands.add_parser("compress", help="compress a classifier to a latency, size or MACs target "
+                                                  "measured on the runtime, fine-tuned by distillation")
+    shrink.add_argument("model", help="a trained .keras or .h5 classifier, or a SavedModel folder")
+    shrink.add_argument("--data", required=True, help=".npz file with training inputs and labels")
+    shrink.add_argument("--labels", default="y", help="the labels array of the .npz files (default y)")
+    shrink.add_argument("--validation", help=".npz file with validation inputs and labels (default: the "
+                                             "last --validation-split of --data)")
+    shrink.add_argument("--validation-split", type=float, default=0.2, help="used without --validation")
+    shrink.add_argument("--latency-ms", type=float, help="median latency of one call on the runtime")
+    shrink.add_argument("--size-kb", type=float, help="size of the exported file in KiB")
+    shrink.add_argument("--macs", type=float, help="multiply-accumulates per row")
+    shrink.add_argument("--runtime", default="tflite", choices=["tflite", "onnx"])
+    shrink.add_argument("--threads", type=int, default=1, help="runtime threads for the latency (default 1)")
+    shrink.add_argument("--techniques", nargs="+", default=["filters", "int8"], choices=["filters", "int8"])
+    shrink.add_argument("--max-accuracy-drop", type=float, help="allowed accuracy drop (0.01 = 1 pt)")
+    shrink.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
+    shrink.add_argument("-o", "--output", required=True, help="folder for the artifact and the run's files "
+                                                              "(a run started there resumes)")
+    shrink.add_argument("--plot", help="also write the plan's figure (PNG)")
+    shrink.add_argument("--quiet", action="store_true", help="no progress output")
+    shrink.set_defaults(handler=_compress)
     trt = commands.add_parser("check-tensorrt", help="whether an ONNX file is ready for a TensorRT build")
     trt.add_argument("onnx", help="an .onnx file")
     trt.set_defaults(handler=_check_tensorrt)

@@ -15,12 +15,14 @@ from keras_compress import cli
 
 
 def test_public_names_are_pinned():
-    assert kc.__all__ == ["Artifact", "BackendUnavailableError", "CorruptFileError", "Distiller",
-                          "ExportError", "ExportVerificationError", "KerasCompressError", "ModelFileError",
-                          "ModelStateError", "QuantizationError", "Report", "ShrinkError",
-                          "UnsupportedModelError", "WrongFormatError", "__version__", "analysis", "benchmark",
-                          "check_tensorrt", "clustering", "datasets", "distillation", "export", "layer_kinds",
-                          "load", "load_model", "pruning", "quantization", "runtime", "tuning"]
+    assert kc.__all__ == ["Artifact", "BackendUnavailableError", "CompressionResult", "CorruptFileError",
+                          "Distiller", "ExportError", "ExportVerificationError", "KerasCompressError",
+                          "ModelFileError", "ModelStateError", "QuantizationError", "Report", "ShrinkError",
+                          "Target", "UnsupportedModelError", "WrongFormatError", "__version__", "analysis",
+                          "benchmark", "check_tensorrt", "clustering", "compress", "compression", "datasets",
+                          "distillation", "export", "layer_kinds", "load", "load_model", "pruning",
+                          "quantization", "runtime", "tuning"]
+    assert kc.compression.__all__ == ["CompressionResult", "Target", "compress"]
     assert kc.tuning.__all__ == ["SearchResult", "default_space", "search"]
     assert kc.clustering.__all__ == ["ClusteringReport", "cluster", "distinct_values", "is_clustered",
                                      "strip"]
@@ -206,7 +208,8 @@ def test_help_lists_only_working_commands(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     listed = re.findall(r"^    (\S+)", out, flags=re.MULTILINE)
-    assert sorted(listed) == ["benchmark", "check-tensorrt", "demo", "export", "info", "inspect", "search"]
+    assert sorted(listed) == ["benchmark", "check-tensorrt", "compress", "demo", "export", "info", "inspect",
+                              "search"]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.ranking import filter_masks, smallest
 from keras_compress.pruning.report import kernels
 
-__all__ = ["Unit", "UNITS", "filter_units", "check_model_and_ratios", "INT8"]
+__all__ = ["Unit", "UNITS", "FilterGroups", "filter_units", "shrunk", "check_model_and_ratios", "INT8"]
 
 INT8 = "int8"  # the one column of an int8 scan
 
@@ -72,40 +72,83 @@ def int8_units(model, excluded):
     return units
 
 
-def filter_units(model, excluded):
-    graph = ChannelGraph(model, frozen_layers=excluded)
-    layers = {layer.name: layer for layer in model.layers}
-    # The layers whose weights hold a group's channels: the producers, and the members reading them.
-    touched = [name for name in layers if rule_for(layers[name]) is not None and (
-        name in graph.outputs or (name in graph.inputs and any(s.space in graph.groups
-                                                               for s in graph.inputs[name][0])))]
-    originals = {name: [(v, axis, np.asarray(v.numpy())) for v, axis in
-                        rule_for(layers[name]).weights(layers[name], rule_for(layers[name]).masked)]
-                 for name in touched}
-    masks = {}
+class FilterGroups:
+    """The channel groups filter pruning can remove from `model` (one layer's filters, or the
+    layers an `Add` ties together), named by their producers, and the weight values that zero
+    each group's smallest filters, as `prune(granularity="filter")` ranks them."""
 
-    def unit(space, group):
-        def compressed(ratio):
-            if ratio not in masks:
-                masks[ratio] = filter_masks(graph, layers, ratio, "layer")
-            keep = {space: masks[ratio][space]}
-            changed = []
-            for name in touched:
-                if name in graph.outputs:
-                    channels = graph.output_channels(name, keep)
-                else:
-                    channels, _ = graph.layer_channels(name, keep)
-                if channels.all():
-                    continue
-                for variable, axis, value in originals[name]:
-                    shape = [1] * value.ndim
-                    shape[axis % value.ndim] = -1
-                    changed.append((variable, (value * channels.reshape(shape)).astype(value.dtype)))
-            return changed
-        parameters = sum(int(np.prod(rule_for(layers[p]).weights(layers[p])[0][0].shape))
-                         for p in group.producers)
-        return Unit("+".join(group.producers), list(group.producers), parameters, compressed)
-    return [unit(space, group) for space, group in graph.groups.items()]
+    def __init__(self, model, excluded):
+        self.graph = ChannelGraph(model, frozen_layers=excluded)
+        self.layers = {layer.name: layer for layer in model.layers}
+        graph, layers = self.graph, self.layers
+        # The layers whose weights hold a group's channels: the producers, and the members reading them.
+        touched = [name for name in layers if rule_for(layers[name]) is not None and (
+            name in graph.outputs or (name in graph.inputs and any(s.space in graph.groups
+                                                                   for s in graph.inputs[name][0])))]
+        self._originals = {name: [(v, axis, np.asarray(v.numpy())) for v, axis in
+                                  rule_for(layers[name]).weights(layers[name], rule_for(layers[name]).masked)]
+                           for name in touched}
+        self._masks = {}
+        self.spaces = {"+".join(group.producers): space for space, group in graph.groups.items()}
+
+    def sizes(self) -> dict:
+        """Filters (channels) per group, by group name."""
+        return {name: self.graph.groups[space].size for name, space in self.spaces.items()}
+
+    def _mask(self, name, ratio):
+        if ratio not in self._masks:
+            self._masks[ratio] = filter_masks(self.graph, self.layers, ratio, "layer")
+        return self._masks[ratio][self.spaces[name]]
+
+    def kept(self, name, ratio) -> int:
+        """How many of group `name`'s filters stay when `ratio` of them are removed."""
+        return int(self._mask(name, ratio).sum())
+
+    def changes(self, ratios):
+        """`[(variable, value)]` removing `ratios[group name]` of each named group's filters."""
+        keep = {}
+        for name, ratio in ratios.items():
+            if ratio > 0:
+                keep[self.spaces[name]] = self._mask(name, ratio)
+        changed = []
+        for name, originals in self._originals.items():
+            if name in self.graph.outputs:
+                channels = self.graph.output_channels(name, keep)
+            else:
+                channels, _ = self.graph.layer_channels(name, keep)
+            if channels.all():
+                continue
+            for variable, axis, value in originals:
+                shape = [1] * value.ndim
+                shape[axis % value.ndim] = -1
+                changed.append((variable, (value * channels.reshape(shape)).astype(value.dtype)))
+        return changed
+
+    def units(self):
+        def unit(name, group):
+            parameters = sum(int(np.prod(rule_for(self.layers[p]).weights(self.layers[p])[0][0].shape))
+                             for p in group.producers)
+            return Unit(name, list(group.producers), parameters, lambda ratio: self.changes({name: ratio}))
+        return [unit(name, self.graph.groups[space]) for name, space in self.spaces.items()]
+
+
+def filter_units(model, excluded):
+    return FilterGroups(model, excluded).units()
+
+
+def shrunk(model, changes, verify=True):
+    """A smaller copy of `model` with `changes` applied and the zeroed filters removed
+    (`shrink`, checked against the changed model with `verify`); `model`'s weights are put back."""
+    from keras_compress.pruning.shrink import shrink
+
+    saved = [(variable, np.asarray(variable.numpy())) for variable, _ in changes]
+    for variable, value in changes:
+        variable.assign(value)
+    try:
+        return shrink(model, verify=verify)
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
 
 
 # The rows of each granularity, as `units(model, excluded layer names) -> [Unit]`.

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_compress._types import KerasModel, PathLike
-from keras_compress.analysis._scan import check_model_and_ratios, filter_units
+from keras_compress.analysis._scan import check_model_and_ratios, filter_units, shrunk
 
-__all__ = ["latency", "LatencyTable", "RUNTIMES"]
+__all__ = ["latency", "LatencyTable", "RUNTIMES", "measure"]
 
 # Runtimes a scan times, by the suffix of the file exported for them.
 RUNTIMES = {"tflite": ".tflite", "onnx": ".onnx"}
@@ -70,21 +70,26 @@ class LatencyTable:
         return "\n".join(lines)
 
 
-def _measure(model, runtime, batch_size, threads, warmup, runs, folder):
-    """`{"ms", "macs", "parameters"}` of `model` exported to `runtime` and timed there."""
+def measure(model, runtime, batch_size, threads, warmup, runs, folder, *, quantize=None,
+            calibration_data=None):
+    """`({"ms", "macs", "parameters", "bytes"}, artifact)`: `model` exported into `folder` for
+    `runtime` (quantized as `quantize` says) and timed there."""
     from keras_compress.export import export
+    from keras_compress.export.artifact import path_size
     from keras_compress.export.signature import sample_inputs
     from keras_compress.formats import FORMATS
     from keras_compress.runtime.load import load
     from keras_compress.runtime.timing import latencies
 
     path = os.path.join(folder, f"model{RUNTIMES[runtime]}")
-    artifact = export(model, path, overwrite=True, compare_speed=False)
+    artifact = export(model, path, overwrite=True, compare_speed=False, quantize=quantize,
+                      calibration_data=calibration_data, verify="warn" if quantize else True)
     runner = load(artifact.path, threads=threads)
     inputs = sample_inputs(model, rows=batch_size)
     seconds = latencies(runner, inputs if len(inputs) > 1 else inputs[0], warmup=warmup, runs=runs)
     return {"ms": float(np.median(seconds) * 1000), "macs": FORMATS[runtime].mac_count(artifact.path),
-            "parameters": int(sum(np.prod(w.shape) for w in model.weights))}
+            "parameters": int(sum(np.prod(w.shape) for w in model.weights)),
+            "bytes": path_size(artifact.path)}, artifact
 
 
 def _key(model, runtime, batch_size, threads):
@@ -130,7 +135,6 @@ def latency(model: KerasModel, *, runtime: str = "tflite", ratios: Sequence[floa
     flavour = check_model_and_ratios(model, ratios)
     _check(runtime, batch_size, threads, warmup, runs, directory)
     from keras_compress._files import write_atomically
-    from keras_compress.pruning.shrink import shrink
 
     columns = tuple(float(r) for r in ratios)
     base = flavour.copy_model(model)
@@ -158,7 +162,7 @@ def latency(model: KerasModel, *, runtime: str = "tflite", ratios: Sequence[floa
     with tempfile.TemporaryDirectory(prefix="kc-latency-") as folder:
         def cell(key, make):
             if key not in measured:
-                measured[key] = _measure(make(), runtime, batch_size, threads, warmup, runs, folder)
+                measured[key] = measure(make(), runtime, batch_size, threads, warmup, runs, folder)[0]
                 save()
             if progress is not None:
                 progress.add(1)
@@ -169,16 +173,7 @@ def latency(model: KerasModel, *, runtime: str = "tflite", ratios: Sequence[floa
         for unit in units:
             cells = {}
             for ratio in columns:
-                def shrunk(unit=unit, ratio=ratio):
-                    changed = unit.compressed(ratio)
-                    saved = [(variable, np.asarray(variable.numpy())) for variable, _ in changed]
-                    for variable, value in changed:
-                        variable.assign(value)
-                    try:
-                        return shrink(base)
-                    finally:
-                        for variable, value in saved:
-                            variable.assign(value)
-                cells[ratio] = cell(f"{unit.name}@{ratio}", shrunk)
+                cells[ratio] = cell(f"{unit.name}@{ratio}",
+                                     lambda unit=unit, ratio=ratio: shrunk(base, unit.compressed(ratio)))
             rows.append({"name": unit.name, "layers": unit.layers, "cells": cells})
     return LatencyTable(runtime, batch_size, threads, baseline, columns, rows)

@@ -15,7 +15,7 @@ import numpy as np
 from keras_compress._types import Arrays, KerasModel, PathLike
 from keras_compress.analysis._scan import INT8, UNITS, check_model_and_ratios
 
-__all__ = ["sensitivity", "SensitivityTable", "GRANULARITIES"]
+__all__ = ["sensitivity", "SensitivityTable", "GRANULARITIES", "argmax_accuracy"]
 
 GRANULARITIES = tuple(UNITS)
 
@@ -85,7 +85,8 @@ class SensitivityTable:
         return path
 
 
-def _accuracy(y_true, y_pred):
+def argmax_accuracy(y_true, y_pred) -> float:
+    """The share of rows whose largest output is the label (integer or one-hot)."""
     y_pred = np.asarray(y_pred)
     y_true = np.asarray(y_true)
     predicted = np.argmax(y_pred, axis=-1) if y_pred.shape[-1] > 1 else (y_pred[..., 0] > 0.5)
@@ -155,7 +156,7 @@ def sensitivity(model: KerasModel, validation_data: tuple[Arrays, Any], *, granu
         raise ValueError(f"Model {model.name!r} has nothing {granularity} compression can reach"
                          + (" outside `exclude`." if exclude else "."))
     x, y = validation_data
-    score = _accuracy if metric == "accuracy" else metric
+    score = argmax_accuracy if metric == "accuracy" else metric
     runner = KerasRunner(copy)
 
     def evaluate():

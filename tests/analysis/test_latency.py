@@ -46,7 +46,7 @@ def test_a_second_scan_reads_the_measurements_of_the_first(tf_keras_cnn, tmp_pat
 
 def test_an_interrupted_scan_resumes_with_what_it_measured(tf_keras_cnn, tmp_path, monkeypatch):
     module = importlib.import_module("keras_compress.analysis.latency")
-    measure, calls = module._measure, []
+    measure, calls = module.measure, []
 
     def failing_third(*args):
         calls.append(1)
@@ -54,13 +54,13 @@ def test_an_interrupted_scan_resumes_with_what_it_measured(tf_keras_cnn, tmp_pat
             raise KeyboardInterrupt
         return measure(*args)
 
-    monkeypatch.setattr(module, "_measure", failing_third)
+    monkeypatch.setattr(module, "measure", failing_third)
     with pytest.raises(KeyboardInterrupt):
         kc.analysis.latency(tf_keras_cnn, ratios=(0.5,), runs=2, warmup=0, directory=str(tmp_path), verbose=0)
     [saved] = os.listdir(tmp_path)
     assert len(json.load(open(tmp_path / saved))) == 2  # the baseline and the first group
     calls.clear()
-    monkeypatch.setattr(module, "_measure", lambda *args: calls.append(1) or measure(*args))
+    monkeypatch.setattr(module, "measure", lambda *args: calls.append(1) or measure(*args))
     table = kc.analysis.latency(tf_keras_cnn, ratios=(0.5,), runs=2, warmup=0, directory=str(tmp_path),
                                 verbose=0)
     assert len(calls) == 2 and len(table.rows) == 3

@@ -1,0 +1,76 @@
+"""Which share of each channel group's filters to remove so that a model meets its bounds with
+the least predicted loss: a greedy path over the one-shot tables (NetAdapt's choice of the least
+costly removal, made for all groups at once), along which measurements find the first plan that
+meets the bounds."""
+
+import numpy as np
+
+__all__ = ["Curve", "removal_path", "first_meeting", "grid"]
+
+
+class Curve:
+    """A quantity as a function of the share of a group's filters removed: 0 at 0, linear
+    between the scanned shares, never decreasing (a noisy scan's dips are flattened)."""
+
+    def __init__(self, shares, values):
+        self.shares = np.array([0.0, *shares])
+        self.values = np.maximum.accumulate(np.maximum(np.array([0.0, *values], float), 0.0))
+
+    def __call__(self, share):
+        return float(np.interp(share, self.shares, self.values))
+
+
+def grid(columns, step=0.125):
+    """The shares a plan may give a group: multiples of `step` and the scanned columns, up to
+    the largest scanned one."""
+    top = max(columns)
+    return sorted({*(round(step * k, 6) for k in range(1, int(top / step) + 1)), *columns})
+
+
+def removal_path(drops, savings, weights, shares):
+    """The plans from every filter kept to every group at its largest share, one step apart: each
+    step takes the removal that costs the least predicted drop per unit of (weighted) saving.
+
+    Args:
+        drops: `{group: Curve}` of the metric's predicted drop.
+        savings: `{quantity: {group: Curve}}` of what removing the group's filters saves.
+        weights: `{quantity: weight}` of each quantity's saving (1 / how far it is from its bound).
+        shares: the shares a group may lose, ascending.
+    """
+    plan = {group: 0.0 for group in drops}
+    path = []
+    while True:
+        best = None
+        for group, share in plan.items():
+            for higher in (s for s in shares if s > share):
+                benefit = sum(weight * (savings[q][group](higher) - savings[q][group](share))
+                              for q, weight in weights.items())
+                if benefit <= 0:
+                    continue
+                score = (drops[group](higher) - drops[group](share) + 1e-6) / benefit
+                if best is None or score < best[0]:
+                    best = (score, group, higher)
+        if best is None:
+            break
+        plan = dict(plan, **{best[1]: best[2]})
+        path.append(plan)
+    largest = dict.fromkeys(drops, shares[-1])
+    if not path or path[-1] != largest:
+        path.append(largest)
+    return path
+
+
+def first_meeting(path, meets, first_guess, tries):
+    """The index of the earliest plan of `path` that `meets` (measured) found by bisection
+    starting at `first_guess`, within `tries` calls; `path`'s last plan is known to meet."""
+    low, high = -1, len(path) - 1  # path[low] misses (-1: none tried), path[high] meets
+    probe = first_guess if low < first_guess < high else (low + high + 1) // 2
+    for _ in range(tries):
+        if not low < probe < high:
+            break
+        if meets(probe):
+            high = probe
+        else:
+            low = probe
+        probe = (low + high + 1) // 2
+    return high

@@ -1,0 +1,197 @@
+"""`kc.compress`: a plan measured to meet its target, refused targets, resumed runs, the command line."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tf_keras
+
+import keras_compress as kc
+from keras_compress.compression import pipeline as compress_module
+from keras_compress.tuning.trial import Training
+from tests.conftest import compile_classifier
+
+
+def _settings(**kwargs):
+    return dict(dict(epochs=1, batch_size=64, verbose=0), **kwargs)
+
+
+def test_a_size_target_is_met_by_the_file_in_either_flavour(trained_cnn, digits, tmp_path):
+    train, validation = digits
+    target = kc.Target(size_kb=12)
+    result = kc.compress(trained_cnn, train, validation, target=target, directory=str(tmp_path),
+                         **_settings(epochs=2))
+    assert result.met and result.precision == "int8"
+    assert os.path.getsize(result.artifact.path) == result.measured["bytes"] <= 12 * 1024
+    assert result.measured["bytes"] < result.dense["bytes"] / 4  # int8 alone would not do it
+    assert result.plan and all(0 < share <= 0.75 for share in result.plan.values())
+    assert set(result.filters) == set(result.plan)
+    for kept, before in result.filters.values():
+        assert 1 <= kept < before
+    assert result.model.count_params() < trained_cnn.count_params()
+    assert type(result.model).__module__.split(".")[0] == type(trained_cnn).__module__.split(".")[0]
+    assert result.measured["accuracy"] > 0.3  # far above chance (0.1): fine-tuned, and int8 works
+    assert result.iterations and not target.missed(result.measured)
+    assert set(result.timings) == {"analysis", "allocation", "fine_tuning", "measurement"}
+    report = result.report()
+    assert "**met**" in report and "| conv_b |" in report
+    with open(tmp_path / "result.json") as file:
+        assert json.load(file)["met"] is True
+    assert os.path.exists(tmp_path / "model.keras")
+    assert result.plot(str(tmp_path / "plan.png")) == str(tmp_path / "plan.png")
+
+
+def _wide_cnn():
+    """A model big enough for its latency to be timed: 32x32 inputs through wide convolutions."""
+    keras = tf_keras
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    return compile_classifier(keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Conv2D(48, 3, padding="same", activation="relu", name="conv_a"),
+        layers.Conv2D(96, 3, padding="same", activation="relu", name="conv_b"),
+        layers.MaxPooling2D(4, name="pool"),
+        layers.Conv2D(96, 3, padding="same", activation="relu", name="conv_c"),
+        layers.GlobalAveragePooling2D(name="gap"),
+        layers.Dense(10, name="logits"),
+    ]))
+
+
+def test_a_latency_target_makes_the_file_faster_than_the_dense_one_measured_beside_it(tmp_path):
+    (x, y), (x_val, y_val) = kc.datasets.digits(size=32, channels=3)
+    model = _wide_cnn()
+    model.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    dense_ms = compress_module.measure(model, "tflite", 1, 1, 5, 50, str(tmp_path))[0]["ms"]
+    result = kc.compress(model, (x[:256], y[:256]), (x_val[:128], y_val[:128]),
+                         target=kc.Target(latency_ms=0.5 * dense_ms), techniques=("filters",),
+                         directory=str(tmp_path / "run"), **_settings())
+    assert result.precision == "float32"
+    # Compared with the dense model timed in this run, not with a wall-clock limit.
+    assert result.measured["ms"] < dense_ms and result.measured["ms"] < result.dense["ms"]
+    assert result.measured["macs"] < 0.8 * result.dense["macs"]
+    assert any(name.startswith("latency-") for name in os.listdir(tmp_path / "run"))
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained")
+
+
+def test_an_impossible_target_is_refused_before_any_scan_or_training(tf_keras_cnn, digits, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setattr(Training, "fit", _no_training)
+    monkeypatch.setattr(compress_module, "sensitivity", _no_training)
+    train, validation = digits
+    with pytest.raises(ValueError, match=r"out of reach: with 75% of every channel group's filters removed "
+                                         r"\(int8\) the model measures [\d.]+ KiB \(dense: [\d.]+ KiB\)"):
+        kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=1), directory=str(tmp_path),
+                    **_settings())
+    with pytest.raises(ValueError, match="filters are not among the techniques"):
+        kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=12), techniques=("int8",),
+                    directory=str(tmp_path / "int8"), **_settings())
+
+
+def test_an_interrupted_run_resumes_without_repeating_finished_stages(tf_keras_cnn, digits, tmp_path,
+                                                                      monkeypatch):
+    train, validation = digits
+    fit = Training.fit
+    epochs_asked = []
+
+    def interrupted(self, model, data, values, epochs, callbacks=()):
+        class Stop(tf_keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                raise KeyboardInterrupt
+        epochs_asked.append(epochs)
+        return fit(self, model, data, values, epochs, callbacks=[*callbacks, Stop()])
+
+    monkeypatch.setattr(Training, "fit", interrupted)
+    settings = _settings(epochs=2, target=kc.Target(size_kb=12), directory=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        kc.compress(tf_keras_cnn, train, validation, **settings)
+    with open(tmp_path / "compress.json") as file:
+        state = json.load(file)
+    assert state["epochs_done"] == 1 and "plan" in state["stages"]
+
+    monkeypatch.setattr(Training, "fit", lambda self, model, data, values, epochs, callbacks=(): (
+        epochs_asked.append(epochs), fit(self, model, data, values, epochs, callbacks)))
+    monkeypatch.setattr(compress_module, "measure", _counting(compress_module.measure, calls := []))
+    monkeypatch.setattr(compress_module, "sensitivity", _no_training)
+    result = kc.compress(tf_keras_cnn, train, validation, **settings)
+    assert epochs_asked == [2, 1]  # the second run fine-tunes the one epoch left
+    assert len(calls) == 1  # only the final export is measured again
+    assert result.plan == state["stages"]["plan"] and result.met
+
+
+def _counting(function, calls):
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+    return counted
+
+
+def test_a_directory_of_another_run_is_refused(tf_keras_cnn, digits, tmp_path):
+    train, validation = digits
+    kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=40), directory=str(tmp_path),
+                **_settings())
+    with pytest.raises(ValueError, match="holds a compression of another model, data, target or setting"):
+        kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=30), directory=str(tmp_path),
+                    **_settings())
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"target": 2.0}, TypeError, "target must be a kc.Target"),
+    ({"techniques": ("filters", "weights")}, ValueError, "techniques must be a non-empty subset"),
+    ({"techniques": "int8"}, ValueError, "techniques must be a non-empty subset"),
+    ({"target": kc.Target(macs=1000), "techniques": ("int8",)}, ValueError, "MACs target needs"),
+    ({"teacher": "teacher"}, ValueError, 'teacher must be "self"'),
+    ({"epochs": -1}, ValueError, "epochs must be an integer of at least 0"),
+    ({"max_accuracy_drop": 2}, ValueError, "max_accuracy_drop must be a share"),
+    ({"ratios": (0.5, 1.0)}, ValueError, "ratios must be a non-empty sequence"),
+    ({"metric": "f1"}, ValueError, 'metric must be "accuracy"'),
+])
+def test_bad_arguments_are_refused_before_any_work(tf_keras_cnn, digits, kwargs, error, message, monkeypatch,
+                                                   tmp_path):
+    monkeypatch.setattr(compress_module, "measure", _no_training)
+    train, validation = digits
+    arguments = dict(target=kc.Target(size_kb=12), directory=str(tmp_path / "run"), **_settings())
+    with pytest.raises(error, match=message):
+        kc.compress(tf_keras_cnn, train, validation, **dict(arguments, **kwargs))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_data_without_labels_or_a_file_for_a_directory_are_refused(tf_keras_cnn, digits, tmp_path):
+    (x, y), validation = digits
+    with pytest.raises(ValueError, match="train_data must be an"):
+        kc.compress(tf_keras_cnn, (x, None), validation, target=kc.Target(size_kb=12))
+    with pytest.raises(ValueError, match="rows of inputs and"):
+        kc.compress(tf_keras_cnn, (x, y[:10]), validation, target=kc.Target(size_kb=12))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        kc.compress(tf_keras_cnn, (x, y), validation, target=kc.Target(size_kb=12),
+                    directory=str(tmp_path / "file"))
+
+
+def test_the_command_line_compresses_a_saved_model(tf_keras_cnn, digits, tmp_path, capsys):
+    from keras_compress.cli import main
+
+    (x, y), (x_val, y_val) = digits
+    tf_keras_cnn.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "val.npz", x=x_val, y=y_val)
+    status = main(["compress", str(tmp_path / "model.keras"), "--data", str(tmp_path / "train.npz"),
+                   "--validation", str(tmp_path / "val.npz"), "--size-kb", "12", "--epochs", "1",
+                   "-o", str(tmp_path / "out"), "--quiet"])
+    assert status == 0
+    assert "**met**" in capsys.readouterr().out
+    assert os.path.getsize(tmp_path / "out" / "model.tflite") <= 12 * 1024
+    assert main(["compress", str(tmp_path / "model.keras"), "--data", str(tmp_path / "train.npz"),
+                 "--validation", str(tmp_path / "val.npz"), "-o", str(tmp_path / "none")]) == 2
+    assert "at least one bound" in capsys.readouterr().err
+
+
+def test_without_a_directory_the_run_gets_a_temporary_one(tf_keras_cnn, digits):
+    train, validation = digits
+    result = kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=12), epochs=0, verbose=0)
+    assert result.met and os.path.dirname(result.artifact.path) == result.directory
+    assert os.path.basename(result.directory).startswith("kc-compress-")
+    assert result.model is not tf_keras_cnn
