@@ -37,9 +37,11 @@ def backend():
 
 
 def tensorflow_call(model, specs, call):
-    """`(call, the tf.Module tracking the model's variables)`: a tf_keras call is TensorFlow's."""
+    """`(call, the tf.Module tracking the model's variables)`: a tf_keras call is TensorFlow's. The
+    module holds the variables alone: tracking the model would have SavedModel (which the TFLite
+    converter writes too) trace and serialize every layer, seconds per export of a real model."""
     trackable = tf.Module()
-    trackable.model = model
+    trackable.variables_read = list(model.variables)
     return call, trackable
 
 

@@ -20,8 +20,8 @@ class Curve:
         return float(np.interp(share, self.shares, self.values))
 
 
-def grid(columns, step=0.125):
-    """The shares a plan may give a group: multiples of `step` and the scanned columns, up to
+def grid(columns, step=0.0625):
+    """The shares a plan may give a group: sixteenths and the scanned columns, up to
     the largest scanned one."""
     top = max(columns)
     return sorted({*(round(step * k, 6) for k in range(1, int(top / step) + 1)), *columns})

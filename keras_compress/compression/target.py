@@ -68,6 +68,6 @@ class Target:
         for field, quantity, unit in QUANTITIES:
             if getattr(self, field) is not None:
                 value = measured[quantity] / unit
-                words.append({"ms": f"{value:.3f} ms", "bytes": f"{value:.1f} KiB",
+                words.append({"ms": f"{value:.4g} ms", "bytes": f"{value:.1f} KiB",
                               "macs": f"{value:,.0f} MACs"}[quantity])
         return ", ".join(words)

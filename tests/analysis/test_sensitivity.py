@@ -41,7 +41,7 @@ def test_channels_an_add_ties_together_are_one_row(digits, keras_flavour):
     assert all(row["scores"][0.75] <= table.baseline + 0.02 for row in table.rows)
 
 
-def test_weight_and_int8_scans_cover_every_kernel_and_repeat_exactly(trained_cnn, digits):
+def test_weight_and_int8_scans_cover_every_kernel_and_every_scan_repeats_exactly(trained_cnn, digits):
     _, (x, y) = digits
     kernels = ["conv_a", "conv_b", "dense_a", "logits"]
     weights = kc.analysis.sensitivity(trained_cnn, (x, y), granularity="weight", ratios=(0.3, 0.9), verbose=0)
@@ -53,6 +53,10 @@ def test_weight_and_int8_scans_cover_every_kernel_and_repeat_exactly(trained_cnn
     int8 = kc.analysis.sensitivity(trained_cnn, (x, y), granularity="int8", verbose=0)
     assert int8.columns == ("int8",) and [row["name"] for row in int8.rows] == kernels
     assert all(abs(int8.drop(name, "int8")) <= 0.02 for name in kernels)  # int8 weights cost little
+    again = kc.analysis.sensitivity(trained_cnn, (x, y), granularity="int8", verbose=0)
+    assert int8.to_dict() == again.to_dict()
+    filters = kc.analysis.sensitivity(trained_cnn, (x, y), verbose=0)
+    assert filters.to_dict() == kc.analysis.sensitivity(trained_cnn, (x, y), verbose=0).to_dict()
 
 
 def test_a_metric_of_the_callers_and_exclude(trained_cnn, digits):

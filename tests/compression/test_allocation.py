@@ -14,9 +14,9 @@ def test_a_curve_starts_at_zero_interpolates_and_never_falls():
     assert Curve((0.5,), [-0.1])(0.5) == 0  # a removal that "helps" costs nothing, not less
 
 
-def test_the_grid_holds_the_scanned_shares_and_eighths_up_to_the_largest():
-    assert grid((0.25, 0.5, 0.75)) == [0.125, 0.25, 0.375, 0.5, 0.625, 0.75]
-    assert grid((0.3,)) == [0.125, 0.25, 0.3]
+def test_the_grid_holds_the_scanned_shares_and_sixteenths_up_to_the_largest():
+    assert grid((0.25, 0.5)) == [0.0625, 0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5]
+    assert grid((0.3,)) == [0.0625, 0.125, 0.1875, 0.25, 0.3]
 
 
 def test_the_path_removes_the_cheap_group_first_and_ends_at_the_largest_shares():

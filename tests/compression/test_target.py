@@ -9,8 +9,8 @@ def test_bounds_are_read_in_measured_units_and_misses_named():
     target = kc.Target(latency_ms=2.0, size_kb=10, runtime="onnx", threads=2)
     assert target.bounds() == {"ms": 2.0, "bytes": 10240}
     assert target.missed({"ms": 2.5, "bytes": 9000, "macs": 1}) == {"ms": (2.5, 2.0)}
-    assert target.describe() == "2.000 ms, 10.0 KiB on onnx, batch 1, 2 thread(s)"
-    assert target.values({"ms": 1.5, "bytes": 4096, "macs": 0}) == "1.500 ms, 4.0 KiB"
+    assert target.describe() == "2 ms, 10.0 KiB on onnx, batch 1, 2 thread(s)"
+    assert target.values({"ms": 0.012345, "bytes": 4096, "macs": 0}) == "0.01235 ms, 4.0 KiB"
 
 
 @pytest.mark.parametrize("kwargs, message", [
