@@ -37,7 +37,7 @@ from keras_compress.analysis.sensitivity import argmax_accuracy  # noqa: E402
 from keras_compress.demo import digits_cnn  # noqa: E402
 from keras_compress.tuning.trial import Training  # noqa: E402
 
-TEMPERATURE, ALPHA, LEARNING_RATE, BATCH = 4.0, 0.1, 1e-3, 32
+TEMPERATURE, ALPHA, LEARNING_RATE, BATCH = 2.0, 0.5, 1e-3, 32  # kc.compress's defaults
 RATIOS = (0.25, 0.5, 0.75, 0.9)  # the shares kc.compress scans; the most either side may remove is 0.9
 
 

@@ -37,11 +37,14 @@ def backend():
 
 
 def tensorflow_call(model, specs, call):
-    """`(call, the tf.Module tracking the model's variables)`: a tf_keras call is TensorFlow's. The
-    module holds the variables alone: tracking the model would have SavedModel (which the TFLite
+    """`(call, the tf.Module tracking what the call reads)`: a tf_keras call is TensorFlow's. The
+    module holds the variables, and the preprocessing layers themselves (lookup tables are
+    resources, not variables): tracking the whole model would have SavedModel (which the TFLite
     converter writes too) trace and serialize every layer, seconds per export of a real model."""
     trackable = tf.Module()
     trackable.variables_read = list(model.variables)
+    trackable.preprocessing = [layer for layer in model.submodules
+                               if ".preprocessing." in type(layer).__module__]
     return call, trackable
 
 

@@ -117,9 +117,9 @@ def _export(args):
     return 0
 
 
-def _benchmark_data(path, labels_key):
+def _benchmark_data(path, labels_key, flag="--data"):
     """`(x, y)` from an .npz file: the `labels_key` array and the others as inputs."""
-    arrays = _load_npz(path, "--data")
+    arrays = _load_npz(path, flag)
     if labels_key is not None and labels_key not in arrays:
         raise ValueError(f"{path} has no array {labels_key!r} for --labels; it has {sorted(arrays)}.")
     labels = arrays.pop(labels_key) if labels_key is not None else None
@@ -199,6 +199,8 @@ def _compress(args):
     from keras_compress.compression import Target, compress
     from keras_compress.model_files import load_model
 
+    if args.latency_ms is None and args.size_kb is None and args.macs is None:
+        raise ValueError("give the target: --latency-ms, --size-kb and/or --macs.")
     target = Target(latency_ms=args.latency_ms, size_kb=args.size_kb, macs=args.macs, runtime=args.runtime,
                     threads=args.threads)
     _check_outputs(plot=args.plot)
@@ -206,7 +208,7 @@ def _compress(args):
     if not isinstance(train, tuple):
         raise ValueError(f"{args.data} needs labels: name their array with --labels.")
     if args.validation:
-        validation = _benchmark_data(args.validation, args.labels)
+        validation = _benchmark_data(args.validation, args.labels, "--validation")
     else:
         train, validation = _split(*train, args.validation_split)
     result = compress(load_model(args.model), train, validation, target=target,

@@ -27,32 +27,42 @@ def grid(columns, step=0.0625):
     return sorted({*(round(step * k, 6) for k in range(1, int(top / step) + 1)), *columns})
 
 
-def removal_path(drops, savings, weights, shares):
+def removal_path(drops, savings, start, bounds, shares):
     """The plans from every filter kept to every group at its largest share, one step apart: each
-    step takes the removal that costs the least predicted drop per unit of (weighted) saving.
+    step moves one group to its next share that saves anything, the group whose step costs the
+    least predicted drop per unit of saving. A saving counts in proportion to how far its bound
+    was from the dense value, and only up to what is still predicted missing (while anything is).
 
     Args:
         drops: `{group: Curve}` of the metric's predicted drop.
         savings: `{quantity: {group: Curve}}` of what removing the group's filters saves.
-        weights: `{quantity: weight}` of each quantity's saving (1 / how far it is from its bound).
+        start, bounds: `{quantity: value}` of the dense model and of the target.
         shares: the shares a group may lose, ascending.
     """
+    weights = {q: 1.0 / (start[q] - bound) for q, bound in bounds.items() if start[q] > bound}
+    predicted = {q: start[q] for q in weights}
     plan = {group: 0.0 for group in drops}
     path = []
     while True:
+        gaps = {q: predicted[q] - bounds[q] for q in weights}
+        missing = any(gap > 0 for gap in gaps.values())
         best = None
         for group, share in plan.items():
             for higher in (s for s in shares if s > share):
-                benefit = sum(weight * (savings[q][group](higher) - savings[q][group](share))
-                              for q, weight in weights.items())
-                if benefit <= 0:
-                    continue
-                score = (drops[group](higher) - drops[group](share) + 1e-6) / benefit
-                if best is None or score < best[0]:
-                    best = (score, group, higher)
+                saved = {q: savings[q][group](higher) - savings[q][group](share) for q in weights}
+                benefit = sum(weight * (min(saved[q], gaps[q]) if gaps[q] > 0 else 0.0) if missing
+                              else weight * saved[q] for q, weight in weights.items())
+                if benefit > 0:
+                    score = (drops[group](higher) - drops[group](share)) / benefit
+                    if best is None or score < best[0]:
+                        best = (score, group, higher, saved)
+                    break  # the group's next share that saves anything
         if best is None:
             break
-        plan = dict(plan, **{best[1]: best[2]})
+        _, group, higher, saved = best
+        for q in weights:
+            predicted[q] -= saved[q]
+        plan = dict(plan, **{group: higher})
         path.append(plan)
     largest = dict.fromkeys(drops, shares[-1])
     if not path or path[-1] != largest:

@@ -76,14 +76,19 @@ class _Run:
     """The state of one compression in its folder: finished stages, time spent, checkpoints."""
 
     def __init__(self, directory, key, verbose):
+        self.temporary = directory is None
         self.folder = (os.fspath(directory) if directory is not None
                        else tempfile.mkdtemp(prefix="kc-compress-"))
         os.makedirs(self.folder, exist_ok=True)
         self.scratch = os.path.join(self.folder, "measurements")
-        os.makedirs(self.scratch, exist_ok=True)
         self.path = os.path.join(self.folder, "compress.json")
         self.verbose = verbose
         state = None
+        strangers = [name for name in os.listdir(self.folder) if not name.startswith("latency-")]
+        if strangers and not os.path.exists(self.path):
+            shown = ", ".join(sorted(strangers)[:3]) + (", ..." if len(strangers) > 3 else "")
+            raise ValueError(f"{self.folder} holds files of something else ({shown}): give compress an empty "
+                             "or new folder (it writes model.keras, the artifact and its checkpoints there).")
         if os.path.exists(self.path):
             with open(self.path) as file:
                 state = json.load(file)
@@ -93,6 +98,15 @@ class _Run:
                     "another directory, or empty this one to start over.")
             self.say(f"Resuming from {self.folder} (done: {', '.join(state['stages']) or 'nothing'}).")
         self.state = state or {"key": key, "stages": {}, "timings": {}}
+        os.makedirs(self.scratch, exist_ok=True)
+
+    def forget(self):
+        """Removes what this run wrote (a refused target leaves the folder as it found it)."""
+        import shutil
+
+        shutil.rmtree(self.folder if self.temporary else self.scratch, ignore_errors=True)
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
     def say(self, message):
         if self.verbose:
@@ -128,7 +142,8 @@ class _Run:
 
 
 def _check(model, train_data, validation_data, target, teacher, techniques, max_accuracy_drop, epochs,
-           batch_size, ratios, metric, directory):
+           batch_size, learning_rate, temperature, alpha, ratios, metric, directory):
+    from keras_compress.distillation.losses import check_temperature_and_alpha
     from keras_compress.tuning.search import _check_data
 
     flavour = check_model_and_ratios(model, ratios)
@@ -147,6 +162,9 @@ def _check(model, train_data, validation_data, target, teacher, techniques, max_
     for name, value, least in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    check_temperature_and_alpha(temperature, alpha)
     if max_accuracy_drop is not None and not (isinstance(max_accuracy_drop, (int, float))
                                               and 0 <= max_accuracy_drop < 1):
         raise ValueError(f"max_accuracy_drop must be a share in [0, 1) (0.01 = one point), got "
@@ -199,7 +217,7 @@ def _savings(tables, start, columns):
 def compress(model: KerasModel, train_data: Data, validation_data: Data, *, target: Target,
              teacher: KerasModel | str | None = "self", techniques: Sequence[str] = TECHNIQUES,
              max_accuracy_drop: float | None = None, epochs: int = 5, batch_size: int = 32,
-             learning_rate: float = 1e-3, temperature: float = 4.0, alpha: float = 0.1,
+             learning_rate: float = 1e-3, temperature: float = 2.0, alpha: float = 0.5,
              ratios: Sequence[float] = (0.25, 0.5, 0.75), exclude: Sequence[str] = (),
              metric: str | Callable = "accuracy", directory: PathLike | None = None,
              verbose: int = 1) -> CompressionResult:
@@ -237,11 +255,12 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
         >>> print(result.report())  # doctest: +SKIP
     """
     flavour = _check(model, train_data, validation_data, target, teacher, techniques, max_accuracy_drop,
-                     epochs, batch_size, ratios, metric, directory)
+                     epochs, batch_size, learning_rate, temperature, alpha, ratios, metric, directory)
+    from keras_compress.pruning.prune import excluded_names
     from keras_compress.runtime.keras_runner import KerasRunner
 
     columns = tuple(float(r) for r in ratios)
-    excluded = set(exclude)
+    excluded = excluded_names(model, list(exclude) if not isinstance(exclude, str) else exclude)
     settings = {"target": [target.latency_ms, target.size_kb, target.macs, target.runtime, target.batch_size,
                            target.threads], "techniques": sorted(techniques), "ratios": columns,
                 "exclude": sorted(excluded), "metric": getattr(metric, "__name__", metric),
@@ -262,6 +281,11 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
     # 1. The dense model, and the most the allowed techniques can do.
     dense = run.stage("dense", "measurement", lambda: measured(model, "float32", run.scratch),
                       f"measuring the dense model on {target.runtime}")
+    if target.macs is not None and dense["macs"] is None:
+        run.forget()
+        raise ValueError(f"The {target.runtime} file of model {model.name!r} has operators whose MACs cannot "
+                         "be counted (open input sizes, or recurrent layers): give a latency_ms or size_kb "
+                         "target instead.")
     precision = "float32"
     if "int8" in techniques and (target.size_kb is not None or target.latency_ms is not None):
         dense_int8 = run.stage("dense_int8", "measurement", lambda: measured(model, "int8", run.scratch),
@@ -274,6 +298,7 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
     plan: dict = {}
     if target.missed(start):
         if groups is None or not groups.spaces:
+            run.forget()
             raise ValueError(f"The target ({target.describe()}) is out of reach: the dense model in "
                              f"{precision} measures {target.values(start)}, and "
                              + ("filters are not among the techniques." if groups is None else
@@ -287,11 +312,13 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
                           f"measuring every channel group at {top:.0%} of its filters removed")
         missed = target.missed(limit)
         if missed:
+            run.forget()
+            int8_helps = "int8" not in techniques and ("bytes" in missed or "ms" in missed)
             raise ValueError(
                 f"The target ({target.describe()}) is out of reach: with {top:.0%} of every channel group's "
                 f"filters removed ({precision}) the model measures {target.values(limit)} (dense: "
                 f"{target.values(start)}). Loosen the target, allow larger shares with `ratios`"
-                + (", or allow int8 in `techniques`." if "int8" not in techniques else "."))
+                + (", or allow int8 in `techniques`." if int8_helps else "."))
 
         # 2. Analysis.
         tables = {"sensitivity": run.stage(
@@ -318,9 +345,8 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
                      for row in sens["rows"]}
             savings = _savings(tables, start, columns)
             bounds = target.bounds()
-            weights = {q: 1.0 / (start[q] - bound) for q, bound in bounds.items() if start[q] > bound}
             with run.clock("allocation"):
-                path = removal_path(drops, savings, weights, grid(columns))
+                path = removal_path(drops, savings, start, bounds, grid(columns))
             guess = next((i for i, plan in enumerate(path)
                           if all(start[q] - sum(savings[q][g](share) for g, share in plan.items()) <= bound
                                  for q, bound in bounds.items())), len(path) - 1)

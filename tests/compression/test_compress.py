@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -86,6 +87,7 @@ def test_an_impossible_target_is_refused_before_any_scan_or_training(tf_keras_cn
                                          r"\(int8\) the model measures [\d.]+ KiB \(dense: [\d.]+ KiB\)"):
         kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=1), directory=str(tmp_path),
                     **_settings())
+    assert os.listdir(tmp_path) == []  # the refused run left nothing: the folder takes another target
     with pytest.raises(ValueError, match="filters are not among the techniques"):
         kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=12), techniques=("int8",),
                     directory=str(tmp_path / "int8"), **_settings())
@@ -148,6 +150,9 @@ def test_a_directory_of_another_run_is_refused(tf_keras_cnn, digits, tmp_path):
     ({"max_accuracy_drop": 2}, ValueError, "max_accuracy_drop must be a share"),
     ({"ratios": (0.5, 1.0)}, ValueError, "ratios must be a non-empty sequence"),
     ({"metric": "f1"}, ValueError, 'metric must be "accuracy"'),
+    ({"learning_rate": 0}, ValueError, "learning_rate must be a positive number"),
+    ({"alpha": 2}, ValueError, "alpha must be in"),
+    ({"exclude": ["conv_z"]}, ValueError, "exclude names layers the model does not have"),
 ])
 def test_bad_arguments_are_refused_before_any_work(tf_keras_cnn, digits, kwargs, error, message, monkeypatch,
                                                    tmp_path):
@@ -157,6 +162,15 @@ def test_bad_arguments_are_refused_before_any_work(tf_keras_cnn, digits, kwargs,
     with pytest.raises(error, match=message):
         kc.compress(tf_keras_cnn, train, validation, **dict(arguments, **kwargs))
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_folder_holding_other_files_is_refused_before_anything_is_written(tf_keras_cnn, digits, tmp_path):
+    train, validation = digits
+    (tmp_path / "model.keras").write_text("the user's own model")
+    with pytest.raises(ValueError, match="holds files of something else"):
+        kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=12), directory=str(tmp_path))
+    assert os.listdir(tmp_path) == ["model.keras"]
+    assert (tmp_path / "model.keras").read_text() == "the user's own model"
 
 
 def test_data_without_labels_or_a_file_for_a_directory_are_refused(tf_keras_cnn, digits, tmp_path):
@@ -186,7 +200,7 @@ def test_the_command_line_compresses_a_saved_model(tf_keras_cnn, digits, tmp_pat
     assert os.path.getsize(tmp_path / "out" / "model.tflite") <= 12 * 1024
     assert main(["compress", str(tmp_path / "model.keras"), "--data", str(tmp_path / "train.npz"),
                  "--validation", str(tmp_path / "val.npz"), "-o", str(tmp_path / "none")]) == 2
-    assert "at least one bound" in capsys.readouterr().err
+    assert "give the target: --latency-ms, --size-kb and/or --macs" in capsys.readouterr().err
 
 
 def test_without_a_directory_the_run_gets_a_temporary_one(tf_keras_cnn, digits):
@@ -195,3 +209,4 @@ def test_without_a_directory_the_run_gets_a_temporary_one(tf_keras_cnn, digits):
     assert result.met and os.path.dirname(result.artifact.path) == result.directory
     assert os.path.basename(result.directory).startswith("kc-compress-")
     assert result.model is not tf_keras_cnn
+    shutil.rmtree(result.directory)

@@ -431,3 +431,16 @@ def test_exact_gelu_exports_to_onnx(keras_flavour, tmp_path):
     artifact = kc.export(model, str(tmp_path / "gelu.onnx"), sample_data=x)
     assert "Erf" in {node.op_type for node in onnx.load(artifact.path).graph.node}
     assert max(row["max_abs_diff"] for row in artifact.parity.values()) < 1e-4
+
+
+def test_a_lookup_table_travels_to_the_saved_model(tmp_path):
+    """Exports track the variables and the preprocessing layers, not the whole model (which
+    SavedModel would serialize layer by layer): a lookup layer's table is a resource it needs."""
+    inputs = keras.Input((3,), dtype="int64")
+    indices = keras.layers.IntegerLookup(vocabulary=[10, 20, 30], name="lookup")(inputs)
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(5, 4)(indices))
+    outputs = keras.layers.Dense(2, name="scores")(embedded)
+    model = keras.Model(inputs, outputs)
+    x = np.array([[10, 20, 99], [30, 30, 10]], dtype="int64")
+    artifact = kc.export(model, str(tmp_path / "served"), sample_data=x, compare_speed=False)
+    np.testing.assert_allclose(artifact.load().predict(x), model(x).numpy(), atol=1e-6)
