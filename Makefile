@@ -37,6 +37,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/clustering.py
 	$(PY) benchmarks/quantize_aware.py
 	$(PY) benchmarks/realsize.py
+	$(PY) benchmarks/compress.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -138,9 +138,9 @@ def one_seed(name, seed, quick, latency_cache):
             rows.append({"model": name, "seed": seed, "target": kind, "refused": str(refused)})
             continue
         took = time.perf_counter() - started
-        if kind == "latency":
-            latency_cache[name] = next(os.path.join(folder, f) for f in os.listdir(folder)
-                                       if f.startswith("latency-"))
+        if kind == "latency" and name not in latency_cache:  # kept beyond this seed's folder
+            scan = next(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("latency-"))
+            latency_cache[name] = shutil.copy(scan, tempfile.mkdtemp(prefix="kc-bench-scan-"))
         share, small = uniform(model, target, precision, train, os.path.join(work, "uniform"))
         fine_tuned(small, model, train, tune_epochs, seed)
         _, artifact = file_of(small, precision, train, os.path.join(work, "uniform"))
