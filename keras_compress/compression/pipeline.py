@@ -7,8 +7,8 @@ The stages, each kept in `directory` as it finishes so that an interrupted run r
    here, before any analysis or training;
 2. analysis: the one-shot filter sensitivity scan, and what each group's removal saves (latency
    measured on the runtime, or parameters and MACs counted);
-3. allocation: shares per group from the tables (`allocation.allocate`), the model shrunk to
-   them, exported and measured; a miss tightens the goals by the miss and allocates again;
+3. allocation: a removal path ordered by the tables (`allocation.removal_path`), bisected with
+   real exports for its first plan whose file meets the target;
 4. fine-tuning of the shrunk model, distilled from the original (checkpointed every epoch);
 5. the final export to the runtime, measured for the result.
 """
@@ -31,27 +31,13 @@ from keras_compress.analysis.sensitivity import argmax_accuracy, sensitivity
 from keras_compress.compression.allocation import Curve, first_meeting, grid, removal_path
 from keras_compress.compression.result import CompressionResult
 from keras_compress.compression.target import Target
+from keras_compress.tuning.trial import Training, head
 
 __all__ = ["compress", "TECHNIQUES"]
 
 TECHNIQUES = ("filters", "int8")
 ROUNDS = 10  # plans measured along the removal path (the last plan, the largest shares, is known to meet)
 TIMING = {"warmup": 5, "runs": 50}
-
-
-def _rows(data):
-    inputs = data[0]
-    first = next(iter(inputs.values())) if isinstance(inputs, dict) else \
-        inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-    return len(first)
-
-
-def _head(x, rows):
-    if isinstance(x, dict):
-        return {key: value[:rows] for key, value in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [value[:rows] for value in x]
-    return x[:rows]
 
 
 def _digest(*parts):
@@ -270,7 +256,7 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
     key = _digest(model.get_config(), [np.asarray(w) for w in model.get_weights()], settings,
                   train_data[0], train_data[1], validation_data[0], validation_data[1])
     run = _Run(directory, key, verbose)
-    calibration = _head(train_data[0], 256)
+    calibration = head(train_data[0], 256)
     score: Callable = argmax_accuracy if isinstance(metric, str) else metric
 
     def measured(candidate, precision, folder):
@@ -372,15 +358,17 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
         plan = run.state["stages"]["plan"]
 
     # 4. Fine-tuning, distilled from the teacher.
-    student = shrunk(base, groups.changes(plan)) if plan and groups else flavour.copy_model(model)
     checkpoint = os.path.join(run.folder, "fine_tuned.keras")
     done = run.state.get("epochs_done", 0)
-    if plan and epochs > done:
+    if plan and done:
         from keras_compress.model_files import load_model
-        from keras_compress.tuning.trial import Training
 
-        if done:
-            student = load_model(checkpoint)
+        student = load_model(checkpoint)
+    elif plan and groups is not None:
+        student = shrunk(base, groups.changes(plan))
+    else:
+        student = flavour.copy_model(model)
+    if plan and epochs > done:
         teacher_model = flavour.copy_model(model) if teacher == "self" else teacher
         training = Training(epochs, batch_size, learning_rate, teacher_model)
         values = {"temperature": temperature, "alpha": alpha} if teacher_model is not None else {}
@@ -398,10 +386,6 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
         with run.clock("fine_tuning"):
             training.fit(student, train_data, values, epochs - done,
                          callbacks=[flavour.keras.callbacks.LambdaCallback(on_epoch_end=saved)])
-    elif plan and done:
-        from keras_compress.model_files import load_model
-
-        student = load_model(checkpoint)
 
     # 5. The artifact, measured.
     run.say("exporting and measuring the compressed model")

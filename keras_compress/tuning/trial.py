@@ -13,7 +13,7 @@ from keras_compress.export import export
 from keras_compress.pruning.report import kernels
 from keras_compress.runtime.timing import latencies
 
-__all__ = ["Training", "train_candidate", "measure", "outputs_logits"]
+__all__ = ["Training", "train_candidate", "measure", "outputs_logits", "head"]
 
 
 def outputs_logits(model):
@@ -79,7 +79,7 @@ def train_candidate(model, train_data, values, training, epochs):
     return candidate
 
 
-def _head(x, rows):
+def head(x, rows):
     """The first `rows` rows of an array, a list of arrays or a dict of arrays."""
     if isinstance(x, dict):
         return {key: value[:rows] for key, value in x.items()}
@@ -100,11 +100,11 @@ def measure(model, folder, validation_data, artifact_format):
     os.makedirs(folder, exist_ok=True)
     x, y = validation_data
     path = os.path.join(folder, f"model.{artifact_format}")
-    artifact = export(model, path, sample_data=_head(x, 64), overwrite=True, verify="warn",
+    artifact = export(model, path, sample_data=head(x, 64), overwrite=True, verify="warn",
                       compare_speed=False)
     runner = artifact.load()
     metrics = {"size_bytes": float(gzipped_bytes(path)),
-               "latency_ms": float(np.median(latencies(runner, _head(x, 1), warmup=3, runs=30)) * 1e3),
+               "latency_ms": float(np.median(latencies(runner, head(x, 1), warmup=3, runs=30)) * 1e3),
                "accuracy": _accuracy(runner.predict(x, batch_size=256), y)}
     model.save(os.path.join(folder, "model.keras"))
     with open(os.path.join(folder, "metrics.json"), "w") as file:

@@ -21,8 +21,11 @@ def _settings(**kwargs):
 def test_a_size_target_is_met_by_the_file_in_either_flavour(trained_cnn, digits, tmp_path):
     train, validation = digits
     target = kc.Target(size_kb=12)
+    before = [w.copy() for w in trained_cnn.get_weights()]
     result = kc.compress(trained_cnn, train, validation, target=target, directory=str(tmp_path),
                          **_settings(epochs=2))
+    after = trained_cnn.get_weights()  # the caller's model is as it came in
+    assert len(after) == len(before) and all(np.array_equal(a, b) for a, b in zip(after, before))
     assert result.met and result.precision == "int8"
     assert os.path.getsize(result.artifact.path) == result.measured["bytes"] <= 12 * 1024
     assert result.measured["bytes"] < result.dense["bytes"] / 4  # int8 alone would not do it
