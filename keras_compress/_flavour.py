@@ -40,7 +40,8 @@ class Flavour(Protocol):
     # Where each piece of work whose code differs by flavour lives, as "module" or "module:attribute":
     # "qat" (the quantization-aware training road), "distiller" (the Distiller class),
     # "pruning_wrap" (wrapping for `prune`), "pruning_wrapper" (the wrapper class),
-    # "prunability" (layer -> "weights", "none" or None), "strip_pruning" (model -> the model
+    # "prunability" (layer -> "weights", "none" or None), "prunable_weights" (layer -> the weights
+    # weight pruning masks in it), "strip_pruning" (model -> the model
     # without its wrappers), "pruning_steps" (how `PruningCallback` drives `fit`).
     ROADS: Mapping[str, str]
     FEATURES: frozenset  # work only some flavours can do: "clustering", "h5", "depthwise_pruning"

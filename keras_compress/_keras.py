@@ -25,6 +25,7 @@ ROADS = {
     "pruning_wrap": "keras_compress.pruning.wrapper:pruning_wrap",
     "pruning_wrapper": "keras_compress._tfmot:TfmotPruneWrapper",
     "prunability": "keras_compress._tfmot:prunability",
+    "prunable_weights": "keras_compress._tfmot:prunable_weights",
     "pruning_steps": "keras_compress.pruning.tf_keras_steps",
     "strip_pruning": "keras_compress._tfmot:strip_pruning",
 }

@@ -23,6 +23,7 @@ ROADS = {
     "pruning_wrap": "keras_compress.pruning.keras3_wrapper:pruning_wrap",
     "pruning_wrapper": "keras_compress.pruning.keras3_wrapper:PruneLowMagnitude",
     "prunability": "keras_compress.pruning.keras3_wrapper:prunability",
+    "prunable_weights": "keras_compress.pruning.keras3_wrapper:prunable_weights",
     "pruning_steps": "keras_compress.pruning.keras3_steps",
     "strip_pruning": "keras_compress.pruning.keras3_wrapper:strip_pruning",
 }

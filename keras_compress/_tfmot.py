@@ -63,8 +63,8 @@ from keras_compress.layer_kinds import kind_of
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
            "QuantizeWrapperV2", "clusterable_weights", "data_classes",
            "is_quantization_layer", "known_to_tfmot", "leave_activation_ranges_out", "quantize_apply",
-           "no_op_quantize_config", "output_quantize_config", "prunability", "quantizable", "quantize_scheme",
-           "strip_pruning", "weight_quantizers"]
+           "no_op_quantize_config", "output_quantize_config", "prunability", "prunable_weights",
+           "quantizable", "quantize_scheme", "strip_pruning", "weight_quantizers"]
 
 _quantize = tfmot.quantization.keras
 
@@ -83,6 +83,19 @@ def clusterable_weights(layer):
     if not registry.supports(layer):
         return None
     if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional, keras.layers.MultiHeadAttention)):
+        return [weight for weight in layer.weights if "kernel" in weight.name]
+    return [getattr(layer, name) for name in registry._weight_names(layer)]
+
+
+def prunable_weights(layer):
+    """The weights tfmot's weight pruning masks in `layer` ([] where it prunes none or cannot
+    wrap the layer)."""
+    if hasattr(layer, "get_prunable_weights"):
+        return list(layer.get_prunable_weights())
+    registry = prune_registry.PruneRegistry
+    if not registry.supports(layer):
+        return []
+    if registry._is_rnn_layer(layer) or registry._is_mha_layer(layer):
         return [weight for weight in layer.weights if "kernel" in weight.name]
     return [getattr(layer, name) for name in registry._weight_names(layer)]
 

@@ -317,7 +317,10 @@ def build_parser():
     shrink.add_argument("--macs", type=float, help="multiply-accumulates per row")
     shrink.add_argument("--runtime", default="tflite", choices=["tflite", "onnx"])
     shrink.add_argument("--threads", type=int, default=1, help="runtime threads for the latency (default 1)")
-    shrink.add_argument("--techniques", nargs="+", default=["filters", "int8"], choices=["filters", "int8"])
+    shrink.add_argument("--techniques", nargs="+", default=["filters", "int8"],
+                        choices=["filters", "weights", "int8", "qat"],
+                        help='"weights": sparse TFLite files, for size targets; "qat": int8 learnt in the '
+                             'last epochs (default: filters int8)')
     shrink.add_argument("--max-accuracy-drop", type=float, help="allowed accuracy drop (0.01 = 1 pt)")
     shrink.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
     shrink.add_argument("-o", "--output", required=True, help="folder for the artifact and the run's files "

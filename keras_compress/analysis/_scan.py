@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from keras_compress._flavour import check_graph_model
+from keras_compress._flavour import check_graph_model, road
 from keras_compress.errors import ModelStateError
 from keras_compress.layer_kinds import kind_of, rule_for
 from keras_compress.pruning._channels import ChannelGraph
@@ -13,7 +13,8 @@ from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.ranking import filter_masks, smallest
 from keras_compress.pruning.report import kernels
 
-__all__ = ["Unit", "UNITS", "FilterGroups", "filter_units", "shrunk", "check_model_and_ratios", "INT8"]
+__all__ = ["Unit", "UNITS", "FilterGroups", "filter_units", "global_weight_unit", "shrunk",
+           "check_model_and_ratios", "INT8"]
 
 INT8 = "int8"  # the one column of an int8 scan
 
@@ -38,6 +39,23 @@ def weight_units(model, excluded):
                     for v, value in zip(variables, originals)]
         return Unit(layer.name, [layer.name], sum(value.size for value in originals), compressed)
     return [unit(layer) for layer in model.layers if kernels(layer) and layer.name not in excluded]
+
+
+def global_weight_unit(model, excluded, name):
+    """One row for the whole model: the weights `prune` masks in every layer outside `excluded`
+    lose the smallest of one ranking over all of them, as `prune(scope="global")` ranks them."""
+    prunable = road(model, "prunable_weights")
+    layers = [layer for layer in model.layers if prunable(layer) and layer.name not in excluded]
+    variables = [variable for layer in layers for variable in prunable(layer)]
+    originals = [np.asarray(v.numpy()) for v in variables]
+    magnitudes = np.concatenate([np.abs(value).ravel() for value in originals]) if originals else np.zeros(0)
+    ends = np.cumsum([value.size for value in originals])[:-1]
+
+    def compressed(ratio):
+        keeps = np.split(smallest(magnitudes, ratio), ends)
+        return [(v, np.where(keep.reshape(value.shape), value, 0).astype(value.dtype))
+                for v, value, keep in zip(variables, originals, keeps)]
+    return Unit(name, [layer.name for layer in layers], int(magnitudes.size), compressed)
 
 
 def _on_int8_grid(value, axis):

@@ -71,9 +71,10 @@ class LatencyTable:
 
 
 def measure(model, runtime, batch_size, threads, warmup, runs, folder, *, quantize=None,
-            calibration_data=None):
+            calibration_data=None, sparse_weights=False):
     """`({"ms", "macs", "parameters", "bytes"}, artifact)`: `model` exported into `folder` for
-    `runtime` (quantized as `quantize` says) and timed there."""
+    `runtime` (quantized as `quantize` says, its zeros sparse-encoded with `sparse_weights`) and
+    timed there."""
     from keras_compress.export import export
     from keras_compress.export.artifact import path_size
     from keras_compress.export.signature import sample_inputs
@@ -83,7 +84,8 @@ def measure(model, runtime, batch_size, threads, warmup, runs, folder, *, quanti
 
     path = os.path.join(folder, f"model{RUNTIMES[runtime]}")
     artifact = export(model, path, overwrite=True, compare_speed=False, quantize=quantize,
-                      calibration_data=calibration_data, verify="warn" if quantize else True)
+                      calibration_data=calibration_data, verify="warn" if quantize else True,
+                      sparse_weights=sparse_weights)
     runner = load(artifact.path, threads=threads)
     inputs = sample_inputs(model, rows=batch_size)
     seconds = latencies(runner, inputs if len(inputs) > 1 else inputs[0], warmup=warmup, runs=runs)

@@ -147,23 +147,32 @@ def sensitivity(model: KerasModel, validation_data: tuple[Arrays, Any], *, granu
         (['hidden', 'scores'], (0.25, 0.5, 0.75))
     """
     flavour = _check(model, validation_data, granularity, ratios, metric, batch_size)
-    from keras_compress.runtime.keras_runner import KerasRunner
-
     columns = (INT8,) if granularity == "int8" else tuple(float(r) for r in ratios)
     copy = flavour.copy_model(model)
     units = UNITS[granularity](copy, set(exclude))
     if not units:
         raise ValueError(f"Model {model.name!r} has nothing {granularity} compression can reach"
                          + (" outside `exclude`." if exclude else "."))
+    baseline, rows = scan(copy, units, columns, validation_data, metric, batch_size, verbose)
+    name = metric if metric == "accuracy" else getattr(metric, "__name__", "metric")
+    return SensitivityTable(granularity, name, baseline, columns, rows)
+
+
+def scan(model, units, columns, validation_data, metric, batch_size, verbose):
+    """`(baseline score, rows)`: `model` scored with each unit compressed alone at each column;
+    its weights are put back after each."""
+    from keras_compress._flavour import keras_for
+    from keras_compress.runtime.keras_runner import KerasRunner
+
     x, y = validation_data
     score = argmax_accuracy if metric == "accuracy" else metric
-    runner = KerasRunner(copy)
+    runner = KerasRunner(model)
 
     def evaluate():
         return float(score(y, runner.predict(x, batch_size=batch_size)))
 
     baseline = evaluate()
-    progress = flavour.keras.utils.Progbar(len(units) * len(columns)) if verbose else None
+    progress = keras_for(model).keras.utils.Progbar(len(units) * len(columns)) if verbose else None
     rows = []
     for unit in units:
         scores = {}
@@ -179,5 +188,4 @@ def sensitivity(model: KerasModel, validation_data: tuple[Arrays, Any], *, granu
                 progress.add(1)
         rows.append({"name": unit.name, "layers": unit.layers, "parameters": unit.parameters,
                      "scores": scores})
-    name = metric if metric == "accuracy" else getattr(metric, "__name__", "metric")
-    return SensitivityTable(granularity, name, baseline, columns, rows)
+    return baseline, rows

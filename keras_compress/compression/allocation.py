@@ -37,7 +37,7 @@ def removal_path(drops, savings, start, bounds, shares):
         drops: `{group: Curve}` of the metric's predicted drop.
         savings: `{quantity: {group: Curve}}` of what removing the group's filters saves.
         start, bounds: `{quantity: value}` of the dense model and of the target.
-        shares: the shares a group may lose, ascending.
+        shares: `{group: the shares it may lose, ascending}`.
     """
     weights = {q: 1.0 / (start[q] - bound) for q, bound in bounds.items() if start[q] > bound}
     predicted = {q: start[q] for q in weights}
@@ -48,7 +48,7 @@ def removal_path(drops, savings, start, bounds, shares):
         missing = any(gap > 0 for gap in gaps.values())
         best = None
         for group, share in plan.items():
-            for higher in (s for s in shares if s > share):
+            for higher in (s for s in shares[group] if s > share):
                 saved = {q: savings[q][group](higher) - savings[q][group](share) for q in weights}
                 benefit = sum(weight * (min(saved[q], gaps[q]) if gaps[q] > 0 else 0.0) if missing
                               else weight * saved[q] for q, weight in weights.items())
@@ -64,7 +64,7 @@ def removal_path(drops, savings, start, bounds, shares):
             predicted[q] -= saved[q]
         plan = dict(plan, **{group: higher})
         path.append(plan)
-    largest = dict.fromkeys(drops, shares[-1])
+    largest = {group: shares[group][-1] for group in drops}
     if not path or path[-1] != largest:
         path.append(largest)
     return path

@@ -24,7 +24,8 @@ class CompressionResult:
     """The compressed model, its exported file, the plan that made it and what was measured.
 
     Attributes:
-        model: the compressed, fine-tuned Keras model (float32; the artifact is what ships).
+        model: the compressed, fine-tuned Keras model (float32, or quantization-aware with "qat";
+            the artifact is what ships).
         artifact: the exported file (`kc.Artifact`), measured on the target's runtime.
         target: the `kc.Target` asked for.
         precision: "int8" or "float32", the artifact's weights.
@@ -37,6 +38,8 @@ class CompressionResult:
         iterations: each plan tried before fine-tuning, with its measurement.
         timings: seconds spent on analysis, allocation, fine-tuning and measurement.
         directory: where the run's files are (and from where it resumes).
+        sparsity: the share of the prunable weights pruned by one global ranking and stored
+            sparse in the TFLite file (0 unless "weights" was allowed and needed).
     """
 
     model: Any
@@ -51,10 +54,12 @@ class CompressionResult:
     iterations: list
     timings: dict
     directory: str
+    sparsity: float = 0.0
 
     def to_dict(self) -> dict:
         return {"target": dataclasses.asdict(self.target), "precision": self.precision, "plan": self.plan,
                 "filters": {name: list(pair) for name, pair in self.filters.items()},
+                "sparsity": self.sparsity,
                 "measured": self.measured, "dense": self.dense, "met": self.met,
                 "iterations": self.iterations, "timings": self.timings, "artifact": str(self.artifact.path)}
 
@@ -84,9 +89,13 @@ class CompressionResult:
         lines.append(f"| accuracy | | {_value('accuracy', self.measured['accuracy'])} | "
                      f"{_value('accuracy', self.dense['accuracy'])} | "
                      f"{100 * (self.measured['accuracy'] - self.dense['accuracy']):+.2f} pt |")
-        lines += ["", "| channel group | filters kept | removed |", "|---|---|---|"]
-        for name, (kept, before) in self.filters.items():
-            lines.append(f"| {name} | {kept}/{before} | {1 - kept / before:.0%} |")
+        if self.filters:
+            lines += ["", "| channel group | filters kept | removed |", "|---|---|---|"]
+            for name, (kept, before) in self.filters.items():
+                lines.append(f"| {name} | {kept}/{before} | {1 - kept / before:.0%} |")
+        if self.sparsity:
+            lines += ["", f"Weights: {self.sparsity:.1%} pruned (one global magnitude ranking), stored in "
+                          "TFLite's sparse encoding."]
         lines += ["", "Time: " + ", ".join(f"{stage.replace('_', '-')} {self.timings.get(stage, 0):.1f} s"
                                            for stage in _TIMINGS)]
         return "\n".join(lines)

@@ -23,7 +23,7 @@ def test_the_path_removes_the_cheap_group_first_and_ends_at_the_largest_shares()
     shares = [0.25, 0.5]
     drops = {"robust": Curve(shares, [0.0, 0.01]), "fragile": Curve(shares, [0.2, 0.5])}
     saves = {"robust": Curve(shares, [1.0, 2.0]), "fragile": Curve(shares, [1.0, 2.0])}
-    path = removal_path(drops, {"ms": saves}, {"ms": 10.0}, {"ms": 5.0}, shares)
+    path = removal_path(drops, {"ms": saves}, {"ms": 10.0}, {"ms": 5.0}, dict.fromkeys(drops, shares))
     assert path[0] == {"robust": 0.25, "fragile": 0.0}
     assert path[1] == {"robust": 0.5, "fragile": 0.0}
     assert path[-1] == {"robust": 0.5, "fragile": 0.5}
@@ -35,7 +35,7 @@ def test_a_group_that_saves_nothing_is_left_out_until_the_last_plan():
     shares = [0.5]
     drops = {"a": Curve(shares, [0.0]), "useless": Curve(shares, [0.0])}
     saves = {"a": Curve(shares, [1.0]), "useless": Curve(shares, [0.0])}
-    path = removal_path(drops, {"ms": saves}, {"ms": 10.0}, {"ms": 5.0}, shares)
+    path = removal_path(drops, {"ms": saves}, {"ms": 10.0}, {"ms": 5.0}, dict.fromkeys(drops, shares))
     assert path == [{"a": 0.5, "useless": 0.0}, {"a": 0.5, "useless": 0.5}]
 
 
@@ -43,7 +43,8 @@ def test_the_path_walks_the_grid_one_sixteenth_at_a_time():
     columns = (0.25, 0.5)
     drops = {"a": Curve(columns, [0.01, 0.02]), "b": Curve(columns, [0.04, 0.08])}
     saves = {"a": Curve(columns, [1.0, 2.0]), "b": Curve(columns, [1.0, 2.0])}
-    path = removal_path(drops, {"ms": saves}, {"ms": 10.0}, {"ms": 9.0}, grid(columns))
+    path = removal_path(drops, {"ms": saves}, {"ms": 10.0}, {"ms": 9.0},
+                        dict.fromkeys(drops, grid(columns)))
     assert len(path) == 16  # 8 sixteenths per group, each its own step
     assert path[:8] == [{"a": share, "b": 0.0} for share in grid(columns)]  # the cheaper group first
 
@@ -56,9 +57,20 @@ def test_a_bound_predicted_to_hold_stops_steering_the_path():
     savings = {"ms": {"fast": Curve(columns, [1.0]), "small": Curve(columns, [0.0])},
                "bytes": {"fast": Curve(columns, [10.0]), "small": Curve(columns, [500.0])}}
     path = removal_path(drops, savings, {"ms": 10.0, "bytes": 1000.0}, {"ms": 9.9, "bytes": 400.0},
-                        grid(columns))
+                        dict.fromkeys(drops, grid(columns)))
     assert path[0]["fast"] > 0 and path[0]["small"] == 0  # ms is missed: its step comes first
     assert path[1]["fast"] == path[0]["fast"] and path[1]["small"] > 0
+
+
+def test_each_group_walks_its_own_shares_to_its_own_largest():
+    drops = {"filters": Curve((0.5,), [0.1]), "weights": Curve((0.5, 0.9), [0.0, 0.05])}
+    saves = {"filters": Curve((0.5,), [2.0]), "weights": Curve((0.5, 0.9), [0.0, 3.0])}
+    shares = {"filters": [0.25, 0.5], "weights": [0.5, 0.7, 0.9]}
+    path = removal_path(drops, {"bytes": saves}, {"bytes": 10.0}, {"bytes": 1.0}, shares)
+    assert path[-1] == {"filters": 0.5, "weights": 0.9}
+    assert path[0] == {"filters": 0.0, "weights": 0.7}  # the cheaper saving; 0.5 saves nothing: skipped
+    assert {plan["weights"] for plan in path} == {0.7, 0.9}
+    assert {plan["filters"] for plan in path} == {0.0, 0.25, 0.5}
 
 
 @pytest.mark.parametrize("first_meets, guess", [(0, 9), (3, 0), (7, 5), (9, 9), (5, 5)])

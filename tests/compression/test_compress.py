@@ -46,6 +46,53 @@ def test_a_size_target_is_met_by_the_file_in_either_flavour(trained_cnn, digits,
     assert result.plot(str(tmp_path / "plan.png")) == str(tmp_path / "plan.png")
 
 
+def test_pruned_weights_in_sparse_encoding_meet_a_size_target_int8_alone_misses(tf_keras_cnn, digits,
+                                                                                tmp_path):
+    # Keras 3 (and JAX) take the same road in the QAT test below.
+    from keras_compress.formats.tflite import litert_interpreter, sparse_tensor_count
+
+    train, validation = digits
+    target = kc.Target(size_kb=22)
+    result = kc.compress(tf_keras_cnn, train, validation, target=target, techniques=("weights", "int8"),
+                         directory=str(tmp_path), **_settings(epochs=2))
+    with open(tmp_path / "compress.json") as file:
+        assert json.load(file)["stages"]["dense_int8"]["bytes"] > 22 * 1024  # int8 alone misses
+    assert result.met and result.precision == "int8"
+    assert os.path.getsize(result.artifact.path) == result.measured["bytes"] <= 22 * 1024
+    assert result.plan == {} and result.filters == {}  # filters were not allowed
+    assert 0.5 < result.sparsity <= 0.9
+    kernels = [w for w in result.model.get_weights() if w.ndim >= 2]
+    zeros = sum(int(np.sum(w == 0)) for w in kernels) / sum(w.size for w in kernels)
+    assert zeros == pytest.approx(result.sparsity, abs=0.02)  # fine-tuning kept the pruned weights at zero
+    assert sparse_tensor_count(litert_interpreter(model_path=result.artifact.path)) > 0
+    assert result.measured["accuracy"] > 0.3
+    assert f"Weights: {result.sparsity:.1%} pruned" in result.report()
+    assert result.to_dict()["sparsity"] == result.sparsity
+
+
+def test_qat_learns_the_int8_file_in_the_last_epochs_and_keeps_the_pruned_zeros(trained_cnn, digits, tmp_path,
+                                                                                monkeypatch):
+    fits = []
+    original = Training.fit
+
+    def recorded(self, model, train_data, values, epochs, callbacks=()):
+        fits.append((epochs, kc.quantization.is_quantize_aware(model)))
+        return original(self, model, train_data, values, epochs, callbacks)
+
+    monkeypatch.setattr(Training, "fit", recorded)
+    train, validation = digits
+    result = kc.compress(trained_cnn, train, validation, target=kc.Target(size_kb=22),
+                         techniques=("weights", "qat"), directory=str(tmp_path), **_settings(epochs=3))
+    assert result.met and result.precision == "int8" and result.sparsity > 0.5
+    assert kc.quantization.is_quantize_aware(result.model)  # trained quantization-aware, not calibrated
+    assert fits == [(2, False), (1, True)]  # two pruned float epochs, then one quantization-aware
+    assert kc.load(result.artifact.path).metadata["settings"]["quantize"] == "qat"
+    kernels = [w for w in result.model.get_weights() if w.ndim >= 2]
+    zeros = sum(int(np.sum(w == 0)) for w in kernels) / sum(w.size for w in kernels)
+    assert zeros >= result.sparsity - 0.02  # QAT moved no pruned weight
+    assert result.measured["accuracy"] > 0.3
+
+
 def _wide_cnn():
     """A model big enough for its latency to be timed: 32x32 inputs through wide convolutions."""
     keras = tf_keras
@@ -145,7 +192,11 @@ def test_a_directory_of_another_run_is_refused(tf_keras_cnn, digits, tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"target": 2.0}, TypeError, "target must be a kc.Target"),
-    ({"techniques": ("filters", "weights")}, ValueError, "techniques must be a non-empty subset"),
+    ({"techniques": ("filters", "wieghts")}, ValueError, "techniques must be a non-empty subset"),
+    ({"techniques": ("filters", "qat"), "epochs": 0}, ValueError, '"qat" trains the int8 model'),
+    ({"target": kc.Target(latency_ms=1), "techniques": ("weights",)}, ValueError, "makes only a TFLite file"),
+    ({"target": kc.Target(size_kb=12, runtime="onnx"), "techniques": ("weights", "int8")}, ValueError,
+     "makes only a TFLite file"),
     ({"techniques": "int8"}, ValueError, "techniques must be a non-empty subset"),
     ({"target": kc.Target(macs=1000), "techniques": ("int8",)}, ValueError, "MACs target needs"),
     ({"teacher": "teacher"}, ValueError, 'teacher must be "self"'),
