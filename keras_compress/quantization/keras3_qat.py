@@ -276,6 +276,12 @@ def _is_activation(layer):
     return name == "ReLU" or (name == "Activation" and activation in _ACTIVATIONS)
 
 
+def _reads_ids(layer):
+    """Whether `layer` is, or holds, an Embedding: its inputs are token ids (even when float),
+    which an activation quantizer would round onto its grid."""
+    return any(isinstance(inner, keras.layers.Embedding) for inner in layer._flatten_layers(include_self=True))
+
+
 def _fused_activation(layer):
     """The activation a weighted layer applies itself, when int8 kernels cannot fuse it (not
     ReLU, ReLU6 or linear): it is split off so the layer's own output gets a range."""
@@ -408,8 +414,9 @@ def quantize_aware(model, sparse, clusters, strict):
         return _quantized(layer, sparse, folded.get(layer.name))
 
     def call(layer, *args, **kwargs):
-        args, kwargs = keras.tree.map_structure(quantize_input, (args, kwargs))
         inner = layer.layer if isinstance(layer, QuantizeWeights) else layer
+        if not _reads_ids(inner):
+            args, kwargs = keras.tree.map_structure(quantize_input, (args, kwargs))
         if id(inner) in folded_norms:
             return args[0] if inner.name in later else \
                 QuantizeActivations(name=unique(f"{inner.name}_quant"))(args[0])  # folded before

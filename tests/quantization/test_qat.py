@@ -612,3 +612,24 @@ def test_a_frozen_sparse_model_gets_the_sparsity_preserving_scheme(float_and_qat
     (x, y), _ = digits
     compile_classifier(qat).fit(x, y, epochs=1, batch_size=64, verbose=0)
     assert fake_quantized_zeros(qat)["quant_dense_a"] >= 0.49  # the zeros did not move
+
+
+def test_float_token_ids_reach_the_embedding_exact_in_qat_and_its_int8_file(keras_flavour, tmp_path):
+    # Token ids usually come in as float32 (a plain keras.Input): rounded onto an 8-bit grid,
+    # id 1 (the signal) would become 0 or 2, and the model would guess.
+    # Before quantize_aware skipped inputs that feed an Embedding, Keras 3 fell to chance here.
+    rng = np.random.default_rng(0)
+    x = rng.integers(2, 500, size=(1200, 12)).astype("float32")
+    y = rng.integers(0, 2, size=1200)
+    x[y == 1, :4] = 1.0  # the first four tokens say "1"
+    layers = keras_flavour.layers
+    model = keras_flavour.Sequential([keras_flavour.Input((12,)), layers.Embedding(500, 8, name="tokens"),
+                                      layers.GlobalAveragePooling1D(), layers.Dense(2, name="logits")])
+    compile_classifier(model).fit(x[:1000], y[:1000], epochs=8, batch_size=32, verbose=0)
+    float_accuracy = np.mean(model.predict(x[1000:], verbose=0).argmax(-1) == y[1000:])
+    assert float_accuracy > 0.9
+    qat = quantization.quantize_aware(model)
+    qat_accuracy = np.mean(qat.predict(x[1000:], verbose=0).argmax(-1) == y[1000:])
+    assert qat_accuracy > float_accuracy - 0.03  # not chance: the ids were not rounded
+    artifact = kc.export(qat, str(tmp_path / "tokens.tflite"), sample_data=x[:32], compare_speed=False)
+    assert np.mean(artifact.load().predict(x[1000:]).argmax(-1) == y[1000:]) > float_accuracy - 0.03
