@@ -279,7 +279,8 @@ def _is_activation(layer):
 def _reads_ids(layer):
     """Whether `layer` is, or holds, an Embedding: its inputs are token ids (even when float),
     which an activation quantizer would round onto its grid."""
-    return any(isinstance(inner, keras.layers.Embedding) for inner in layer._flatten_layers(include_self=True))
+    return any(isinstance(inner, keras.layers.Embedding)
+               for inner in layer._flatten_layers(include_self=True))
 
 
 def _fused_activation(layer):
