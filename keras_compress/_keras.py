@@ -56,7 +56,14 @@ def quantized_layers(model):
 
 def copy_model(model):
     """A new model with the same layers and weights, sharing nothing (no optimizer)."""
-    copy = keras.models.clone_model(model)
+    from keras_compress._layer_configs import check_rebuildable
+
+    try:
+        copy = keras.models.clone_model(model)
+    except Exception:
+        # Pruning, QAT and the scans work on copies: name the user's layer to blame, and the fix.
+        check_rebuildable(model, "copy")
+        raise
     copy.set_weights(model.get_weights())
     return copy
 

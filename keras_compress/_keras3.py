@@ -41,11 +41,18 @@ def copy_model(model):
     its own Lambda layers are rebuilt outside Keras' safe mode, which guards files."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
+    from keras_compress._layer_configs import check_rebuildable
+
     compiled = getattr(model, "compiled", False)
     try:
         model.compiled = False  # clone_model compiles the copy of a compiled model
         with SafeModeScope(False):
-            copy = keras.models.clone_model(model)
+            try:
+                copy = keras.models.clone_model(model)
+            except Exception:
+                # Pruning, QAT and the scans work on copies: name the user's layer to blame, and the fix.
+                check_rebuildable(model, "copy")
+                raise
     finally:
         model.compiled = compiled
     copy.set_weights(model.get_weights())

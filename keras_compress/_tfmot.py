@@ -58,7 +58,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_wrapper
 
 from keras_compress._keras import inbound_layers, keras
-from keras_compress.layer_kinds import kind_of
+from keras_compress.layer_kinds import channel_masked_weights, kind_of
 
 __all__ = ["tfmot", "TfmotPruneWrapper", "ClusterWeights", "QuantizeLayer",
            "QuantizeWrapperV2", "clusterable_weights", "data_classes",
@@ -87,9 +87,11 @@ def clusterable_weights(layer):
     return [getattr(layer, name) for name in registry._weight_names(layer)]
 
 
-def prunable_weights(layer):
-    """The weights tfmot's weight pruning masks in `layer` ([] where it prunes none or cannot
-    wrap the layer)."""
+def prunable_weights(layer, channelwise=False):
+    """The weights a mask prunes in `layer`: those its channel rule masks with `channelwise`,
+    else those tfmot's weight pruning masks ([] where it prunes none or cannot wrap the layer)."""
+    if channelwise:
+        return channel_masked_weights(layer)
     if hasattr(layer, "get_prunable_weights"):
         return list(layer.get_prunable_weights())
     registry = prune_registry.PruneRegistry

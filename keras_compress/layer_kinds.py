@@ -24,7 +24,8 @@ from typing import Any
 from keras_compress._types import KerasLayer
 
 __all__ = ["ChannelRule", "LayerKind", "register_layer_kind", "register_channel_rule", "kind_of",
-           "rule_for", "builtin_name", "BUILTIN_KINDS", "LAYER_KINDS", "SPARSE_WEIGHTS"]
+           "rule_for", "channel_masked_weights", "builtin_name", "BUILTIN_KINDS", "LAYER_KINDS",
+           "SPARSE_WEIGHTS"]
 
 # How a layer without a ChannelRule carries channels:
 # - "activation": the same channels, each holding the activation of its input;
@@ -249,6 +250,12 @@ def kind_of(layer: KerasLayer) -> LayerKind:
 def rule_for(layer: KerasLayer) -> ChannelRule | None:
     """The `ChannelRule` of this exact layer class, or None."""
     return kind_of(layer).rule
+
+
+def channel_masked_weights(layer: KerasLayer) -> list:
+    """The weights filter pruning masks in `layer` by its channel rule ([] without one)."""
+    rule = rule_for(layer)
+    return rule.masked_weights(layer) if rule is not None else []
 
 
 def _check_layer_class(layer_class):

@@ -123,3 +123,28 @@ def test_no_module_but_the_flavour_modules_branches_on_the_flavour():
 def test_a_model_of_neither_flavour_is_told_what_works():
     with pytest.raises(kc.UnsupportedModelError, match="no qat road"):
         importlib.import_module("keras_compress._flavour").road(object(), "qat")
+
+
+def test_a_layer_that_its_config_cannot_rebuild_is_named_with_the_fix(keras_flavour):
+    # keras.io's "Text classification with Transformer" writes its layers this way: no **kwargs.
+    layers = keras_flavour.layers
+
+    class TokenAndPositionEmbedding(layers.Layer):
+        def __init__(self, maxlen, vocab_size, embed_dim):
+            super().__init__()
+            self.token_emb = layers.Embedding(input_dim=vocab_size, output_dim=embed_dim)
+            self.pos_emb = layers.Embedding(input_dim=maxlen, output_dim=embed_dim)
+
+        def call(self, x):
+            return self.token_emb(x) + self.pos_emb(np.arange(6))
+
+    inputs = keras_flavour.Input((6,))
+    hidden = layers.GlobalAveragePooling1D()(TokenAndPositionEmbedding(6, 50, 4)(inputs))
+    model = keras_flavour.Model(inputs, layers.Dense(2, name="logits")(hidden))
+    expected = (r"layer 'token_and_position_embedding\w*' \(TokenAndPositionEmbedding\) cannot be "
+                r"rebuilt[\s\S]*\*\*kwargs")
+    with pytest.raises(kc.errors.UnsupportedModelError, match=expected):
+        kc.quantization.quantize_aware(model)
+    if keras_flavour.__name__ == "keras":  # tf_keras rebuilds it (without its name: tfmot's QAT needs it)
+        with pytest.raises(kc.errors.UnsupportedModelError, match=expected):
+            kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))

@@ -11,7 +11,7 @@ plain `keras.saving.load_model`.
 import keras
 
 from keras_compress._keras3 import call_takes_mask, call_takes_training, call_with_values, unwrapped
-from keras_compress.layer_kinds import builtin_name, rule_for
+from keras_compress.layer_kinds import builtin_name, channel_masked_weights
 from keras_compress.pruning.report import kernels
 from keras_compress.pruning.schedules import ConstantSparsity, PolynomialDecay
 
@@ -29,8 +29,7 @@ def prunable_weights(layer, channelwise=False):
     `channelwise`, else the kernels and embeddings of a built-in Keras layer (and of the
     built-in layers inside it, e.g. MultiHeadAttention's projections). Empty when none."""
     if channelwise:
-        rule = rule_for(layer)
-        return rule.masked_weights(layer) if rule is not None else []
+        return channel_masked_weights(layer)
     if not _is_keras_layer(layer):
         return []
     return kernels(layer)

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from keras_compress._keras import CODE_LAYER_NAMES, first_call, inbound_layers, is_masked, keras
+from keras_compress._layer_configs import check_rebuildable
 from keras_compress._tfmot import (
     ClusterWeights,
     is_quantization_layer,
@@ -116,6 +117,7 @@ def _folded_batch_norm(layer):
 def quantize_aware(model, sparse, clusters, strict):
     """tfmot's quantization-aware copy of `model`, keeping its zeros (`sparse`) and its clusters
     (`clusters`); the layers it leaves float are named in a warning, or raise with `strict`."""
+    check_rebuildable(model, "quantize", need_name=True)  # tfmot finds layers by their configs' names
     scheme = quantize_scheme(sparse, clusters)
     candidates = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     annotations = {}

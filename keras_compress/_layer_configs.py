@@ -1,0 +1,41 @@
+"""Whether Keras can rebuild a model's own layers from their configs, as every copy it makes
+does (`clone_model`, tfmot's wrapping), with an error that names the layer and the fix."""
+
+from keras_compress.errors import UnsupportedModelError
+from keras_compress.layer_kinds import builtin_name
+
+__all__ = ["check_rebuildable"]
+
+_FIX = ("Give {cls}.__init__ a **kwargs that it passes on (super().__init__(**kwargs)), and a get_config() "
+        "that returns its own arguments on top of super().get_config().")
+
+
+def _problem(layer, need_name):
+    """Why `layer` cannot be rebuilt from its config, or None."""
+    try:
+        config = layer.get_config()
+    except NotImplementedError:
+        return "it has no get_config()"
+    if need_name and "name" not in config:
+        return "its config has no name: its __init__ does not pass **kwargs to super().__init__"
+    try:
+        type(layer).from_config(config)
+    except Exception as error:  # whatever the user's __init__ raises
+        cause = str(error).split("Exception encountered:")[-1].strip()  # Keras 3 quotes the config first
+        return f"from_config raised {type(error).__name__}: {cause[:200]}"
+    return None
+
+
+def check_rebuildable(model, action, need_name=False):
+    """Raises `UnsupportedModelError` naming the first of `model`'s own (not built-in) layers that
+    cannot be rebuilt from its config (`need_name`: nor keeps its name there)."""
+    for layer in model.layers:
+        if builtin_name(layer) is not None:
+            continue
+        problem = _problem(layer, need_name)
+        if problem is not None:
+            cls = type(layer).__name__
+            raise UnsupportedModelError(
+                f"Cannot {action} model {model.name!r}: Keras copies it layer by layer from each layer's "
+                f"config, and layer {layer.name!r} ({cls}) cannot be rebuilt from its config ({problem}). "
+                + _FIX.format(cls=cls))
