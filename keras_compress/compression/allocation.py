@@ -5,7 +5,7 @@ meets the bounds."""
 
 import numpy as np
 
-__all__ = ["Curve", "removal_path", "first_meeting", "grid"]
+__all__ = ["Curve", "predicted", "removal_path", "first_meeting", "grid"]
 
 
 class Curve:
@@ -27,7 +27,17 @@ def grid(columns, step=0.0625):
     return sorted({*(round(step * k, 6) for k in range(1, int(top / step) + 1)), *columns})
 
 
-def removal_path(drops, savings, start, bounds, shares):
+def predicted(plan, quantity, start, savings, fractions=None):
+    """What `plan` ({group: share}) is predicted to measure of `quantity`: the dense value less
+    each group's saving (`savings`), times what each group of `fractions` keeps of the rest."""
+    value = start[quantity] - sum(curve(plan.get(group, 0.0))
+                                  for group, curve in savings.get(quantity, {}).items())
+    for group, curve in (fractions or {}).get(quantity, {}).items():
+        value *= 1.0 - curve(plan.get(group, 0.0))
+    return value
+
+
+def removal_path(drops, savings, start, bounds, shares, fractions=None):
     """The plans from every filter kept to every group at its largest share, one step apart: each
     step moves one group to its next share that saves anything, the group whose step costs the
     least predicted drop per unit of saving. A saving counts in proportion to how far its bound
@@ -38,30 +48,31 @@ def removal_path(drops, savings, start, bounds, shares):
         savings: `{quantity: {group: Curve}}` of what removing the group's filters saves.
         start, bounds: `{quantity: value}` of the dense model and of the target.
         shares: `{group: the shares it may lose, ascending}`.
+        fractions: `{quantity: {group: Curve}}` for groups that save a share of what is left
+            (sparse weights: the fewer filters, the fewer bytes their zeros save).
     """
     weights = {q: 1.0 / (start[q] - bound) for q, bound in bounds.items() if start[q] > bound}
-    predicted = {q: start[q] for q in weights}
     plan = {group: 0.0 for group in drops}
     path = []
     while True:
-        gaps = {q: predicted[q] - bounds[q] for q in weights}
+        now = {q: predicted(plan, q, start, savings, fractions) for q in weights}
+        gaps = {q: now[q] - bounds[q] for q in weights}
         missing = any(gap > 0 for gap in gaps.values())
         best = None
         for group, share in plan.items():
             for higher in (s for s in shares[group] if s > share):
-                saved = {q: savings[q][group](higher) - savings[q][group](share) for q in weights}
+                step = dict(plan, **{group: higher})
+                saved = {q: now[q] - predicted(step, q, start, savings, fractions) for q in weights}
                 benefit = sum(weight * (min(saved[q], gaps[q]) if gaps[q] > 0 else 0.0) if missing
                               else weight * saved[q] for q, weight in weights.items())
                 if benefit > 0:
                     score = (drops[group](higher) - drops[group](share)) / benefit
                     if best is None or score < best[0]:
-                        best = (score, group, higher, saved)
+                        best = (score, group, higher)
                     break  # the group's next share that saves anything
         if best is None:
             break
-        _, group, higher, saved = best
-        for q in weights:
-            predicted[q] -= saved[q]
+        _, group, higher = best
         plan = dict(plan, **{group: higher})
         path.append(plan)
     largest = {group: shares[group][-1] for group in drops}

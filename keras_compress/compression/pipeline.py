@@ -32,7 +32,7 @@ from keras_compress._types import Data, KerasModel, PathLike
 from keras_compress.analysis._scan import FilterGroups, check_model_and_ratios, global_weight_unit, shrunk
 from keras_compress.analysis.latency import latency, measure
 from keras_compress.analysis.sensitivity import argmax_accuracy, scan, sensitivity
-from keras_compress.compression.allocation import Curve, first_meeting, grid, removal_path
+from keras_compress.compression.allocation import Curve, first_meeting, grid, predicted, removal_path
 from keras_compress.compression.result import CompressionResult
 from keras_compress.compression.target import Target
 from keras_compress.quantization.qat import is_quantize_aware, quantize_aware
@@ -208,8 +208,7 @@ def _drops(tables):
 
 def _savings(tables, start, columns):
     """`{quantity: {group: Curve}}` of what each group's removal saves, in the measured units of
-    the artifact's precision (the tables' differences scaled to the artifact's dense value); the
-    weights' sparsity saves the bytes measured on its sparse files, and nothing else."""
+    the artifact's precision (the tables' differences scaled to the artifact's dense value)."""
     savings = {}
     for quantity, table, field in (("ms", tables.get("latency"), "ms"),
                                    ("bytes", tables.get("counts"), "parameters"),
@@ -221,12 +220,16 @@ def _savings(tables, start, columns):
         savings[quantity] = {row["name"]: Curve(columns, [scale * (base - row["cells"][str(r)][field])
                                                           for r in columns])
                              for row in table["rows"]}
-    if "weight_bytes" in tables:
-        measured = tables["weight_bytes"]
-        for quantity in ("ms", "bytes", "macs"):
-            savings.setdefault(quantity, {})[WEIGHTS] = Curve(WEIGHT_SHARES, [
-                start["bytes"] - size if quantity == "bytes" else 0.0 for size in measured])
     return savings
+
+
+def _fractions(tables, start):
+    """`{"bytes": {WEIGHTS: Curve}}`: the share of the file the weights' sparsity saves, as
+    measured on the sparse files of the dense model (it saves nothing else)."""
+    if "weight_bytes" not in tables:
+        return {}
+    return {"bytes": {WEIGHTS: Curve(WEIGHT_SHARES, [1.0 - size / start["bytes"]
+                                                     for size in tables["weight_bytes"]])}}
 
 
 def compress(model: KerasModel, train_data: Data, validation_data: Data, *, target: Target,
@@ -408,15 +411,15 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
         # 3. Allocation, corrected by measurement.
         if "plan" not in run.state["stages"]:
             drops = _drops([tables[name] for name in ("sensitivity", "weight_sensitivity") if name in tables])
-            savings = _savings(tables, start, columns)
+            savings, fractions = _savings(tables, start, columns), _fractions(tables, start)
             bounds = target.bounds()
             shares = {group: grid(columns) for group in drops}
             if WEIGHTS in drops:  # below the first scanned share the converter encodes nothing sparse
                 shares[WEIGHTS] = [s for s in grid(WEIGHT_SHARES) if s >= min(WEIGHT_SHARES)]
             with run.clock("allocation"):
-                path = removal_path(drops, savings, start, bounds, shares)
+                path = removal_path(drops, savings, start, bounds, shares, fractions)
             guess = next((i for i, plan in enumerate(path)
-                          if all(start[q] - sum(savings[q][g](share) for g, share in plan.items()) <= bound
+                          if all(predicted(plan, q, start, savings, fractions) <= bound
                                  for q, bound in bounds.items())), len(path) - 1)
             iterations = run.state.setdefault("iterations", [])
             tried = {json.dumps(item["plan"], sort_keys=True): item["measured"] for item in iterations}

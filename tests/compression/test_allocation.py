@@ -2,7 +2,7 @@
 
 import pytest
 
-from keras_compress.compression.allocation import Curve, first_meeting, grid, removal_path
+from keras_compress.compression.allocation import Curve, first_meeting, grid, predicted, removal_path
 
 
 def test_a_curve_starts_at_zero_interpolates_and_never_falls():
@@ -71,6 +71,22 @@ def test_each_group_walks_its_own_shares_to_its_own_largest():
     assert path[0] == {"filters": 0.0, "weights": 0.7}  # the cheaper saving; 0.5 saves nothing: skipped
     assert {plan["weights"] for plan in path} == {0.7, 0.9}
     assert {plan["filters"] for plan in path} == {0.0, 0.25, 0.5}
+
+
+def test_a_group_that_saves_a_fraction_saves_less_of_a_smaller_model():
+    savings = {"bytes": {"filters": Curve((0.5,), [50.0])}}
+    fractions = {"bytes": {"weights": Curve((0.9,), [0.5])}}
+    start = {"bytes": 100.0}
+    assert predicted({"weights": 0.9}, "bytes", start, savings, fractions) == pytest.approx(50.0)
+    both = {"filters": 0.5, "weights": 0.9}
+    assert predicted(both, "bytes", start, savings, fractions) == pytest.approx(25.0)
+    # Counted on the dense model, the weights' 50 bytes for 0.03 would come before "b"'s 20 for 0.02;
+    # once "a" has removed 50 bytes, the weights save 25, and "b" goes first.
+    savings = {"bytes": {"a": Curve((0.5,), [50.0]), "b": Curve((0.5,), [20.0])}}
+    drops = {"a": Curve((0.5,), [0.02]), "b": Curve((0.5,), [0.02]), "weights": Curve((0.9,), [0.03])}
+    shares = {"a": [0.5], "b": [0.5], "weights": [0.9]}
+    path = removal_path(drops, savings, start, {"bytes": 1.0}, shares, fractions)
+    assert path[:2] == [{"a": 0.5, "b": 0.0, "weights": 0.0}, {"a": 0.5, "b": 0.5, "weights": 0.0}]
 
 
 @pytest.mark.parametrize("first_meets, guess", [(0, 9), (3, 0), (7, 5), (9, 9), (5, 5)])
