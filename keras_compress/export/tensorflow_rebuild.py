@@ -9,9 +9,11 @@ depend on the backend, so the model is saved to one and rebuilt on the TensorFlo
 backend in a child process, which converts it as for any TensorFlow-backend model.
 `export` then checks the file against the JAX model itself, as always. Layers of your own must be
 importable and registered (`keras.saving.register_keras_serializable`) when their
-module is imported, since the child process loads the file anew.
+module is imported: the child process imports the modules the model's config names, with the
+parent's `sys.path`, before it loads the file.
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -52,19 +54,51 @@ def load_batches(path):
     return [batches[batch] for batch in sorted(batches)] or None
 
 
+def _own_modules(model, what):
+    """The modules of the objects of the user's own that `model`'s config names, for the child to
+    import; RebuildUnavailable for a layer class defined in `__main__`, which it cannot import."""
+    import keras
+
+    in_main = sorted({type(layer).__name__ for layer in model._flatten_layers(include_self=False)
+                      if type(layer).__module__ == "__main__"})
+    if in_main:
+        raise RebuildUnavailable(
+            f"The JAX-backend model {model.name!r} cannot be rebuilt on the TensorFlow backend for {what} "
+            f"conversion: its layer class(es) {', '.join(in_main)} are defined in __main__ (a notebook or "
+            "the running script), which another process cannot import. Move them to a module of their "
+            "own, registered with keras.saving.register_keras_serializable.")
+    modules = set()
+
+    def walk(config):
+        if isinstance(config, dict):
+            module = config.get("module")
+            if isinstance(module, str) and module.split(".")[0] not in ("keras", "builtins"):
+                modules.add(module)
+            for value in config.values():
+                walk(value)
+        elif isinstance(config, list):
+            for value in config:
+                walk(value)
+    walk(keras.saving.serialize_keras_object(model))
+    return sorted(modules)
+
+
 def _convert_in_child(model, what, options, calibration=None):
     """The bytes of `model` converted to `what` ("ONNX", "TFLite") by this module's `_main` in a
     TensorFlow-backend process, given `options` (JSON) and `calibration` batches."""
+    modules = _own_modules(model, what)
     with tempfile.TemporaryDirectory() as folder:
         source, target = os.path.join(folder, "model.keras"), os.path.join(folder, "converted")
         batches, error_file = os.path.join(folder, "calibration.npz"), os.path.join(folder, "error.txt")
         model.save(source)
         save_batches(calibration, batches)
-        # Conversion needs no accelerator: the child leaves it to the parent.
-        environment = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
+        # Conversion needs no accelerator: the child leaves it to the parent. It imports the user's
+        # modules as this process does.
+        environment = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="",
+                           PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
         try:
             done = subprocess.run([sys.executable, "-m", __name__, what, source, target, json.dumps(options),
-                                   batches, error_file],
+                                   batches, error_file, json.dumps(modules)],
                                   env=environment, capture_output=True, text=True, timeout=_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ExportError(f"{what} conversion of the JAX-backend model {model.name!r} through a "
@@ -98,7 +132,7 @@ def tflite_from_tensorflow_rebuild(model, batch_size, quantize, calibration, io,
     return _convert_in_child(model, "TFLite", options, calibration)
 
 
-def _main(what, source, target, options, batches, error_file):
+def _main(what, source, target, options, batches, error_file, modules):
     from keras_compress.model_files import load_model
 
     def fail(error, status):
@@ -106,6 +140,12 @@ def _main(what, source, target, options, batches, error_file):
             file.write(f"{type(error).__name__}: {str(error).strip()}")
         sys.exit(status)
 
+    for module in json.loads(modules):  # the user's registered classes, registered here too
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - the parent says what it means
+            fail(ImportError(f"module {module!r}, which the model's config names, does not import on the "
+                             f"TensorFlow backend: {type(error).__name__}: {error}"), _NOT_LOADED)
     try:
         # The parent process wrote this file from the model in its memory: no screening needed.
         model = load_model(source, safe_mode=False)
