@@ -220,7 +220,16 @@ def _verification_samples(model, source, sample_data, calibration):
 
 def _precision_written(model, fmt, quantize, precision, settings):
     """The precision of the written file: float32 where dynamic quantization quantized no weight
-    (the exporter recorded it so in the file), with a warning saying why."""
+    (the exporter recorded it so in the file), with a warning saying why. An int8 file whose int8
+    weights are less than half of the model's warns too."""
+    if precision == "int8" and "int8_weights" in settings:
+        total = sum(int(np.prod(weight.shape)) for weight in model.weights if len(weight.shape) >= 2)
+        int8 = settings["int8_weights"]["parameters"]
+        if total and int8 < total / 2:
+            warnings.warn(f"The {fmt.title} file of model {model.name!r} is int8 in name only: {int8:,} of "
+                          f"its {total:,} weights ({int8 / total:.1%}) are int8, the rest float (layers of "
+                          "your own that quantization does not reach into, or layers the converter keeps "
+                          "float).", stacklevel=3)
     if quantize != "dynamic" or settings["int8_weights"]["tensors"]:
         return precision
     warnings.warn(f"quantize={quantize!r} quantized no weight of model {model.name!r}: the {fmt.title} "

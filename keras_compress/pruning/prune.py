@@ -174,13 +174,13 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
                    if status == "weights" and name not in excluded}
         if kind == "m:n":
             _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
-    left_dense = [f"{name} ({type(layers[name]).__name__})"
+    left_dense = {name: f"{name} ({type(layers[name]).__name__})"
                   for name, status in statuses.items()
-                  if status is None and name not in targets and _holds_weights_to_prune(layers[name])]
+                  if status is None and name not in targets and _holds_weights_to_prune(layers[name])}
     if kind == "filter":  # layers with weights but no channel rule: filter pruning leaves them whole
-        left_dense += [f"{name} ({type(layers[name]).__name__}: no filters to remove)"
-                       for name, status in statuses.items()
-                       if status == "weights" and rule_for(layers[name]) is None and name not in excluded]
+        left_dense.update({name: f"{name} ({type(layers[name]).__name__}: no filters to remove)"
+                           for name, status in statuses.items() if status == "weights"
+                           and rule_for(layers[name]) is None and name not in excluded})
     if not targets:
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "
@@ -188,8 +188,11 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
             + (" outside `exclude`" if excluded else "")
             + (" and channels that can be removed" if kind == "filter" else "") + ".")
     if left_dense:
-        warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense),
-                      stacklevel=2)
+        held = sum(_matrix_parameters(layers[name]) for name in left_dense)
+        total = sum(_matrix_parameters(layer) for layer in layers.values())
+        share = f" They hold {held / total:.1%} of the model's weights." if total else ""
+        warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense.values())
+                      + "." + share, stacklevel=2)
     if kind == "filter":
         _warn_when_filters_reach_little(graph, layers, statuses)
     elif not supports(model, "depthwise_pruning"):
@@ -226,6 +229,11 @@ def _refuse_fit_without_callback(model, settings):
 def _holds_weights_to_prune(layer):
     """Kernels, or any weights of a custom layer (not Rescaling's or Normalization's constants)."""
     return bool(kernels(layer) or (layer.weights and not builtin_name(layer)))
+
+
+def _matrix_parameters(layer):
+    """Parameters of `layer`'s weights of two or more dimensions (kernels, embeddings: not biases)."""
+    return sum(int(np.prod(variable.shape)) for variable in layer.weights if len(variable.shape) >= 2)
 
 
 def _kernel_parameters(layer):

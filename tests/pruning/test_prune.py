@@ -134,6 +134,25 @@ def test_layers_pruning_cannot_wrap_stay_dense_and_are_named_in_one_warning(digi
     assert rows["scale"] == 0.0 if "scale" in rows else True
 
 
+def test_the_warning_says_how_much_of_the_model_the_layers_left_dense_hold(keras_flavour):
+    keras = keras_flavour
+
+    class Block(keras.layers.Layer):
+        """A custom layer around a Dense, as keras.io's TransformerBlock holds its feed-forward."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(64)
+
+        def call(self, inputs):
+            return self.inner(inputs)
+
+    inputs = keras.Input((64,))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(Block(name="block")(inputs)))
+    with pytest.warns(UserWarning, match=r"block \(Block\)\. They hold 94\.1% of the model's weights"):
+        kc.pruning.prune(model, _schedule(0.8), scope="global")
+
+
 def test_tf_keras_weight_pruning_names_the_depthwise_kernels_tfmot_leaves_dense(keras_flavour):
     keras, L = keras_flavour, keras_flavour.layers
     inputs = keras.Input((8, 8, 3))

@@ -633,3 +633,29 @@ def test_float_token_ids_reach_the_embedding_exact_in_qat_and_its_int8_file(kera
     assert qat_accuracy > float_accuracy - 0.03  # not chance: the ids were not rounded
     artifact = kc.export(qat, str(tmp_path / "tokens.tflite"), sample_data=x[:32], compare_speed=False)
     assert np.mean(artifact.load().predict(x[1000:]).argmax(-1) == y[1000:]) > float_accuracy - 0.03
+
+
+def test_an_int8_file_whose_weights_are_mostly_float_says_so(keras3, tmp_path):
+    # (The TFLite converter quantizes the float layers' weights itself; the ONNX file keeps them float.)
+    keras = keras3
+    if keras.backend.backend() == "jax":
+        pytest.skip("on JAX the ONNX file comes from a TensorFlow-backend process, which cannot import a "
+                    "layer class defined inside a test; the label is the same code on either backend")
+
+    class Block(keras.layers.Layer):
+        """A custom layer around a Dense: quantization-aware training leaves it float."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(64)
+
+        def call(self, inputs):
+            return self.inner(inputs)
+
+    inputs = keras.Input((64,))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(Block(name="block")(inputs)))
+    with pytest.warns(UserWarning, match="stay float"):
+        qat = quantization.quantize_aware(model)
+    x = np.random.default_rng(0).random((32, 64), dtype="float32")
+    with pytest.warns(UserWarning, match=r"int8 in name only: 256 of its 4,352 weights \(5\.9%\)"):
+        kc.export(qat, str(tmp_path / "block.onnx"), sample_data=x, compare_speed=False)
