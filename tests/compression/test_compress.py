@@ -143,8 +143,14 @@ def test_an_impossible_target_is_refused_before_any_scan_or_training(tf_keras_cn
                     directory=str(tmp_path / "int8"), **_settings())
 
 
+@pytest.mark.parametrize("techniques, target, epochs, asked", [
+    (("filters", "int8"), 12, 2, [2, 1]),
+    # Interrupted in the pruned float epochs: the stripped checkpoint is pruned again, then QAT.
+    (("weights", "qat"), 22, 3, [2, 1, 1]),
+])
 def test_an_interrupted_run_resumes_without_repeating_finished_stages(tf_keras_cnn, digits, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, techniques, target, epochs,
+                                                                      asked):
     train, validation = digits
     fit = Training.fit
     epochs_asked = []
@@ -157,7 +163,8 @@ def test_an_interrupted_run_resumes_without_repeating_finished_stages(tf_keras_c
         return fit(self, model, data, values, epochs, callbacks=[*callbacks, Stop()])
 
     monkeypatch.setattr(Training, "fit", interrupted)
-    settings = _settings(epochs=2, target=kc.Target(size_kb=12), directory=str(tmp_path))
+    settings = _settings(epochs=epochs, target=kc.Target(size_kb=target), techniques=techniques,
+                         directory=str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
         kc.compress(tf_keras_cnn, train, validation, **settings)
     with open(tmp_path / "compress.json") as file:
@@ -169,9 +176,10 @@ def test_an_interrupted_run_resumes_without_repeating_finished_stages(tf_keras_c
     monkeypatch.setattr(compress_module, "measure", _counting(compress_module.measure, calls := []))
     monkeypatch.setattr(compress_module, "sensitivity", _no_training)
     result = kc.compress(tf_keras_cnn, train, validation, **settings)
-    assert epochs_asked == [2, 1]  # the second run fine-tunes the one epoch left
+    assert epochs_asked == asked  # the second run fine-tunes the epochs left
     assert len(calls) == 1  # only the final export is measured again
-    assert result.plan == state["stages"]["plan"] and result.met
+    plan = dict(state["stages"]["plan"])
+    assert result.sparsity == plan.pop(compress_module.WEIGHTS, 0.0) and result.plan == plan and result.met
 
 
 def _counting(function, calls):
