@@ -11,6 +11,8 @@ Two models trained on the bundled digits: the digits CNN (8x8 inputs) and Mobile
   against the uniform chain: uniform filters, then int8, the smallest share whose int8 file fits.
 - the same size target with "weights" allowed too (`size+weights`): pruned weights in TFLite's
   sparse encoding, against the same uniform chain.
+- 1/6 of the float32 file in float32 (`float size`: filters alone; `float size+weights`: filters
+  and sparse weights), against uniform filters in float32.
 
 Both sides remove the same filters by the same ranking (L2 norm), are shrunk the same way and
 fine-tuned the same (epochs, batch, learning rate, distillation from the dense model), so the
@@ -18,7 +20,7 @@ difference is the allocation. The finished files of both sides are timed again, 
 at the end. Every number is measured in this run, on this machine.
 
     .venv/bin/python benchmarks/compress.py [--quick] [--seeds 0 1 2] [--models cnn mobilenet]
-        [--targets latency size size+weights]
+        [--targets latency size size+weights "float size" "float size+weights"]
 """
 
 import argparse
@@ -111,7 +113,7 @@ def interleaved_ms(paths, sample, rounds=5):
     return {key: float(np.median(values) * 1000) for key, values in times.items()}
 
 
-TARGETS = ("latency", "size", "size+weights")
+TARGETS = ("latency", "size", "size+weights", "float size", "float size+weights")
 
 
 def one_seed(name, seed, quick, latency_cache, kinds=TARGETS):
@@ -127,10 +129,13 @@ def one_seed(name, seed, quick, latency_cache, kinds=TARGETS):
     dense_accuracy = argmax_accuracy(validation[1], model.predict(validation[0], verbose=0))
     rows, uniforms = [], {}
     fifteenth = kc.Target(size_kb=dense["bytes"] / 15 / 1024)
+    sixth = kc.Target(size_kb=dense["bytes"] / 6 / 1024)
     for kind, target, techniques, precision in (
             ("latency", kc.Target(latency_ms=0.5 * dense["ms"]), ("filters",), "float32"),
             ("size", fifteenth, ("filters", "int8"), "int8"),
-            ("size+weights", fifteenth, ("filters", "weights", "int8"), "int8")):
+            ("size+weights", fifteenth, ("filters", "weights", "int8"), "int8"),
+            ("float size", sixth, ("filters",), "float32"),
+            ("float size+weights", sixth, ("filters", "weights"), "float32")):
         if kind not in kinds:
             continue
         folder = os.path.join(work, kind)

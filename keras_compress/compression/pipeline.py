@@ -35,6 +35,7 @@ from keras_compress.analysis.sensitivity import argmax_accuracy, scan, sensitivi
 from keras_compress.compression.allocation import Curve, first_meeting, grid, predicted, removal_path
 from keras_compress.compression.result import CompressionResult
 from keras_compress.compression.target import Target
+from keras_compress.errors import ExportVerificationError
 from keras_compress.quantization.qat import is_quantize_aware, quantize_aware
 from keras_compress.tuning.trial import Training, head
 
@@ -312,10 +313,25 @@ def compress(model: KerasModel, train_data: Data, validation_data: Data, *, targ
                 candidate = quantize_aware(candidate)
                 candidate(head(calibration, 32), training=True)
             calibrated = precision == "int8" and not learnt
-            return measure(candidate, target.runtime, target.batch_size, target.threads, TIMING["warmup"],
-                           TIMING["runs"], folder, quantize="static" if calibrated else None,
-                           calibration_data=calibration if calibrated else None,
-                           sparse_weights=sparse)
+
+            def exported(sparse_weights):
+                return measure(candidate, target.runtime, target.batch_size, target.threads,
+                               TIMING["warmup"], TIMING["runs"], folder,
+                               quantize="static" if calibrated else None,
+                               calibration_data=calibration if calibrated else None,
+                               sparse_weights=sparse_weights)
+            try:
+                return exported(sparse)
+            except ExportVerificationError as error:
+                if not sparse:
+                    raise
+                # LiteRT's sparse kernels can miscompute very sparse small layers: the file that is
+                # measured (and shipped) stores the zeros dense instead.
+                if final:
+                    warnings.warn(f"The sparse TFLite file of the compressed model computed different "
+                                  f"outputs ({error}); it stores its weights dense instead, a larger file.",
+                                  stacklevel=3)
+                return exported(False)
 
     def built(plan, verify=False):
         """The model of `plan`: its groups' filters removed, its weights pruned to its sparsity."""

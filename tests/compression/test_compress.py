@@ -70,6 +70,28 @@ def test_pruned_weights_in_sparse_encoding_meet_a_size_target_int8_alone_misses(
     assert result.to_dict()["sparsity"] == result.sparsity
 
 
+def test_a_sparse_file_that_computes_wrong_outputs_is_stored_dense(tf_keras_cnn, digits, tmp_path,
+                                                                   monkeypatch):
+    # LiteRT's sparse kernels miscomputed a digits CNN with 90% of its filters and weights removed:
+    # export's verification catches it, and compress measures and ships the dense-stored file.
+    measure = compress_module.measure
+
+    def unfaithful_at_the_end(model, runtime, batch, threads, warmup, runs, folder, sparse_weights=False,
+                              **kwargs):
+        if sparse_weights and folder == str(tmp_path):  # the final file (the search's are in measurements/)
+            raise kc.errors.ExportVerificationError("output 'logits' differs from the source model by 0.099")
+        return measure(model, runtime, batch, threads, warmup, runs, folder, sparse_weights=sparse_weights,
+                       **kwargs)
+
+    monkeypatch.setattr(compress_module, "measure", unfaithful_at_the_end)
+    train, validation = digits
+    with pytest.warns(UserWarning, match=r"computed different outputs[\s\S]*stores its weights dense"):
+        result = kc.compress(tf_keras_cnn, train, validation, target=kc.Target(size_kb=60),
+                             techniques=("weights",), directory=str(tmp_path), **_settings())
+    assert result.precision == "float32" and result.sparsity > 0 and not result.met  # the dense file misses
+    assert "sparse_tensors" not in result.artifact.settings
+
+
 def test_qat_learns_the_int8_file_in_the_last_epochs_and_keeps_the_pruned_zeros(trained_cnn, digits, tmp_path,
                                                                                 monkeypatch):
     fits = []
