@@ -278,9 +278,10 @@ def _is_activation(layer):
 
 def _reads_ids(layer):
     """Whether `layer` is, or holds, an Embedding: its inputs are token ids (even when float),
-    which an activation quantizer would round onto its grid."""
-    return any(isinstance(inner, keras.layers.Embedding)
-               for inner in layer._flatten_layers(include_self=True))
+    which an activation quantizer would round onto its grid. (A graph's raw ops, `x + y`, are
+    operations, not layers, and hold nothing.)"""
+    return isinstance(layer, keras.layers.Layer) and any(
+        isinstance(inner, keras.layers.Embedding) for inner in layer._flatten_layers(include_self=True))
 
 
 def _fused_activation(layer):
