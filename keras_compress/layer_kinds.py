@@ -24,8 +24,7 @@ from typing import Any
 from keras_compress._types import KerasLayer
 
 __all__ = ["ChannelRule", "LayerKind", "register_layer_kind", "register_channel_rule", "kind_of",
-           "rule_for", "channel_masked_weights", "builtin_name", "BUILTIN_KINDS", "LAYER_KINDS",
-           "SPARSE_WEIGHTS"]
+           "rule_for", "builtin_name", "BUILTIN_KINDS", "LAYER_KINDS", "SPARSE_WEIGHTS"]
 
 # How a layer without a ChannelRule carries channels:
 # - "activation": the same channels, each holding the activation of its input;

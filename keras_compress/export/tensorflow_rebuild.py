@@ -59,7 +59,9 @@ def _own_modules(model, what):
     import; RebuildUnavailable for a layer class defined in `__main__`, which it cannot import."""
     import keras
 
-    in_main = sorted({type(layer).__name__ for layer in model._flatten_layers(include_self=False)
+    from keras_compress._keras3 import sublayers
+
+    in_main = sorted({type(layer).__name__ for layer in sublayers(model)
                       if type(layer).__module__ == "__main__"})
     if in_main:
         raise RebuildUnavailable(

@@ -281,7 +281,7 @@ def _reads_ids(layer):
     which an activation quantizer would round onto its grid. (A graph's raw ops, `x + y`, are
     operations, not layers, and hold nothing.)"""
     return isinstance(layer, keras.layers.Layer) and any(
-        isinstance(inner, keras.layers.Embedding) for inner in layer._flatten_layers(include_self=True))
+        isinstance(inner, keras.layers.Embedding) for inner in [layer, *sublayers(layer)])
 
 
 def _fused_activation(layer):
