@@ -9,7 +9,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_uti
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned
 from keras_compress._flavour import KERAS3, flavour_of
-from models import small_cnn
+from models import small_cnn, wrapped_dense
 
 PolynomialDecay = kc.pruning.PolynomialDecay
 
@@ -135,20 +135,7 @@ def test_layers_pruning_cannot_wrap_stay_dense_and_are_named_in_one_warning(digi
 
 
 def test_the_warning_says_how_much_of_the_model_the_layers_left_dense_hold(keras_flavour):
-    keras = keras_flavour
-
-    class Block(keras.layers.Layer):
-        """A custom layer around a Dense, as keras.io's TransformerBlock holds its feed-forward."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.inner = keras.layers.Dense(64)
-
-        def call(self, inputs):
-            return self.inner(inputs)
-
-    inputs = keras.Input((64,))
-    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(Block(name="block")(inputs)))
+    model = wrapped_dense(keras=keras_flavour)
     with pytest.warns(UserWarning, match=r"block \(Block\)\. They hold 94\.1% of the model's weights"):
         kc.pruning.prune(model, _schedule(0.8), scope="global")
 

@@ -9,7 +9,7 @@ import tf_keras as keras
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned, int8_weight_arrays
 from keras_compress.demo import digits_student
-from models import quantizable_cnn, reloaded, small_cnn
+from models import quantizable_cnn, reloaded, small_cnn, wrapped_dense
 
 quantization = kc.quantization
 
@@ -637,23 +637,10 @@ def test_float_token_ids_reach_the_embedding_exact_in_qat_and_its_int8_file(kera
 
 def test_an_int8_file_whose_weights_are_mostly_float_says_so(keras3, tmp_path):
     # (The TFLite converter quantizes the float layers' weights itself; the ONNX file keeps them float.)
-    keras = keras3
-    if keras.backend.backend() == "jax":
+    if keras3.backend.backend() == "jax":
         pytest.skip("on JAX the ONNX file comes from a TensorFlow-backend process, which cannot import a "
                     "layer class defined inside a test; the label is the same code on either backend")
-
-    class Block(keras.layers.Layer):
-        """A custom layer around a Dense: quantization-aware training leaves it float."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.inner = keras.layers.Dense(64)
-
-        def call(self, inputs):
-            return self.inner(inputs)
-
-    inputs = keras.Input((64,))
-    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(Block(name="block")(inputs)))
+    model = wrapped_dense(keras=keras3)
     with pytest.warns(UserWarning, match="stay float"):
         qat = quantization.quantize_aware(model)
     x = np.random.default_rng(0).random((32, 64), dtype="float32")
