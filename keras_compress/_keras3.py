@@ -5,6 +5,8 @@ picks one. Its other names serve the Keras 3 roads (`keras3_qat`, `keras3_wrappe
 Keras 3 runs on the TensorFlow or the JAX backend; `backend()` says which.
 """
 
+import os
+
 import keras
 
 __all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend",
@@ -14,6 +16,7 @@ __all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
            "unwrapped", "call_with_values", "producer", "call_count", "sublayers",
+           "child_layers", "add_variable", "saves_declared_variables_only", "load_without",
            "tensorflow_call"]
 
 NAME = "keras3"
@@ -27,7 +30,7 @@ ROADS = {
     "pruning_steps": "keras_compress.pruning.keras3_steps",
     "strip_pruning": "keras_compress.pruning.keras3_wrapper:strip_pruning",
 }
-FEATURES = frozenset({"depthwise_pruning"})
+FEATURES = frozenset({"depthwise_pruning", "sublayer_pruning"})
 
 
 def backend():
@@ -41,21 +44,29 @@ def copy_model(model):
     its own Lambda layers are rebuilt outside Keras' safe mode, which guards files."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
-    from keras_compress._layer_configs import check_rebuildable
+    from keras_compress._layer_configs import check_rebuildable, rebuilt
 
     compiled = getattr(model, "compiled", False)
     try:
         model.compiled = False  # clone_model compiles the copy of a compiled model
         with SafeModeScope(False):
             try:
-                copy = keras.models.clone_model(model)
+                copy = keras.models.clone_model(model, clone_function=rebuilt)
             except Exception:
                 # Pruning, QAT and the scans work on copies: name the user's layer to blame, and the fix.
                 check_rebuildable(model, "copy")
                 raise
     finally:
         model.compiled = compiled
-    copy.set_weights(model.get_weights())
+    if len(copy.weights) == len(model.weights):
+        copy.set_weights(model.get_weights())
+    else:  # variables its layers do not save (pruning masks added inside custom layers): copy what they save
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.weights.h5")
+            model.save_weights(path)
+            copy.load_weights(path)
     return copy
 
 
@@ -258,3 +269,48 @@ def call_count(layer):
 def sublayers(model):
     """Every layer inside `model`, nested ones included."""
     return list(model._flatten_layers(include_self=False))
+
+
+def child_layers(layer):
+    """The layers `layer` holds directly (not theirs), in the order it tracks them."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def add_variable(layer, name, shape, dtype, initializer, trainable=False):
+    """A new variable of `layer`, added after it was built: it joins the layer's (and so its
+    model's) variables, which `fit` and its JAX state carry; layers such as Dense save only the
+    variables they declare, so files of the layer stay as they were."""
+    tracker = layer._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        return layer.add_weight(name=name, shape=shape, dtype=dtype, initializer=initializer,
+                                trainable=trainable)
+    finally:
+        tracker.locked = locked
+
+
+def saves_declared_variables_only(layer):
+    """Whether `layer` writes only the variables its class declares to files (Dense, EinsumDense,
+    Embedding, the convolutions), so that variables added to it later stay out of them."""
+    return type(layer).save_own_variables is not keras.layers.Layer.save_own_variables
+
+
+def load_without(layer, unsaved, loaded):
+    """Makes `layer` load its files, which do not hold its `unsaved` variables (added after it was
+    built), and call `loaded()` after each load."""
+    check, load = layer._check_load_own_variables, layer.load_own_variables
+    left_out = {id(variable) for variable in unsaved}
+
+    def check_saved(store):
+        own = layer._trainable_variables + layer._non_trainable_variables
+        saved = [variable for variable in own if id(variable) not in left_out]
+        if len(store.keys()) != len(saved):
+            check(store)  # Keras' own error
+
+    def load_then_tell(store):
+        load(store)
+        loaded()
+
+    object.__setattr__(layer, "_check_load_own_variables", check_saved)  # this layer only
+    object.__setattr__(layer, "load_own_variables", load_then_tell)

@@ -1,13 +1,35 @@
-"""Whether Keras can rebuild a model's own layers from their configs, as every copy it makes
-does (`clone_model`, tfmot's wrapping), with an error that names the layer and the fix."""
+"""Rebuilding a model's own layers from their configs, as every copy does (`clone_model`,
+tfmot's wrapping): leniently where a layer's `__init__` takes no `**kwargs`, and with an error
+that names the layer and the fix where it cannot be done."""
+
+import inspect
 
 from keras_compress.errors import UnsupportedModelError
 from keras_compress.layer_kinds import builtin_name
 
-__all__ = ["check_rebuildable"]
+__all__ = ["check_rebuildable", "rebuilt"]
 
 _FIX = ("Give {cls}.__init__ a **kwargs that it passes on (super().__init__(**kwargs)), and a get_config() "
         "that returns its own arguments on top of super().get_config().")
+
+
+def rebuilt(layer):
+    """A new layer like `layer`, from its config. A layer whose `__init__` takes neither `**kwargs`
+    nor Keras' base arguments (keras.io writes its layers so) gets the config's arguments its
+    `__init__` names, then its name, trainability and dtype policy set as the config says."""
+    cls = type(layer)
+    config = layer.get_config()
+    try:
+        return cls.from_config(config)
+    except TypeError:
+        parameters = inspect.signature(cls.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()) or "__init__" not in vars(cls):
+            raise
+        new = cls(**{key: value for key, value in config.items() if key in parameters})
+        new.name = layer.name
+        new.trainable = layer.trainable
+        new.dtype_policy = layer.dtype_policy
+        return new
 
 
 def _problem(layer, need_name):
@@ -19,7 +41,7 @@ def _problem(layer, need_name):
     if need_name and "name" not in config:
         return "its config has no name: its __init__ does not pass **kwargs to super().__init__"
     try:
-        type(layer).from_config(config)
+        type(layer).from_config(config) if need_name else rebuilt(layer)
     except Exception as error:  # whatever the user's __init__ raises
         cause = str(error).split("Exception encountered:")[-1].strip()  # Keras 3 quotes the config first
         return f"from_config raised {type(error).__name__}: {cause[:200]}"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["digits"]
+__all__ = ["digits", "tokens"]
 
 
 def digits(*, size: int | None = None, channels: int = 1, test_size: float = 0.25,
@@ -51,3 +51,48 @@ def digits(*, size: int | None = None, channels: int = 1, test_size: float = 0.2
         images, labels, test_size=test_size, random_state=seed, stratify=labels
     )
     return (x_train, y_train), (x_test, y_test)
+
+
+def tokens(*, rows: int = 2000, maxlen: int = 32, vocab_size: int = 1000, test_size: float = 0.25,
+           seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A binary text-classification task made of token ids, for sequence models (no downloads).
+
+    Each row is `maxlen` random word ids in which one to five marker ids stand; ids 2-5 mark
+    "positive", 6-9 "negative", and the label says whether positive markers outnumber negative
+    ones. It is learnt from the tokens alone, as a sentiment dataset is, in a few epochs.
+
+    Args:
+        rows: sequences in all, train and test.
+        maxlen: tokens per sequence (>= 5).
+        vocab_size: ids are in `[0, vocab_size)` (> 10); 0 and 1 are never used.
+        test_size: fraction of the rows held out for testing, in (0, 1).
+        seed: seed of the generator.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: int32 ids of shape `(n, maxlen)` and int64
+        labels 0 or 1.
+
+    Example:
+        >>> (x_train, y_train), _ = tokens(rows=100, maxlen=16)
+        >>> x_train.shape, x_train.dtype.name, sorted(set(y_train.tolist()))
+        ((75, 16), 'int32', [0, 1])
+    """
+    if not isinstance(rows, int) or rows < 8:
+        raise ValueError(f"rows must be an int >= 8, got {rows!r}")
+    if not isinstance(maxlen, int) or maxlen < 5:
+        raise ValueError(f"maxlen must be an int >= 5 (room for five markers), got {maxlen!r}")
+    if not isinstance(vocab_size, int) or vocab_size <= 10:
+        raise ValueError(f"vocab_size must be an int > 10 (ids 2-9 are the markers), got {vocab_size!r}")
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(10, vocab_size, (rows, maxlen)).astype("int32")
+    markers = rng.choice([1, 3, 5], rows)  # an odd count: never a tie
+    positive = rng.binomial(markers, 0.5)
+    for row, (count, positives) in enumerate(zip(markers, positive)):
+        places = rng.choice(maxlen, count, replace=False)
+        ids[row, places] = np.where(np.arange(count) < positives, rng.integers(2, 6, count),
+                                    rng.integers(6, 10, count))
+    labels = (2 * positive > markers).astype("int64")
+    held_out = int(round(rows * test_size))
+    return (ids[held_out:], labels[held_out:]), (ids[:held_out], labels[:held_out])

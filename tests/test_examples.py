@@ -20,4 +20,5 @@ def test_example_runs(script, tmp_path):
 
 def test_every_workflow_has_an_example():
     assert [path.stem for path in EXAMPLES] == ["distillation", "export_and_compare", "post_training_int8",
-                                                "prune_in_fit", "quantization_aware_training"]
+                                                "prune_in_fit", "quantization_aware_training",
+                                                "transformer_text_classification"]

@@ -184,6 +184,23 @@ def test_digits_reject_bad_options(kwargs, message):
         kc.datasets.digits(**kwargs)
 
 
+def test_tokens_are_a_balanced_task_that_the_markers_decide():
+    (x_train, y_train), (x_test, y_test) = kc.datasets.tokens(rows=400, maxlen=16, vocab_size=100)
+    assert x_train.shape == (300, 16) and x_test.shape == (100, 16) and x_train.dtype == np.int32
+    assert 10 <= x_train[x_train >= 10].min() and x_train.max() < 100 and not np.isin(x_train, [0, 1]).any()
+    markers = lambda ids, low: np.sum((ids >= low) & (ids < low + 4), axis=1)  # noqa: E731
+    np.testing.assert_array_equal(y_train, markers(x_train, 2) > markers(x_train, 6))
+    assert 0.35 < y_train.mean() < 0.65
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(maxlen=4), "maxlen must"), (dict(rows=2), "rows must"),
+                                             (dict(vocab_size=10), "vocab_size"),
+                                             (dict(test_size=0), "test_size")])
+def test_tokens_reject_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kc.datasets.tokens(**kwargs)
+
+
 def test_info_prints_versions_providers_and_gpu(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out

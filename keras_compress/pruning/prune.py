@@ -33,8 +33,9 @@ def _parse_granularity(granularity):
                      f'0 < m < n such as "2:4", got {granularity!r}')
 
 
-def excluded_names(model, exclude):
-    """The names of the layers `exclude` (names, one name, or a predicate on layers) picks."""
+def excluded_names(model, exclude, paths=()):
+    """The names of the layers `exclude` (names, one name, or a predicate on layers) picks;
+    `paths` are the names of the layers inside custom layers that it may name too."""
     names = {layer.name for layer in model.layers}
     if exclude is None:
         return set()
@@ -43,26 +44,55 @@ def excluded_names(model, exclude):
     if isinstance(exclude, str):
         exclude = [exclude]
     exclude = set(exclude)
-    unknown = sorted(exclude - names)
+    unknown = sorted(exclude - names - set(paths))
     if unknown:
         raise ValueError(f"exclude names layers the model does not have: {unknown}. "
-                         f"Its layers are: {sorted(names)}")
+                         f"Its layers are: {sorted(names)}"
+                         + (f"; inside its custom layers: {list(paths)}" if paths else ""))
     return exclude
 
 
-def _check_m_by_n(layers, m_by_n):
+def _sublayer_targets(model, copy, statuses, exclude):
+    """`{custom layer name: [(path, layer of copy)]}` for the custom layers of `model` that hold
+    built-in layers pruning can mask in place (Keras 3): those layers, named by their paths in
+    `model` (a copy names the layers it rebuilds anew), but for those `exclude` names or picks."""
+    from keras_compress.pruning import keras3_sublayers
+
+    originals = {layer.name: layer for layer in model.layers}
+    found = {}
+    for layer in copy.layers:
+        if statuses.get(layer.name, "none") is not None:
+            continue
+        pairs = zip(keras3_sublayers.targets(originals[layer.name]), keras3_sublayers.targets(layer))
+        candidates = list(pairs)
+        if candidates:  # a custom layer whose inner layers `exclude` all picks is masked nowhere
+            found[layer.name] = [(path, twin) for (path, inner), (_, twin) in candidates
+                                 if not (callable(exclude) and exclude(inner)
+                                         or not callable(exclude) and path in (exclude or ()))]
+    return found
+
+
+def _check_m_by_n(named_layers, m_by_n):
     m, n = m_by_n
-    for layer in layers:
+    for name, layer in named_layers:
         kernel_rank = len(layer.kernel.shape) if hasattr(layer, "kernel") else None
         if not kind_of(layer).m_by_n or kernel_rank not in (2, 4):
             raise ValueError(f'granularity "{m}:{n}" works on Dense and Conv2D layers only; '
-                             f"layer {layer.name!r} is a {type(layer).__name__}. "
-                             f"Pass exclude=[{layer.name!r}].")
+                             f"layer {name!r} is a {type(layer).__name__}. "
+                             f"Pass exclude=[{name!r}].")
         inputs = layer.kernel.shape[-2]
         if inputs % n:
             raise ValueError(f'granularity "{m}:{n}" does not divide the weights of layer '
-                             f"{layer.name!r}: its {inputs} input channels are not a multiple "
-                             f"of {n}. Pass exclude=[{layer.name!r}] or choose another n.")
+                             f"{name!r}: its {inputs} input channels are not a multiple "
+                             f"of {n}. Pass exclude=[{name!r}] or choose another n.")
+
+
+def _sublayer_paths(model):
+    """The paths of the layers inside `model`'s custom layers that pruning can mask in place."""
+    from keras_compress.pruning.keras3_sublayers import targets
+
+    prunability = road(model, "prunability")
+    return [path for layer in model.layers if prunability(layer) is None for path, _ in targets(layer)]
 
 
 def _our_schedule(schedule):
@@ -151,7 +181,8 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     if pruning_wrappers(model):
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
-    excluded = excluded_names(model, exclude)
+    inside = kind != "filter" and supports(model, "sublayer_pruning")  # masks in custom layers
+    excluded = excluded_names(model, exclude, _sublayer_paths(model) if inside else ())
     copy = flavour.copy_model(model)
     if model.weights and not copy.trainable_weights:
         warnings.warn(f"Model {model.name!r} is frozen (trainable=False): its pruned copy is made trainable, "
@@ -172,23 +203,35 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     else:
         targets = {name for name, status in statuses.items()
                    if status == "weights" and name not in excluded}
-        if kind == "m:n":
-            _check_m_by_n([layers[name] for name in sorted(targets)], m_by_n)
+    nested = _sublayer_targets(model, copy, statuses, exclude) if inside else {}
+    nested = {name: found for name, found in nested.items() if name not in excluded}
+    if kind == "m:n":
+        _check_m_by_n([(name, layers[name]) for name in sorted(targets)]
+                      + [pair for found in nested.values() for pair in found], m_by_n)
     left_dense = {name: f"{name} ({type(layers[name]).__name__})"
                   for name, status in statuses.items()
-                  if status is None and name not in targets and _holds_weights_to_prune(layers[name])}
+                  if status is None and name not in targets and name not in nested and name not in excluded
+                  and _holds_weights_to_prune(layers[name])}
+    kept = {name: _matrix_parameters(layers[name]) for name in left_dense}
+    for name in nested:  # weights of custom layers outside the layers that can be masked in them
+        from keras_compress.pruning.keras3_sublayers import targets as inner_targets
+
+        kept[name] = _matrix_parameters(layers[name]) - sum(_matrix_parameters(inner)
+                                                           for _, inner in inner_targets(layers[name]))
+        if kept[name] > 0:
+            left_dense[name] = f"{name} ({type(layers[name]).__name__}: {kept[name]:,} of its weights)"
     if kind == "filter":  # layers with weights but no channel rule: filter pruning leaves them whole
         left_dense.update({name: f"{name} ({type(layers[name]).__name__}: no filters to remove)"
                            for name, status in statuses.items() if status == "weights"
                            and rule_for(layers[name]) is None and name not in excluded})
-    if not targets:
+    if not targets and not any(nested.values()):
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "
             f"layers ({', '.join(sorted(statuses))}) has prunable weights"
             + (" outside `exclude`" if excluded else "")
             + (" and channels that can be removed" if kind == "filter" else "") + ".")
     if left_dense:
-        held = sum(_matrix_parameters(layers[name]) for name in left_dense)
+        held = sum(kept.get(name) or _matrix_parameters(layers[name]) for name in left_dense)
         total = sum(_matrix_parameters(layer) for layer in layers.values())
         share = f" They hold {held / total:.1%} of the model's weights." if total else ""
         warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense.values())
@@ -201,6 +244,12 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     wrapped, needs_callback = road(model, "pruning_wrap")(schedule, kind, scope, block_size, m_by_n)
     pruned = flavour.keras.models.clone_model(
         copy, clone_function=lambda layer: wrapped(layer) if layer.name in targets else layer)
+    if nested:
+        from keras_compress.pruning.keras3_sublayers import mask_in_place
+
+        for found in nested.values():
+            for path, layer in found:
+                mask_in_place(layer, path, schedule, kind, scope, block_size, m_by_n)
     if needs_callback:
         _refuse_fit_without_callback(pruned, f'granularity="{granularity}", scope="{scope}"')
     return pruned
@@ -271,9 +320,15 @@ def _warn_when_depthwise_kernels_stay_dense(layers, excluded):
 
 
 def pruning_wrappers(model):
-    """The pruning wrappers of a model (tf_keras or Keras 3), in layer order."""
+    """The pruning wrappers of a model (tf_keras or Keras 3), in layer order, then the masks held
+    inside its custom layers (Keras 3), which offer the wrappers' protocol."""
     wrapper = _wrapper_type(model)
-    return [layer for layer in model.layers if isinstance(layer, wrapper)]
+    wrappers = [layer for layer in model.layers if isinstance(layer, wrapper)]
+    if supports(model, "sublayer_pruning"):
+        from keras_compress.pruning.keras3_sublayers import holders
+
+        wrappers += holders(model)
+    return wrappers
 
 
 def _wrapper_type(model):

@@ -36,7 +36,8 @@ def global_weight_masks(wrappers, sparsity, read=read_value):
     if count == 0:
         return [(mask, np.ones(w.shape, _dtype(mask))) for w, mask in pairs]
     threshold = np.partition(magnitudes, count - 1)[count - 1]
-    emptied = [wrapper.layer.name for wrapper, layer_pairs in zip(wrappers, values)
+    emptied = [getattr(wrapper, "layer_path", None) or wrapper.layer.name  # masks inside custom layers
+               for wrapper, layer_pairs in zip(wrappers, values)
                if all(np.all(np.abs(w) <= threshold) for w, _ in layer_pairs)]
     if emptied:
         warnings.warn(f"Global pruning removes every weight of layer(s) {', '.join(emptied)} (the smallest "

@@ -12,6 +12,9 @@ from keras_compress.pruning._channels import unwrap
 __all__ = ["sparsity", "SparsityReport", "kernels"]
 
 
+_PRUNING_STATE = ("mask", "threshold", "pruning_step")  # the pruning wrappers' own variables
+
+
 def _kind(variable):
     return variable.name.split("/")[-1].split(":")[0]
 
@@ -102,7 +105,7 @@ def sparsity(model: KerasModel) -> SparsityReport:
         masked = _effective_weights(outer)
         params = zeros = 0
         for variable in layer.weights:
-            if id(variable) in seen:
+            if id(variable) in seen or _kind(variable) in _PRUNING_STATE:  # masks held inside custom layers
                 continue
             seen.add(id(variable))
             value = masked.get(id(variable))
@@ -115,5 +118,5 @@ def sparsity(model: KerasModel) -> SparsityReport:
             rows.append({"layer": layer.name, "type": type(layer).__name__, "params": params,
                          "zeros": zeros, "sparsity": zeros / params})
     total = int(sum(np.prod(v.shape) for v in model.weights
-                    if _kind(v) not in ("mask", "threshold", "pruning_step")))
+                    if _kind(v) not in _PRUNING_STATE))
     return SparsityReport(rows, total, nonzero)

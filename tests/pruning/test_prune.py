@@ -136,7 +136,12 @@ def test_layers_pruning_cannot_wrap_stay_dense_and_are_named_in_one_warning(digi
 
 def test_the_warning_says_how_much_of_the_model_the_layers_left_dense_hold(keras_flavour):
     model = wrapped_dense(keras=keras_flavour)
-    with pytest.warns(UserWarning, match=r"block \(Block\)\. They hold 94\.1% of the model's weights"):
+    if keras_flavour is tf_keras:
+        with pytest.warns(UserWarning, match=r"block \(Block\)\. They hold 94\.1% of the model's weights"):
+            kc.pruning.prune(model, _schedule(0.8), scope="global")
+        return
+    with warnings.catch_warnings():  # Keras 3 masks the Dense inside the custom layer: none stays dense
+        warnings.simplefilter("error", UserWarning)
         kc.pruning.prune(model, _schedule(0.8), scope="global")
 
 

@@ -1,0 +1,100 @@
+"""Pruning the built-in layers inside a Keras 3 model's custom layers, in place.
+
+A custom layer (keras.io's `TransformerBlock`, a keras-hub encoder) is code that calls its own
+`Dense`, `EinsumDense` (MultiHeadAttention's projections) or `Embedding` layers: no wrapper can
+stand between it and them. So the masks live on those layers themselves, as variables added
+after they were built, and a `SublayerMasks` beside each offers the pruning wrapper's protocol
+(`pruning_vars`, `pruning_step`, the schedule). `PruningCallback` ranks them with the model's
+wrappers, and the train step sets their pruned weights to zero after every step, so the layer's
+own call reads the pruned weights. Only layers that save just the variables they declare are
+masked so (Dense, EinsumDense, Embedding, the convolutions): a saved pruned model holds its zeros,
+not its masks, and loads as a plain model; `strip` copies it so. Loading a file into the pruned
+model (`load_weights`, `BackupAndRestore`) takes the masks from the zeros it holds.
+"""
+
+import keras
+import numpy as np
+
+from keras_compress._keras3 import (
+    add_variable,
+    child_layers,
+    load_without,
+    saves_declared_variables_only,
+    sublayers,
+)
+from keras_compress.layer_kinds import builtin_name
+from keras_compress.pruning.report import kernels
+
+__all__ = ["SublayerMasks", "targets", "mask_in_place", "holders"]
+
+_HOLDER = "_keras_compress_pruning"  # the attribute of a masked layer that holds its SublayerMasks
+
+
+def _own_kernels(layer):
+    """The kernels and embeddings `layer` itself holds (not those of the layers inside it)."""
+    inner = {id(variable) for sublayer in sublayers(layer) for variable in kernels(sublayer)}
+    return [variable for variable in kernels(layer) if id(variable) not in inner]
+
+
+def targets(layer, skip=lambda path, layer: False):
+    """`[(path, built-in layer)]`: the layers inside the custom `layer` that hold kernels or
+    embeddings of their own, found through the layers each holds (custom ones included), named by
+    their path of layer names (`"transformer_block/multi_head_attention/query"`). `skip(path,
+    layer)` leaves a layer and what it holds out."""
+    found = []
+
+    def walk(outer, prefix):
+        for inner in child_layers(outer):
+            path = f"{prefix}/{inner.name}"
+            if skip(path, inner):
+                continue
+            if builtin_name(inner) and saves_declared_variables_only(inner) and _own_kernels(inner):
+                found.append((path, inner))
+            walk(inner, path)
+
+    walk(layer, layer.name)
+    return found
+
+
+class SublayerMasks:
+    """The pruning masks of a built-in layer inside a custom layer, held on that layer.
+
+    Attributes:
+        layer: the masked layer.
+        layer_path: its path in the model, by the names of the layers around it.
+        pruning_vars: `[(weight, mask, None)]`, as the pruning wrappers have them.
+        pruning_step: the step counter `PruningCallback` advances.
+        pruning_schedule, granularity, scope, block_size, sparsity_m_by_n: as the wrapper's.
+    """
+
+    def __init__(self, layer, path, pruning_schedule, granularity, scope, block_size, sparsity_m_by_n):
+        self.layer = layer
+        self.layer_path = path
+        self.pruning_schedule = pruning_schedule
+        self.granularity = granularity
+        self.scope = scope
+        self.block_size = tuple(block_size)
+        self.sparsity_m_by_n = tuple(sparsity_m_by_n) if sparsity_m_by_n else None
+        self.driven_by_pruning_callback = False
+        weights = _own_kernels(layer)
+        masks = [add_variable(layer, "mask", tuple(weight.shape), weight.dtype, "ones") for weight in weights]
+        self.pruning_step = add_variable(layer, "pruning_step", (), "int32", keras.initializers.Constant(-1))
+        self.pruning_vars = [(weight, mask, None) for weight, mask in zip(weights, masks)]
+        load_without(layer, [*masks, self.pruning_step], self._masks_from_zeros)
+
+    def _masks_from_zeros(self):
+        """After a file is loaded into the layer: its pruned weights are the zeros it holds."""
+        for weight, mask, _ in self.pruning_vars:
+            mask.assign((np.asarray(weight.numpy()) != 0).astype(mask.dtype))
+
+
+def mask_in_place(layer, path, schedule, granularity, scope, block_size, m_by_n):
+    """Adds pruning masks to `layer` (a built-in layer inside a custom one)."""
+    holder = SublayerMasks(layer, path, schedule, granularity, scope, block_size, m_by_n)
+    object.__setattr__(layer, _HOLDER, holder)  # a plain attribute: Keras neither tracks nor saves it
+
+
+def holders(model):
+    """The `SublayerMasks` inside `model`'s own custom layers (not in the models it holds), in order."""
+    return [getattr(inner, _HOLDER) for layer in model.layers if not isinstance(layer, keras.Model)
+            for inner in sublayers(layer) if hasattr(inner, _HOLDER)]
