@@ -112,9 +112,8 @@ def trained_briefly(model, calibration, pruning=False):
     return model
 
 
-def plain_call(path, batch, threads):
-    """A call of the file in its own runtime, without keras_compress."""
-    x = np.random.default_rng(0).random((batch, 224, 224, 3), dtype="float32")
+def plain_call(path, x, threads):
+    """A call of the file on the float32 batch `x` in its own runtime, without keras_compress."""
     if path.endswith(".onnx"):
         import onnxruntime
 
@@ -259,7 +258,8 @@ def main():
             macs = {label: mac_count(path) for label, path in files.items()}
             for batch in args.batches:
                 for threads in args.threads:
-                    calls = {label: plain_call(path, batch, threads) for label, path in files.items()}
+                    x = np.random.default_rng(0).random((batch, 224, 224, 3), dtype="float32")
+                    calls = {label: plain_call(path, x, threads) for label, path in files.items()}
                     timed = interleaved(calls, args.runs)
                     del calls
                     for row in table_rows(name, batch, threads, timed, files, macs):

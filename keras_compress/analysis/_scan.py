@@ -5,11 +5,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from keras_compress._flavour import check_graph_model, road
+from keras_compress._flavour import check_graph_model
 from keras_compress.errors import ModelStateError
 from keras_compress.layer_kinds import kind_of, rule_for
 from keras_compress.pruning._channels import ChannelGraph
-from keras_compress.pruning.prune import pruning_wrappers
+from keras_compress.pruning.prune import pruning_wrappers, weights_to_prune
 from keras_compress.pruning.ranking import filter_masks, smallest
 from keras_compress.pruning.report import kernels
 
@@ -44,9 +44,8 @@ def weight_units(model, excluded):
 def global_weight_unit(model, excluded, name):
     """One row for the whole model: the weights `prune` masks in every layer outside `excluded`
     lose the smallest of one ranking over all of them, as `prune(scope="global")` ranks them."""
-    prunable = road(model, "prunable_weights")
-    layers = [layer for layer in model.layers if prunable(layer) and layer.name not in excluded]
-    variables = [variable for layer in layers for variable in prunable(layer)]
+    pruned = weights_to_prune(model, excluded)
+    variables = [variable for layer_variables in pruned.values() for variable in layer_variables]
     originals = [np.asarray(v.numpy()) for v in variables]
     magnitudes = np.concatenate([np.abs(value).ravel() for value in originals]) if originals else np.zeros(0)
     ends = np.cumsum([value.size for value in originals])[:-1]
@@ -55,7 +54,7 @@ def global_weight_unit(model, excluded, name):
         keeps = np.split(smallest(magnitudes, ratio), ends)
         return [(v, np.where(keep.reshape(value.shape), value, 0).astype(value.dtype))
                 for v, value, keep in zip(variables, originals, keeps)]
-    return Unit(name, [layer.name for layer in layers], int(magnitudes.size), compressed)
+    return Unit(name, list(pruned), int(magnitudes.size), compressed)
 
 
 def _on_int8_grid(value, axis):

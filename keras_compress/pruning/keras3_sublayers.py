@@ -25,12 +25,12 @@ from keras_compress._keras3 import (
 from keras_compress.layer_kinds import builtin_name
 from keras_compress.pruning.report import kernels
 
-__all__ = ["SublayerMasks", "targets", "mask_in_place", "holders"]
+__all__ = ["SublayerMasks", "own_kernels", "targets", "mask_in_place", "holders"]
 
 _HOLDER = "_keras_compress_pruning"  # the attribute of a masked layer that holds its SublayerMasks
 
 
-def _own_kernels(layer):
+def own_kernels(layer):
     """The kernels and embeddings `layer` itself holds (not those of the layers inside it)."""
     inner = {id(variable) for sublayer in sublayers(layer) for variable in kernels(sublayer)}
     return [variable for variable in kernels(layer) if id(variable) not in inner]
@@ -48,7 +48,7 @@ def targets(layer, skip=lambda path, layer: False):
             path = f"{prefix}/{inner.name}"
             if skip(path, inner):
                 continue
-            if builtin_name(inner) and saves_declared_variables_only(inner) and _own_kernels(inner):
+            if builtin_name(inner) and saves_declared_variables_only(inner) and own_kernels(inner):
                 found.append((path, inner))
             walk(inner, path)
 
@@ -76,7 +76,7 @@ class SublayerMasks:
         self.block_size = tuple(block_size)
         self.sparsity_m_by_n = tuple(sparsity_m_by_n) if sparsity_m_by_n else None
         self.driven_by_pruning_callback = False
-        weights = _own_kernels(layer)
+        weights = own_kernels(layer)
         masks = [add_variable(layer, "mask", tuple(weight.shape), weight.dtype, "ones") for weight in weights]
         self.pruning_step = add_variable(layer, "pruning_step", (), "int32", keras.initializers.Constant(-1))
         self.pruning_vars = [(weight, mask, None) for weight, mask in zip(weights, masks)]

@@ -87,6 +87,26 @@ def _check_m_by_n(named_layers, m_by_n):
                              f"of {n}. Pass exclude=[{name!r}] or choose another n.")
 
 
+def weights_to_prune(model, excluded=()):
+    """`{layer name: [variables]}`: the weights `prune` masks with granularity "weight" in each of
+    `model`'s layers outside `excluded` (names or, Keras 3, paths), inside custom layers too."""
+    prunable, prunability = road(model, "prunable_weights"), road(model, "prunability")
+    inside = supports(model, "sublayer_pruning")
+    found = {}
+    for layer in model.layers:
+        if layer.name in excluded:
+            continue
+        weights = list(prunable(layer))
+        if not weights and inside and prunability(layer) is None:
+            from keras_compress.pruning.keras3_sublayers import own_kernels, targets
+
+            weights = [variable for path, inner in targets(layer) if path not in excluded
+                       for variable in own_kernels(inner)]
+        if weights:
+            found[layer.name] = weights
+    return found
+
+
 def _sublayer_paths(model):
     """The paths of the layers inside `model`'s custom layers that pruning can mask in place."""
     from keras_compress.pruning.keras3_sublayers import targets

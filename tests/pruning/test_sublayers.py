@@ -129,3 +129,16 @@ def test_checkpoints_of_a_model_pruned_inside_load_back_and_resume_with_their_ma
     after = again.layers[1].inner.kernel.numpy()
     np.testing.assert_array_equal(after == 0, inner == 0)
     assert not np.array_equal(after, inner)  # it trained
+
+
+def test_the_global_weight_scan_of_compress_ranks_what_prune_masks(keras3):
+    from keras_compress.analysis._scan import global_weight_unit
+    from keras_compress.pruning.prune import pruning_wrappers
+
+    model = keras_io_transformer(keras3)
+    unit = global_weight_unit(model, set(), "weights/global")
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), scope="global")
+    masked = [weight for wrapper in pruning_wrappers(pruned) for weight, _, _ in wrapper.pruning_vars]
+    assert len(masked) == 10 and unit.parameters == sum(int(np.prod(weight.shape)) for weight in masked)
+    assert unit.layers == [layer.name for layer in model.layers[1:3]] + [model.layers[-3].name,
+                                                                         model.layers[-1].name]
