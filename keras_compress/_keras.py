@@ -15,7 +15,7 @@ __all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend", "tensorflow_call", "
            "tensor_key", "rank",
            "is_graph_model", "is_saving", "layer_input_tensors", "registered_object", "set_train_function",
            "steps_per_execution", "train_function",
-           "public_symbol",
+           "public_symbol", "output_mask",
            "saved_model_keras_metadata", "CODE_LAYER_NAMES", "OP_LAYER_NAMES"]
 
 NAME = "tf_keras"
@@ -217,3 +217,8 @@ def saved_model_keras_metadata(folder):
         strings += [node.user_object.metadata for node in meta_graph.object_graph_def.nodes
                     if node.WhichOneof("kind") == "user_object" and node.user_object.metadata]
     return strings
+
+
+def output_mask(tensor):
+    """The Keras mask a layer set on its output `tensor` (False at padding), or None."""
+    return getattr(tensor, "_keras_mask", None)

@@ -16,7 +16,7 @@ __all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend",
            "tensor_key", "train_function", "input_names", "output_names", "public_name", "public_symbol",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
            "unwrapped", "call_with_values", "producer", "call_count", "sublayers",
-           "child_layers", "add_variable", "saves_declared_variables_only", "load_without",
+           "child_layers", "add_variable", "saves_declared_variables_only", "load_without", "output_mask",
            "tensorflow_call"]
 
 NAME = "keras3"
@@ -314,3 +314,10 @@ def load_without(layer, unsaved, loaded):
 
     object.__setattr__(layer, "_check_load_own_variables", check_saved)  # this layer only
     object.__setattr__(layer, "load_own_variables", load_then_tell)
+
+
+def output_mask(tensor):
+    """The Keras mask a layer set on its output `tensor` (False at padding), or None."""
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(tensor)

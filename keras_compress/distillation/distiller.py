@@ -37,6 +37,10 @@ class Distiller(metaclass=_EitherFlavour):
     on the teacher's outputs alone: the loss is then the soft term. Metrics and
     `predict` use the student. `distiller.student` is an ordinary model to save
     and export on its own; `alpha` and `temperature` are saved with the Distiller.
+    Sequence outputs (token classification, language-model heads: `(batch, tokens,
+    classes)`) get one term per token, averaged over the tokens the student's Keras
+    mask keeps (`Embedding(mask_zero=True)` leaves padding out), weighted by
+    per-token `sample_weight` where given, as Keras' own losses reduce them.
 
     Args:
         student: the model to train, Keras 3 or tf_keras (may be pruned or quantization-aware,

@@ -13,15 +13,18 @@ import keras
 from keras import ops
 
 from keras_compress._flavour import KERAS3
+from keras_compress._keras3 import output_mask
 from keras_compress._types import KerasModel
 from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects
-from keras_compress.distillation.losses import as_logits, keras_ops, soft_target_loss
+from keras_compress.distillation.losses import as_logits, keras_ops, per_position, soft_target_loss
 
 __all__ = ["Keras3Distiller"]
 
 
-def _mean_over_features(values):
-    return ops.mean(values, axis=list(range(1, len(values.shape)))) if len(values.shape) > 1 else values
+def _mean_over_features(values, kept_axes=1):
+    """`values` averaged over every axis after the first `kept_axes` (the batch, and a sequence's)."""
+    rank = len(values.shape)
+    return ops.mean(values, axis=list(range(kept_axes, rank))) if rank > kept_axes else values
 
 
 @keras.saving.register_keras_serializable(package="keras_compress", name="Distiller")
@@ -84,7 +87,7 @@ class Keras3Distiller(DistillerSettings, keras.Model):
             return soft_target_loss(student_logits, teacher_logits, self.temperature, keras_ops())
         loss = self.distillation_loss_fn(ops.softmax(teacher_logits / self.temperature),
                                          ops.softmax(student_logits / self.temperature))
-        return _mean_over_features(loss) * self.temperature ** 2
+        return _mean_over_features(loss, len(student_logits.shape) - 1) * self.temperature ** 2
 
     def _split_targets(self, y):
         """`(labels, cached teacher outputs or None)`: `fit` with `cache_teacher` passes both."""
@@ -111,15 +114,21 @@ class Keras3Distiller(DistillerSettings, keras.Model):
             student_feats = list(self._student_features(x, training=training)[1:])
             feature = sum(_mean_over_features(ops.square((project(s) if project else s) - t))
                           for project, s, t in zip(self.projections, student_feats, teacher_feats))
-            per_example = per_example + self.feature_weight * feature
             self.feature_loss_tracker.update_state(feature, sample_weight=sample_weight)
-        weighted = per_example if sample_weight is None else per_example * ops.cast(sample_weight, "float32")
-        loss = ops.sum(weighted) / ops.cast(ops.shape(per_example)[0], "float32")
+            while len(feature.shape) < len(per_example.shape):  # per token: each of its tokens
+                feature = ops.expand_dims(feature, -1)
+            per_example = per_example + self.feature_weight * feature
+        # Sequence outputs give one value per token: their mean over the tokens kept (not padding).
+        mask = output_mask(y_pred)
+        values, weights = per_position(per_example, sample_weight, mask, keras_ops())
+        weighted = values if weights is None else values * weights
+        loss = ops.sum(weighted) / ops.cast(ops.shape(values)[0], "float32")
         if self.losses:
             loss = loss + ops.sum([ops.sum(penalty) for penalty in self.losses])
-        if hard is not None:
-            self.student_loss_tracker.update_state(hard, sample_weight=sample_weight)
-        self.distillation_loss_tracker.update_state(soft, sample_weight=sample_weight)
+        for tracker, term in ((self.student_loss_tracker, hard), (self.distillation_loss_tracker, soft)):
+            if term is not None:
+                term_values, term_weights = per_position(term, sample_weight, mask, keras_ops())
+                tracker.update_state(term_values, sample_weight=term_weights)
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

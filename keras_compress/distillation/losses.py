@@ -8,7 +8,8 @@ TensorFlow and the JAX backend alike).
 import types
 from typing import Any
 
-__all__ = ["distillation_loss", "soft_target_loss", "as_logits", "tensorflow_ops", "keras_ops"]
+__all__ = ["distillation_loss", "soft_target_loss", "as_logits", "per_position", "tensorflow_ops",
+           "keras_ops"]
 
 _EPSILON = 1e-7
 
@@ -20,7 +21,8 @@ def tensorflow_ops():
     return types.SimpleNamespace(
         convert=lambda x: tf.cast(tf.convert_to_tensor(x), tf.float32), log_softmax=tf.nn.log_softmax,
         softmax=tf.nn.softmax, sum=tf.reduce_sum, mean=tf.reduce_mean, log=tf.math.log, clip=tf.clip_by_value,
-        rank=lambda x: x.shape.rank, one_hot=lambda labels, n: tf.one_hot(tf.cast(labels, tf.int32), n))
+        rank=lambda x: x.shape.rank, one_hot=lambda labels, n: tf.one_hot(tf.cast(labels, tf.int32), n),
+        reshape=tf.reshape, expand_dims=tf.expand_dims, ones_like=tf.ones_like, maximum=tf.maximum)
 
 
 def keras_ops():
@@ -30,7 +32,8 @@ def keras_ops():
     return types.SimpleNamespace(
         convert=lambda x: ops.cast(ops.convert_to_tensor(x), "float32"), log_softmax=ops.log_softmax,
         softmax=ops.softmax, sum=ops.sum, mean=ops.mean, log=ops.log, clip=ops.clip,
-        rank=lambda x: len(x.shape), one_hot=lambda labels, n: ops.one_hot(ops.cast(labels, "int32"), n))
+        rank=lambda x: len(x.shape), one_hot=lambda labels, n: ops.one_hot(ops.cast(labels, "int32"), n),
+        reshape=ops.reshape, expand_dims=ops.expand_dims, ones_like=ops.ones_like, maximum=ops.maximum)
 
 
 def _ops_for(*values):
@@ -70,6 +73,30 @@ def soft_target_loss(student_logits: Any, teacher_logits: Any, temperature: floa
     teacher = ops.softmax(ops.convert(teacher_logits) / temperature, axis=-1)
     kl = ops.sum(teacher * (teacher_log - student_log), axis=-1)
     return kl * temperature ** 2
+
+
+def per_position(values: Any, sample_weight: Any = None, mask: Any = None, ops: Any = None) -> tuple:
+    """`(values, weights)` of a loss computed per example, `(batch,)`, returned as they are, or per
+    position (the tokens of sequences, `(batch, tokens)`), flattened to one value per token and
+    weighted as Keras weighs a masked loss: by `sample_weight` (per example or per token) and,
+    with `mask` (the student output's Keras mask: False at padding), by `mask * tokens / kept`, so
+    that the mean over all values is the mean over the tokens kept. `weights` is None when
+    neither is given."""
+    ops = ops or _ops_for(values)
+    if ops.rank(values) <= 1:
+        return values, sample_weight
+    weights = None
+    if sample_weight is not None:
+        weights = ops.convert(sample_weight)
+        while ops.rank(weights) < ops.rank(values):  # one weight per example: the same for its tokens
+            weights = ops.expand_dims(weights, -1)
+        weights = weights * ops.ones_like(values)
+    if mask is not None:
+        kept = ops.convert(mask) * ops.ones_like(values)
+        scale = ops.sum(ops.ones_like(values)) / ops.maximum(ops.sum(kept), 1.0)
+        weights = kept * scale if weights is None else weights * kept * scale
+    flat = lambda tensor: None if tensor is None else ops.reshape(tensor, (-1,))  # noqa: E731
+    return flat(values), flat(weights)
 
 
 def hard_loss(labels, student_logits, ops):

@@ -6,17 +6,18 @@ from typing import Any
 import tensorflow as tf
 
 from keras_compress._flavour import TF_KERAS
-from keras_compress._keras import keras
+from keras_compress._keras import keras, output_mask
 from keras_compress._types import KerasModel
 from keras_compress.distillation._settings import DistillerSettings, check_flavour_objects
-from keras_compress.distillation.losses import as_logits, soft_target_loss
+from keras_compress.distillation.losses import as_logits, per_position, soft_target_loss
 
 __all__ = ["TfKerasDistiller"]
 
 
-def _mean_over_features(values):
+def _mean_over_features(values, kept_axes=1):
+    """`values` averaged over every axis after the first `kept_axes` (the batch, and a sequence's)."""
     rank = values.shape.rank
-    return tf.reduce_mean(values, axis=list(range(1, rank))) if rank and rank > 1 else values
+    return tf.reduce_mean(values, axis=list(range(kept_axes, rank))) if rank and rank > kept_axes else values
 
 
 @keras.utils.register_keras_serializable(package="keras_compress", name="Distiller")
@@ -57,7 +58,7 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
             return soft_target_loss(student_logits, teacher_logits, self.temperature)
         soften = lambda logits: tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature)  # noqa: E731
         loss = self.distillation_loss_fn(soften(teacher_logits), soften(student_logits))
-        return _mean_over_features(loss) * self.temperature ** 2
+        return _mean_over_features(loss, student_logits.shape.rank - 1) * self.temperature ** 2
 
     @staticmethod
     def _outputs(model, features, x, training):
@@ -81,15 +82,19 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
                 feature = tf.add_n([
                     _mean_over_features(tf.square((project(s) if project else s) - t))
                     for project, s, t in zip(self.projections, student_feats, teacher_feats)])
+                while feature.shape.rank < per_example.shape.rank:  # per token: each of its tokens
+                    feature = tf.expand_dims(feature, -1)
                 per_example += self.feature_weight * feature
-            loss = tf.nn.compute_average_loss(per_example, sample_weight=sample_weight)
+            # Sequence outputs give one value per token: their mean over the tokens kept (not padding).
+            values, weights = per_position(per_example, sample_weight, output_mask(student_out))
+            loss = tf.nn.compute_average_loss(values, sample_weight=weights)
             if self.student.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
         variables = self.student.trainable_variables + [
             v for project in self.projections if project for v in project.trainable_variables]
         self.optimizer.minimize(loss, variables, tape=tape)
         self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft,
-                     "feature_loss": feature}, sample_weight)
+                               "feature_loss": feature}, sample_weight, output_mask(student_out))
         return self.compute_metrics(x, y, student_out, sample_weight)
 
     def _loss_terms(self, y, student_out, teacher_out):
@@ -101,10 +106,11 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
         hard = self.student_loss_fn(y, student_out)
         return hard, soft, self.alpha * hard + (1.0 - self.alpha) * soft
 
-    def _update_trackers(self, values, sample_weight):
+    def _update_trackers(self, values, sample_weight, mask=None):
         for tracker in self._trackers:
             if values.get(tracker.name) is not None:
-                tracker.update_state(values[tracker.name], sample_weight=sample_weight)
+                value, weights = per_position(values[tracker.name], sample_weight, mask)
+                tracker.update_state(value, sample_weight=weights)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -112,7 +118,7 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
         teacher_out = self.teacher(x, training=False)
         hard, soft, per_example = self._loss_terms(y, student_out, teacher_out)
         self._update_trackers({"loss": per_example, "student_loss": hard, "distillation_loss": soft},
-                              sample_weight)
+                              sample_weight, output_mask(student_out))
         if y is not None:
             self.compiled_metrics.update_state(y, student_out, sample_weight)
         trackers = self._trackers[:3] if y is not None else [self._trackers[0], self._trackers[2]]

@@ -124,25 +124,3 @@ def test_shrink_keeps_channels_an_operation_mixes_or_leaves_non_zero(digits, ker
     names = ("summed", "sorted", "shifted", "gated", "plain", "free")
     assert [small.get_layer(n).filters for n in names] == [8, 8, 8, 8, 4, 4]
     _assert_same_outputs(plain, small, random_inputs(plain))
-
-
-@pytest.mark.slow
-def test_tf_keras_efficientnet_prunes_and_shrinks_exactly():
-    """tf_keras EfficientNetB0, which tests/test_applications.py does not take through every stage
-    (the Keras 3 one goes through every stage there): swish, squeeze-excite gates behind a
-    Reshape, and a Normalization layer holding constants."""
-    import tf_keras
-
-    model = compile_classifier(tf_keras.applications.EfficientNetB0(  # its stem needs 32x32
-        input_shape=(32, 32, 3), weights=None, classes=10, classifier_activation=None))
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 32, 32, 3), dtype="float32")
-    y = rng.integers(0, 10, 64)
-    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
-    compile_classifier(pruned).fit(x, y, epochs=1, batch_size=32, verbose=0,
-                                   callbacks=[kc.pruning.PruningCallback()])
-    plain = kc.pruning.strip(pruned)
-    small = kc.pruning.shrink(plain)
-    assert small.count_params() < 0.3 * model.count_params()
-    expected, actual = plain.predict_on_batch(x[:4]), small.predict_on_batch(x[:4])
-    np.testing.assert_allclose(expected, actual, rtol=1e-3, atol=1e-5)
