@@ -12,7 +12,7 @@ $(PY):
 
 $(INSTALLED): pyproject.toml setup.cfg | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,jax]"
+	$(PY) -m pip install --quiet -e ".[test,jax,hub]"
 	touch $(INSTALLED)
 
 # TensorFlow's C++ start-up messages (no CUDA here, CPU flags) are noise in the demo.

@@ -21,7 +21,7 @@ from keras_compress.errors import UnsupportedModelError
 
 __all__ = ["TF_KERAS", "KERAS3", "FLAVOURS", "Flavour", "flavour_of", "flavour_module", "keras_for", "road",
            "flavour_road", "flavour_title", "supports", "check_model", "check_graph_model", "numpy_dtype",
-           "SUPPORTED_BACKENDS"]
+           "model_inputs", "SUPPORTED_BACKENDS"]
 
 TF_KERAS = "tf_keras"
 KERAS3 = "keras3"
@@ -116,6 +116,16 @@ def supports(obj, feature):
     """Whether the flavour of `obj` can do `feature` (one of `Flavour.FEATURES`' names)."""
     module = flavour_module(obj)
     return module is not None and feature in module.FEATURES
+
+
+def model_inputs(model, inputs):
+    """`inputs` (one per tensor of `model.inputs`, in that order) as the model takes them: the one
+    tensor, a list, or a dict by input name (keras-hub's models)."""
+    if isinstance(model.input, dict):
+        import tensorflow as tf
+
+        return tf.nest.pack_sequence_as(model.input, list(inputs))
+    return list(inputs) if len(inputs) > 1 else inputs[0]
 
 
 def numpy_dtype(dtype):

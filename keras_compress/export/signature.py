@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._flavour import keras_for, numpy_dtype
+from keras_compress._flavour import keras_for, model_inputs, numpy_dtype
 from keras_compress.layer_kinds import builtin_name
 
 __all__ = ["input_specs", "serving_function", "sample_inputs"]
@@ -16,7 +16,7 @@ def input_specs(model, batch_size=None):
 
 
 def _call(model):
-    return lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+    return lambda *inputs: model(model_inputs(model, inputs), training=False)
 
 
 def serving_function(model, batch_size=None):

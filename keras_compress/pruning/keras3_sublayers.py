@@ -27,7 +27,7 @@ from keras_compress.pruning.report import kernels
 
 __all__ = ["SublayerMasks", "own_kernels", "targets", "mask_in_place", "holders"]
 
-_HOLDER = "_keras_compress_pruning"  # the attribute of a masked layer that holds its SublayerMasks
+_HOLDERS = "_keras_compress_masks_inside"  # the attribute of a pruned model listing its SublayerMasks
 
 
 def own_kernels(layer):
@@ -88,13 +88,14 @@ class SublayerMasks:
             mask.assign((np.asarray(weight.numpy()) != 0).astype(mask.dtype))
 
 
-def mask_in_place(layer, path, schedule, granularity, scope, block_size, m_by_n):
-    """Adds pruning masks to `layer` (a built-in layer inside a custom one)."""
-    holder = SublayerMasks(layer, path, schedule, granularity, scope, block_size, m_by_n)
-    object.__setattr__(layer, _HOLDER, holder)  # a plain attribute: Keras neither tracks nor saves it
+def mask_in_place(model, targets, schedule, granularity, scope, block_size, m_by_n):
+    """Adds pruning masks to `targets` (`[(path, built-in layer inside a custom one)]`) of the pruned
+    `model`, which lists them (a plain attribute: Keras neither tracks nor saves it)."""
+    masks = [SublayerMasks(layer, path, schedule, granularity, scope, block_size, m_by_n)
+             for path, layer in targets]
+    object.__setattr__(model, _HOLDERS, masks)
 
 
 def holders(model):
-    """The `SublayerMasks` inside `model`'s own custom layers (not in the models it holds), in order."""
-    return [getattr(inner, _HOLDER) for layer in model.layers if not isinstance(layer, keras.Model)
-            for inner in sublayers(layer) if hasattr(inner, _HOLDER)]
+    """The `SublayerMasks` that `prune` added inside `model`'s custom layers, in order."""
+    return list(getattr(model, _HOLDERS, []))

@@ -267,9 +267,8 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     if nested:
         from keras_compress.pruning.keras3_sublayers import mask_in_place
 
-        for found in nested.values():
-            for path, layer in found:
-                mask_in_place(layer, path, schedule, kind, scope, block_size, m_by_n)
+        mask_in_place(pruned, [pair for found in nested.values() for pair in found], schedule, kind, scope,
+                      block_size, m_by_n)
     if needs_callback:
         _refuse_fit_without_callback(pruned, f'granularity="{granularity}", scope="{scope}"')
     return pruned

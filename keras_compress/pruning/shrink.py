@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_compress._flavour import check_graph_model
+from keras_compress._flavour import check_graph_model, model_inputs
 from keras_compress._types import KerasModel
 from keras_compress.errors import ShrinkError
 from keras_compress.layer_kinds import rule_for
@@ -88,7 +88,7 @@ def _sample_inputs(model, rng):
 
 def _check_same_outputs(reference, small):
     inputs = _sample_inputs(reference, np.random.default_rng(0))
-    inputs = inputs if len(inputs) > 1 else inputs[0]
+    inputs = model_inputs(reference, inputs)
     expected = reference.predict_on_batch(inputs)
     actual = small.predict_on_batch(inputs)
     for want, got in zip(_as_list(expected), _as_list(actual)):

@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_compress._flavour import keras_for, numpy_dtype
+from keras_compress._flavour import keras_for, model_inputs, numpy_dtype
 from keras_compress._retracing import one_trace_per_model
 from keras_compress._types import KerasModel
 from keras_compress.runtime.runner import Runner
@@ -39,13 +39,13 @@ def _compiled(model):
 
         def predict(*xs):
             with lock:
-                return model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
+                return model.predict_on_batch(model_inputs(model, xs))
         return predict
     if model not in _COMPILED:
         one_trace_per_model("_compiled.<locals>")  # each model's forward pass traces once
         specs = [tf.TensorSpec(t.shape, numpy_dtype(t.dtype)) for t in model.inputs]
         held = weakref.ref(model)
-        _COMPILED[model] = tf.function(lambda *xs: held()(list(xs) if len(xs) > 1 else xs[0], training=False),
+        _COMPILED[model] = tf.function(lambda *xs: held()(model_inputs(held(), xs), training=False),
                                        input_signature=specs)
     return _COMPILED[model]
 

@@ -1,0 +1,87 @@
+"""keras-hub models (small configs, random weights: nothing is downloaded) through the stages
+keras_compress gives them, in a process of its own; `test_keras_hub.py` runs it and reads the
+JSON result it prints last.
+
+    python tests/hub_stages.py FOLDER
+"""
+
+import json
+import os
+import sys
+import warnings
+
+import keras
+import keras_hub
+import numpy as np
+
+import keras_compress as kc
+from keras_compress.pruning.prune import pruning_wrappers
+
+
+def _bert_inputs(rng, rows):
+    ids = rng.integers(1, 100, (rows, 16)).astype("int32")
+    return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}, \
+        (ids[:, 0] > 50).astype("int32")
+
+
+def _pruned_and_exported(model, x, y, folder, name):
+    """50% of the weights pruned inside the model's layers, stripped, exported: what it reached."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5))
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    stripped = kc.pruning.strip(pruned)
+    result = {"masked": len(pruning_wrappers(pruned)),
+              "left_dense": [str(w.message) for w in caught if "stay dense" in str(w.message)],
+              "sparsity": kc.pruning.sparsity(stripped).total_sparsity}
+    for suffix in (".onnx", ".tflite"):
+        artifact = kc.export(stripped, os.path.join(folder, name + suffix), sample_data=x)
+        result[suffix] = max(row["max_abs_diff"] for row in artifact.parity.values())
+    return result
+
+
+def bert(folder):
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=64, max_sequence_length=16)
+    classifier = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=2, preprocessor=None,
+                                                     activation="softmax")
+    x, y = _bert_inputs(rng, 64)
+    return _pruned_and_exported(classifier, x, y, folder, "bert")
+
+
+def gpt2(folder):
+    """A decoder with a next-token head: pruned inside, and distilled per token into a narrower one,
+    padding left out. (`GPT2CausalLM` itself cannot be copied: Keras' `clone_model` gives its tied
+    embedding one variable more than the model has.)"""
+    rng = np.random.default_rng(0)
+
+    def model(hidden, seed):
+        keras.utils.set_random_seed(seed)
+        backbone = keras_hub.models.GPT2Backbone(vocabulary_size=64, num_layers=2, num_heads=2,
+                                                 hidden_dim=hidden, intermediate_dim=2 * hidden,
+                                                 max_sequence_length=12)
+        inputs = {name: keras.Input((12,), dtype="int32", name=name)
+                  for name in ("token_ids", "padding_mask")}
+        return keras.Model(inputs, keras.layers.Dense(64, name="next_token")(backbone(inputs)))
+
+    ids = rng.integers(1, 64, (64, 12)).astype("int32")
+    mask = (np.arange(12)[None, :] < rng.integers(6, 13, 64)[:, None]).astype("int32")
+    x = {"token_ids": ids * mask, "padding_mask": mask}
+    y = np.roll(ids, -1, axis=1) * mask  # the next token
+    teacher = model(32, 0)
+    result = _pruned_and_exported(teacher, x, y, folder, "gpt2")
+    distiller = kc.Distiller(student=model(16, 1), teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2), alpha=0.0)
+    before = distiller.evaluate(x, y, sample_weight=mask, verbose=0, return_dict=True)["loss"]
+    distiller.fit(x, y, sample_weight=mask, epochs=20, batch_size=16, verbose=0)
+    result["distillation_loss"] = (before, distiller.evaluate(x, y, sample_weight=mask, verbose=0,
+                                                              return_dict=True)["loss"])
+    return result
+
+
+if __name__ == "__main__":
+    out = sys.argv[1]
+    print("RESULT " + json.dumps({"bert": bert(out), "gpt2": gpt2(out)}))

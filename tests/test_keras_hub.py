@@ -1,0 +1,34 @@
+"""keras-hub models (the `hub` extra: `pip install keras-compress[hub]`) through pruning inside
+their layers, `strip`, verified ONNX and TFLite export, and per-token distillation of a decoder,
+in a process of their own (`hub_stages.py`)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "hub_stages.py")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None,
+                    reason="needs keras-hub: pip install keras-compress[hub] (`make test` installs it)")
+def test_bert_and_gpt2_prune_inside_their_layers_export_and_distill(tmp_path):
+    done = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=1200, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.split("RESULT ")[-1])
+    # BERT: token and segment embeddings, 2 x (4 attention projections + 2 feed-forward), the pooler,
+    # and the classifier head; GPT-2: the token embedding, 2 x 6, and the next-token head.
+    assert result["bert"]["masked"] == 16 and result["gpt2"]["masked"] == 14
+    for name, dense in (("bert", "BertBackbone: 512"), ("gpt2", "GPT2Backbone: 384")):
+        row = result[name]
+        # Only keras-hub's own PositionEmbedding stays dense (16 or 12 positions x 32), and is named.
+        assert len(row["left_dense"]) == 1 and dense in row["left_dense"][0]
+        assert row["sparsity"] == pytest.approx(0.49, abs=0.01)
+        assert row[".onnx"] < 1e-4 and row[".tflite"] < 1e-4
+    before, after = result["gpt2"]["distillation_loss"]
+    assert after < 0.2 * before
