@@ -18,6 +18,13 @@ def _settings(**kwargs):
     return dict(dict(epochs=1, batch_size=64, verbose=0), **kwargs)
 
 
+# The two longest runs of `compress` (two minutes each on JAX, where every file goes through a
+# TensorFlow rebuild) run on the TensorFlow backend only; the JAX pass keeps the shorter ones.
+ON_TENSORFLOW = pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "jax",
+                                   reason="`make test` runs it on the TensorFlow backend (2 min on JAX)")
+
+
+@ON_TENSORFLOW
 def test_a_size_target_is_met_by_the_file_in_either_flavour(trained_cnn, digits, tmp_path):
     train, validation = digits
     target = kc.Target(size_kb=12)
@@ -92,6 +99,7 @@ def test_a_sparse_file_that_computes_wrong_outputs_is_stored_dense(tf_keras_cnn,
     assert "sparse_tensors" not in result.artifact.settings
 
 
+@ON_TENSORFLOW
 def test_qat_learns_the_int8_file_in_the_last_epochs_and_keeps_the_pruned_zeros(trained_cnn, digits, tmp_path,
                                                                                 monkeypatch):
     fits = []
