@@ -38,6 +38,7 @@ benchmark: $(INSTALLED)
 	$(PY) benchmarks/quantize_aware.py
 	$(PY) benchmarks/realsize.py
 	$(PY) benchmarks/compress.py
+	$(PY) benchmarks/transformers.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -58,8 +58,8 @@ def copy_model(model):
                 raise
     finally:
         model.compiled = compiled
-    if len(copy.weights) == len(model.weights):
-        copy.set_weights(model.get_weights())
+    if len(copy.weights) >= len(model.weights):
+        copy.set_weights(model.get_weights())  # Keras' own error where the copy holds more
     else:  # variables its layers do not save (pruning masks added inside custom layers): copy what they save
         import tempfile
 

@@ -23,10 +23,14 @@ def rebuilt(layer):
         return cls.from_config(config)
     except TypeError:
         parameters = inspect.signature(cls.__init__).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()) or "__init__" not in vars(cls):
+        if (any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+                or (cls.__init__.__module__ or "").split(".")[0] in ("keras", "tf_keras")):
             raise
         new = cls(**{key: value for key, value in config.items() if key in parameters})
-        new.name = layer.name
+        try:
+            new.name = layer.name  # Keras 3 (a tf_keras layer's name is read-only: its own error stands)
+        except AttributeError:
+            raise TypeError(f"{cls.__name__}.__init__ takes none of Keras' layer arguments") from None
         new.trainable = layer.trainable
         new.dtype_policy = layer.dtype_policy
         return new

@@ -57,7 +57,7 @@ def tokens(*, rows: int = 2000, maxlen: int = 32, vocab_size: int = 1000, test_s
            seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A binary text-classification task made of token ids, for sequence models (no downloads).
 
-    Each row is `maxlen` random word ids in which one to five marker ids stand; ids 2-5 mark
+    Each row is `maxlen` random word ids in which one, three or five marker ids stand; ids 2-5 mark
     "positive", 6-9 "negative", and the label says whether positive markers outnumber negative
     ones. It is learnt from the tokens alone, as a sentiment dataset is, in a few epochs.
 

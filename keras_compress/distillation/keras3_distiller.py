@@ -114,7 +114,7 @@ class Keras3Distiller(DistillerSettings, keras.Model):
             student_feats = list(self._student_features(x, training=training)[1:])
             feature = sum(_mean_over_features(ops.square((project(s) if project else s) - t))
                           for project, s, t in zip(self.projections, student_feats, teacher_feats))
-            self.feature_loss_tracker.update_state(feature, sample_weight=sample_weight)
+            self.feature_loss_tracker.update_state(*per_position(feature, sample_weight, None, keras_ops()))
             while len(feature.shape) < len(per_example.shape):  # per token: each of its tokens
                 feature = ops.expand_dims(feature, -1)
             per_example = per_example + self.feature_weight * feature

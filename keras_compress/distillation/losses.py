@@ -83,8 +83,12 @@ def per_position(values: Any, sample_weight: Any = None, mask: Any = None, ops: 
     that the mean over all values is the mean over the tokens kept. `weights` is None when
     neither is given."""
     ops = ops or _ops_for(values)
-    if ops.rank(values) <= 1:
-        return values, sample_weight
+    if ops.rank(values) <= 1:  # one value per example: per-token weights become their mean
+        if sample_weight is None:
+            return values, None
+        weights = ops.convert(sample_weight)
+        rank = ops.rank(weights)
+        return values, weights if rank <= 1 else ops.mean(weights, axis=list(range(1, rank)))
     weights = None
     if sample_weight is not None:
         weights = ops.convert(sample_weight)

@@ -82,9 +82,10 @@ class TfKerasDistiller(DistillerSettings, keras.Model):
                 feature = tf.add_n([
                     _mean_over_features(tf.square((project(s) if project else s) - t))
                     for project, s, t in zip(self.projections, student_feats, teacher_feats)])
-                while feature.shape.rank < per_example.shape.rank:  # per token: each of its tokens
-                    feature = tf.expand_dims(feature, -1)
-                per_example += self.feature_weight * feature
+                per_token = feature
+                while per_token.shape.rank < per_example.shape.rank:  # per token: each of its tokens
+                    per_token = tf.expand_dims(per_token, -1)
+                per_example += self.feature_weight * per_token
             # Sequence outputs give one value per token: their mean over the tokens kept (not padding).
             values, weights = per_position(per_example, sample_weight, output_mask(student_out))
             loss = tf.nn.compute_average_loss(values, sample_weight=weights)

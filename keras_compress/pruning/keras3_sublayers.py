@@ -25,7 +25,7 @@ from keras_compress._keras3 import (
 from keras_compress.layer_kinds import builtin_name
 from keras_compress.pruning.report import kernels
 
-__all__ = ["SublayerMasks", "own_kernels", "targets", "mask_in_place", "holders"]
+__all__ = ["SublayerMasks", "own_kernels", "targets", "inside", "paired", "mask_in_place", "holders"]
 
 _HOLDERS = "_keras_compress_masks_inside"  # the attribute of a pruned model listing its SublayerMasks
 
@@ -36,24 +36,54 @@ def own_kernels(layer):
     return [variable for variable in kernels(layer) if id(variable) not in inner]
 
 
-def targets(layer, skip=lambda path, layer: False):
+def targets(layer):
     """`[(path, built-in layer)]`: the layers inside the custom `layer` that hold kernels or
     embeddings of their own, found through the layers each holds (custom ones included), named by
-    their path of layer names (`"transformer_block/multi_head_attention/query"`). `skip(path,
-    layer)` leaves a layer and what it holds out."""
+    their path of layer names (`"transformer_block/multi_head_attention/query"`)."""
     found = []
 
     def walk(outer, prefix):
         for inner in child_layers(outer):
             path = f"{prefix}/{inner.name}"
-            if skip(path, inner):
-                continue
             if builtin_name(inner) and saves_declared_variables_only(inner) and own_kernels(inner):
                 found.append((path, inner))
             walk(inner, path)
 
     walk(layer, layer.name)
     return found
+
+
+def inside(model, prunability):
+    """`{custom layer name: [(path, built-in layer)]}`: the `targets` of each of `model`'s layers that
+    pruning does not know (`prunability(layer) is None`), each layer once (one held by two custom
+    layers, or twice in one, by its first path)."""
+    seen, found = set(), {}
+    for layer in model.layers:
+        if prunability(layer) is not None:
+            continue
+        pairs = []
+        for path, inner in targets(layer):
+            if id(inner) not in seen:
+                seen.add(id(inner))
+                pairs.append((path, inner))
+        if pairs:
+            found[layer.name] = pairs
+    return found
+
+
+def paired(original, copied):
+    """`{name: [(path, layer, its copy)]}` from `inside` of a model and of its copy, which rebuilds
+    the same layers in the same order (under new names)."""
+    triples = {}
+    for name, pairs in original.items():
+        twins = copied.get(name, [])
+        if len(twins) != len(pairs) or any(type(a) is not type(b) or [w.shape for w in a.weights]
+                                           != [w.shape for w in b.weights]
+                                           for (_, a), (_, b) in zip(pairs, twins)):
+            raise RuntimeError(f"The copy of layer {name!r} holds other layers than the layer: its "
+                               "config does not rebuild what its __init__ built.")
+        triples[name] = [(path, layer, twin) for (path, layer), (_, twin) in zip(pairs, twins)]
+    return triples
 
 
 class SublayerMasks:

@@ -52,67 +52,48 @@ def excluded_names(model, exclude, paths=()):
     return exclude
 
 
-def _sublayer_targets(model, copy, statuses, exclude):
-    """`{custom layer name: [(path, layer of copy)]}` for the custom layers of `model` that hold
-    built-in layers pruning can mask in place (Keras 3): those layers, named by their paths in
-    `model` (a copy names the layers it rebuilds anew), but for those `exclude` names or picks."""
-    from keras_compress.pruning import keras3_sublayers
+def _inner_layers(model):
+    """`keras3_sublayers.inside(model)`: the layers pruning can mask inside `model`'s custom layers
+    (Keras 3; none for tf_keras)."""
+    if not supports(model, "sublayer_pruning"):
+        return {}
+    from keras_compress.pruning.keras3_sublayers import inside
 
-    originals = {layer.name: layer for layer in model.layers}
-    found = {}
-    for layer in copy.layers:
-        if statuses.get(layer.name, "none") is not None:
-            continue
-        pairs = zip(keras3_sublayers.targets(originals[layer.name]), keras3_sublayers.targets(layer))
-        candidates = list(pairs)
-        if candidates:  # a custom layer whose inner layers `exclude` all picks is masked nowhere
-            found[layer.name] = [(path, twin) for (path, inner), (_, twin) in candidates
-                                 if not (callable(exclude) and exclude(inner)
-                                         or not callable(exclude) and path in (exclude or ()))]
-    return found
+    return inside(model, road(model, "prunability"))
 
 
-def _check_m_by_n(named_layers, m_by_n):
+def _m_by_n_problem(name, layer, m_by_n):
+    """Why `layer` cannot take an m:n pattern (with the fix), or None."""
     m, n = m_by_n
-    for name, layer in named_layers:
-        kernel_rank = len(layer.kernel.shape) if hasattr(layer, "kernel") else None
-        if not kind_of(layer).m_by_n or kernel_rank not in (2, 4):
-            raise ValueError(f'granularity "{m}:{n}" works on Dense and Conv2D layers only; '
-                             f"layer {name!r} is a {type(layer).__name__}. "
-                             f"Pass exclude=[{name!r}].")
-        inputs = layer.kernel.shape[-2]
-        if inputs % n:
-            raise ValueError(f'granularity "{m}:{n}" does not divide the weights of layer '
-                             f"{name!r}: its {inputs} input channels are not a multiple "
-                             f"of {n}. Pass exclude=[{name!r}] or choose another n.")
+    kernel_rank = len(layer.kernel.shape) if hasattr(layer, "kernel") else None
+    if not kind_of(layer).m_by_n or kernel_rank not in (2, 4):
+        return (f'granularity "{m}:{n}" works on Dense and Conv2D layers only; layer {name!r} is a '
+                f"{type(layer).__name__}. Pass exclude=[{name!r}].")
+    inputs = layer.kernel.shape[-2]
+    if inputs % n:
+        return (f'granularity "{m}:{n}" does not divide the weights of layer {name!r}: its {inputs} input '
+                f"channels are not a multiple of {n}. Pass exclude=[{name!r}] or choose another n.")
+    return None
 
 
 def weights_to_prune(model, excluded=()):
     """`{layer name: [variables]}`: the weights `prune` masks with granularity "weight" in each of
     `model`'s layers outside `excluded` (names or, Keras 3, paths), inside custom layers too."""
-    prunable, prunability = road(model, "prunable_weights"), road(model, "prunability")
-    inside = supports(model, "sublayer_pruning")
+    prunable = road(model, "prunable_weights")
+    inner = _inner_layers(model)
     found = {}
     for layer in model.layers:
         if layer.name in excluded:
             continue
         weights = list(prunable(layer))
-        if not weights and inside and prunability(layer) is None:
-            from keras_compress.pruning.keras3_sublayers import own_kernels, targets
+        if layer.name in inner:
+            from keras_compress.pruning.keras3_sublayers import own_kernels
 
-            weights = [variable for path, inner in targets(layer) if path not in excluded
-                       for variable in own_kernels(inner)]
+            weights = [variable for path, held in inner[layer.name] if path not in excluded
+                       for variable in own_kernels(held)]
         if weights:
             found[layer.name] = weights
     return found
-
-
-def _sublayer_paths(model):
-    """The paths of the layers inside `model`'s custom layers that pruning can mask in place."""
-    from keras_compress.pruning.keras3_sublayers import targets
-
-    prunability = road(model, "prunability")
-    return [path for layer in model.layers if prunability(layer) is None for path, _ in targets(layer)]
 
 
 def _our_schedule(schedule):
@@ -201,8 +182,8 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     if pruning_wrappers(model):
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
-    inside = kind != "filter" and supports(model, "sublayer_pruning")  # masks in custom layers
-    excluded = excluded_names(model, exclude, _sublayer_paths(model) if inside else ())
+    inner = _inner_layers(model) if kind != "filter" else {}  # masked in place inside custom layers
+    excluded = excluded_names(model, exclude, [path for pairs in inner.values() for path, _ in pairs])
     copy = flavour.copy_model(model)
     if model.weights and not copy.trainable_weights:
         warnings.warn(f"Model {model.name!r} is frozen (trainable=False): its pruned copy is made trainable, "
@@ -223,23 +204,40 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     else:
         targets = {name for name, status in statuses.items()
                    if status == "weights" and name not in excluded}
-    nested = _sublayer_targets(model, copy, statuses, exclude) if inside else {}
-    nested = {name: found for name, found in nested.items() if name not in excluded}
     if kind == "m:n":
-        _check_m_by_n([(name, layers[name]) for name in sorted(targets)]
-                      + [pair for found in nested.values() for pair in found], m_by_n)
+        for name in sorted(targets):
+            problem = _m_by_n_problem(name, layers[name], m_by_n)
+            if problem:
+                raise ValueError(problem)
+    triples = {}
+    if inner:
+        from keras_compress.pruning.keras3_sublayers import paired
+
+        triples = paired(inner, _inner_layers(copy))
+
+    def picked(path, layer):
+        return exclude(layer) if callable(exclude) else path in excluded
+
+    nested = {name: [(path, twin) for path, layer, twin in found if not picked(path, layer)]
+              for name, found in triples.items() if name not in excluded}
     left_dense = {name: f"{name} ({type(layers[name]).__name__})"
                   for name, status in statuses.items()
                   if status is None and name not in targets and name not in nested and name not in excluded
                   and _holds_weights_to_prune(layers[name])}
     kept = {name: _matrix_parameters(layers[name]) for name in left_dense}
-    for name in nested:  # weights of custom layers outside the layers that can be masked in them
-        from keras_compress.pruning.keras3_sublayers import targets as inner_targets
-
-        kept[name] = _matrix_parameters(layers[name]) - sum(_matrix_parameters(inner)
-                                                           for _, inner in inner_targets(layers[name]))
+    for name, found in triples.items():  # weights of custom layers outside the layers masked in them
+        if name in excluded:
+            continue
+        kept[name] = _matrix_parameters(layers[name]) - sum(_matrix_parameters(twin) for _, _, twin in found)
         if kept[name] > 0:
             left_dense[name] = f"{name} ({type(layers[name]).__name__}: {kept[name]:,} of its weights)"
+    if kind == "m:n":  # inner layers that cannot take the pattern stay dense, named
+        for name, found in nested.items():
+            unfit = [(path, twin) for path, twin in found if _m_by_n_problem(path, twin, m_by_n)]
+            nested[name] = [pair for pair in found if pair not in unfit]
+            left_dense.update({path: f"{path} ({type(twin).__name__}: no {m_by_n[0]}:{m_by_n[1]} pattern)"
+                               for path, twin in unfit})
+            kept.update({path: _matrix_parameters(twin) for path, twin in unfit})
     if kind == "filter":  # layers with weights but no channel rule: filter pruning leaves them whole
         left_dense.update({name: f"{name} ({type(layers[name]).__name__}: no filters to remove)"
                            for name, status in statuses.items() if status == "weights"
@@ -251,7 +249,7 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
             + (" outside `exclude`" if excluded else "")
             + (" and channels that can be removed" if kind == "filter" else "") + ".")
     if left_dense:
-        held = sum(kept.get(name) or _matrix_parameters(layers[name]) for name in left_dense)
+        held = sum(kept[name] if name in kept else _matrix_parameters(layers[name]) for name in left_dense)
         total = sum(_matrix_parameters(layer) for layer in layers.values())
         share = f" They hold {held / total:.1%} of the model's weights." if total else ""
         warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense.values())

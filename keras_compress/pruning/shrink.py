@@ -3,6 +3,7 @@
 import numpy as np
 
 from keras_compress._flavour import check_graph_model, model_inputs
+from keras_compress._layer_configs import rebuilt
 from keras_compress._types import KerasModel
 from keras_compress.errors import ShrinkError
 from keras_compress.layer_kinds import rule_for
@@ -139,12 +140,15 @@ def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
     keep = _dead_channels(graph, layers)
 
     def rebuild(layer):
-        config = layer.get_config()
-        if layer.name in graph.outputs:
-            config[rule_for(layer).size_key] = int(graph.output_channels(layer.name, keep).sum())
-        if layer.name in graph.reshapes:
-            config["target_shape"] = (*config["target_shape"][:-1], graph.reshaped_channels(layer.name, keep))
         try:
+            if layer.name not in graph.outputs and layer.name not in graph.reshapes:
+                return rebuilt(layer)  # as it was (a layer of yours without **kwargs too)
+            config = layer.get_config()
+            if layer.name in graph.outputs:
+                config[rule_for(layer).size_key] = int(graph.output_channels(layer.name, keep).sum())
+            if layer.name in graph.reshapes:
+                config["target_shape"] = (*config["target_shape"][:-1],
+                                          graph.reshaped_channels(layer.name, keep))
             return layer.__class__.from_config(config)
         except Exception as error:
             raise ShrinkError(f"Cannot rebuild layer {layer.name!r} ({type(layer).__name__}) "

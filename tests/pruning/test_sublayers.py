@@ -85,21 +85,57 @@ def test_global_ranking_covers_inner_layers_and_exclude_names_them_by_path(keras
     assert zeros == pytest.approx(0.7, abs=0.01)  # one ranking over the block's and the head's kernels
 
 
-def test_m_by_n_inside_custom_layers_names_the_inner_layer_it_cannot_pattern(keras3):
+def test_m_by_n_inside_custom_layers_leaves_the_layers_it_cannot_pattern_dense_and_named(keras3):
     model = keras_io_transformer(keras3)
     query = _query(model)
-    with pytest.raises(ValueError, match=rf"'{query}' is a EinsumDense[\s\S]*exclude=\['{query}'\]"):
-        kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="2:4",
-                         exclude=lambda layer: isinstance(layer, keras3.layers.Embedding))
-    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="2:4",
-                              exclude=lambda layer: isinstance(layer, (keras3.layers.EinsumDense,
-                                                                       keras3.layers.Embedding)))
+    with pytest.warns(UserWarning, match=rf"{query} \(EinsumDense: no 2:4 pattern\)"):
+        pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="2:4")
     _fit(pruned, epochs=1)
-    feed_forward = [kernel for path, kernel in _inner_kernels(pruned, model).items() if "/sequential" in path]
-    assert len(feed_forward) == 2
+    kernels = _inner_kernels(pruned, model)
+    feed_forward = [kernel for path, kernel in kernels.items() if "/sequential" in path]
+    assert len(feed_forward) == 2 and np.all(kernels[query] != 0)
     for kernel in feed_forward:
         groups = np.moveaxis(kernel, -2, -1).reshape(-1, 4)
         assert np.all(np.sum(groups == 0, axis=1) >= 2)
+
+
+def test_a_layer_held_twice_is_masked_once_and_one_name_excludes_one_layer(keras3, tmp_path):
+    L = keras3.layers
+
+    class Head(L.Layer):
+        def __init__(self, dense, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = dense
+
+        def call(self, x):
+            return self.dense(x)
+
+    class Block(L.Layer):  # its Dense, and a Head around the same Dense
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense, self.extra = L.Dense(8, name="dense"), L.Dense(8, name="dense_1")
+            self.head = Head(self.dense, name="head")
+
+        def call(self, x):
+            return self.extra(self.head(self.dense(x)))
+
+    inputs = keras3.Input((8,))
+    model = keras3.Model(inputs, L.Dense(2, name="out")(Block(name="block")(inputs)))
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5, begin_step=1, frequency=1000),
+                              exclude="block/dense_1")  # one name (block/dense is part of its string)
+    from keras_compress.pruning.prune import pruning_wrappers
+
+    masked = [getattr(wrapper, "layer_path", None) for wrapper in pruning_wrappers(pruned)]
+    assert masked == [None, "block/dense"]  # the head, then the one inner layer not excluded
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5, begin_step=1, frequency=1000))
+    assert [getattr(w, "layer_path", None) for w in pruning_wrappers(pruned)] == [None, "block/dense",
+                                                                                  "block/dense_1"]
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, np.zeros((32, 2), "float32"), epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    pruned.save_weights(str(tmp_path / "w.weights.h5"))
+    pruned.load_weights(str(tmp_path / "w.weights.h5"))  # one mask per layer: the file loads back
+    assert np.mean(pruned.layers[1].dense.kernel.numpy() == 0) == pytest.approx(0.5)
 
 
 def test_checkpoints_of_a_model_pruned_inside_load_back_and_resume_with_their_masks(keras3, tmp_path):
