@@ -121,10 +121,14 @@ def supports(obj, feature):
 def model_inputs(model, inputs):
     """`inputs` (one per tensor of `model.inputs`, in that order) as the model takes them: the one
     tensor, a list, or a dict by input name (keras-hub's models)."""
-    if isinstance(model.input, dict):
+    try:
+        structure = model.input
+    except AttributeError:  # a Keras 3 Sequential never called: one input
+        structure = None
+    if isinstance(structure, dict):
         import tensorflow as tf
 
-        return tf.nest.pack_sequence_as(model.input, list(inputs))
+        return tf.nest.pack_sequence_as(structure, list(inputs))
     return list(inputs) if len(inputs) > 1 else inputs[0]
 
 
