@@ -52,12 +52,8 @@ class TokenAndPositionEmbedding(layers.Layer):
         return x + positions
 
 
-def main():
-    keras.utils.set_random_seed(0)
-    vocab_size, maxlen = 1000, 32  # keras.io: 20000 words, 200 tokens
-    embed_dim, num_heads, ff_dim = 32, 2, 32
-    (x_train, y_train), (x_val, y_val) = kc.datasets.tokens(rows=4000, maxlen=maxlen, vocab_size=vocab_size)
-
+def build_model(maxlen, vocab_size, embed_dim, num_heads, ff_dim):
+    """keras.io's classifier: the two custom layers, pooling, and a small Dense head."""
     inputs = layers.Input(shape=(maxlen,))
     x = TokenAndPositionEmbedding(maxlen, vocab_size, embed_dim)(inputs)
     x = TransformerBlock(embed_dim, num_heads, ff_dim)(x)
@@ -66,7 +62,15 @@ def main():
     x = layers.Dense(20, activation="relu")(x)
     x = layers.Dropout(0.1)(x)
     outputs = layers.Dense(2, activation="softmax")(x)
-    model = keras.Model(inputs=inputs, outputs=outputs)
+    return keras.Model(inputs=inputs, outputs=outputs)
+
+
+def main():
+    keras.utils.set_random_seed(0)
+    vocab_size, maxlen = 1000, 32  # keras.io: 20000 words, 200 tokens
+    embed_dim, num_heads, ff_dim = 32, 2, 32
+    (x_train, y_train), (x_val, y_val) = kc.datasets.tokens(rows=4000, maxlen=maxlen, vocab_size=vocab_size)
+    model = build_model(maxlen, vocab_size, embed_dim, num_heads, ff_dim)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=32, epochs=4, validation_data=(x_val, y_val), verbose=0)
     _, dense_accuracy = model.evaluate(x_val, y_val, verbose=0)

@@ -1,6 +1,7 @@
 """The models the tests build: one module, shared by every test folder, and one save/reload helper."""
 
 import os
+import sys
 
 import tf_keras
 
@@ -104,44 +105,17 @@ def wrapped_dense(keras=tf_keras):
     return keras.Model(inputs, keras.layers.Dense(4, name="head")(Block(name="block")(inputs)))
 
 
-def keras_io_transformer(keras, maxlen=8, vocab_size=50, embed_dim=8, num_heads=2, ff_dim=8, seed=0):
-    """keras.io's "Text classification with Transformer" (Keras 3) as published: its two custom
-    layers take no **kwargs, and hold an Embedding pair, a MultiHeadAttention and a Sequential
-    feed-forward; small sizes."""
-    layers, ops = keras.layers, keras.ops
-    keras.utils.set_random_seed(seed)
+def keras_io_transformer(maxlen=8, vocab_size=50, embed_dim=8, num_heads=2, ff_dim=8, seed=0):
+    """keras.io's "Text classification with Transformer" (Keras 3) as published, from
+    examples/transformer_text_classification.py: its two custom layers take no **kwargs, and hold
+    an Embedding pair, a MultiHeadAttention and a Sequential feed-forward; small sizes."""
+    import keras as keras3
 
-    class TransformerBlock(layers.Layer):
-        def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1):
-            super().__init__()
-            self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
-            self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
-            self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
-            self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)
-            self.dropout1 = layers.Dropout(rate)
-            self.dropout2 = layers.Dropout(rate)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    from transformer_text_classification import build_model
 
-        def call(self, inputs):
-            attn_output = self.dropout1(self.att(inputs, inputs))
-            out1 = self.layernorm1(inputs + attn_output)
-            return self.layernorm2(out1 + self.dropout2(self.ffn(out1)))
-
-    class TokenAndPositionEmbedding(layers.Layer):
-        def __init__(self, maxlen, vocab_size, embed_dim):
-            super().__init__()
-            self.token_emb = layers.Embedding(input_dim=vocab_size, output_dim=embed_dim)
-            self.pos_emb = layers.Embedding(input_dim=maxlen, output_dim=embed_dim)
-
-        def call(self, x):
-            positions = self.pos_emb(ops.arange(start=0, stop=ops.shape(x)[-1], step=1))
-            return self.token_emb(x) + positions
-
-    inputs = layers.Input(shape=(maxlen,))
-    x = TokenAndPositionEmbedding(maxlen, vocab_size, embed_dim)(inputs)
-    x = TransformerBlock(embed_dim, num_heads, ff_dim)(x)
-    x = layers.Dropout(0.1)(layers.GlobalAveragePooling1D()(x))
-    x = layers.Dropout(0.1)(layers.Dense(20, activation="relu")(x))
-    return keras.Model(inputs=inputs, outputs=layers.Dense(2, activation="softmax")(x))
+    keras3.utils.set_random_seed(seed)
+    return build_model(maxlen, vocab_size, embed_dim, num_heads, ff_dim)
 
 
 def reloaded(model, folder, suffix=".keras"):

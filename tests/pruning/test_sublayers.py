@@ -41,7 +41,7 @@ def _query(model):
 
 
 def test_weight_pruning_reaches_inside_custom_layers_and_strips_to_the_users_classes(keras3):
-    model = keras_io_transformer(keras3)
+    model = keras_io_transformer()
     before = [w.copy() for w in model.get_weights()]
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # nothing is left dense: no warning
@@ -67,7 +67,7 @@ def test_weight_pruning_reaches_inside_custom_layers_and_strips_to_the_users_cla
 
 
 def test_global_ranking_covers_inner_layers_and_exclude_names_them_by_path(keras3):
-    model = keras_io_transformer(keras3)
+    model = keras_io_transformer()
     embedding, query = model.layers[1].name, _query(model)
     with pytest.raises(ValueError, match=r"inside its custom layers: \[.*multi_head_attention\w*/query"):
         kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), exclude=["transformer_block/query"])
@@ -86,7 +86,7 @@ def test_global_ranking_covers_inner_layers_and_exclude_names_them_by_path(keras
 
 
 def test_m_by_n_inside_custom_layers_leaves_the_layers_it_cannot_pattern_dense_and_named(keras3):
-    model = keras_io_transformer(keras3)
+    model = keras_io_transformer()
     query = _query(model)
     with pytest.warns(UserWarning, match=rf"{query} \(EinsumDense: no 2:4 pattern\)"):
         pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="2:4")
@@ -171,7 +171,7 @@ def test_the_global_weight_scan_of_compress_ranks_what_prune_masks(keras3):
     from keras_compress.analysis._scan import global_weight_unit
     from keras_compress.pruning.prune import pruning_wrappers
 
-    model = keras_io_transformer(keras3)
+    model = keras_io_transformer()
     unit = global_weight_unit(model, set(), "weights/global")
     pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), scope="global")
     masked = [weight for wrapper in pruning_wrappers(pruned) for weight, _, _ in wrapper.pruning_vars]
