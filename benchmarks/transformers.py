@@ -8,6 +8,9 @@ The model is the keras.io example as published (its custom `TokenAndPositionEmbe
 - dense: trained 8 epochs (about as many steps as keras.io's 2 epochs over 25,000 reviews);
 - pruned: 80% of every weight matrix, inside the custom layers too (PolynomialDecay from 50%
   over 2 fine-tuning epochs), stripped;
+- heads: half the attention heads and half the feed-forward width (and of the classifier's hidden
+  Dense) pruned with `granularity="filter"` (PolynomialDecay from 0 to 50% over the first of 2
+  fine-tuning epochs), stripped and shrunk: the block keeps 1 head and a 16-wide feed-forward;
 - int8: static post-training quantization of the dense and the pruned model (ONNX Q/DQ,
   TFLite full integer), and the dense model's ONNX int8 by hand (tf2onnx, then ONNX Runtime's
   `quant_pre_process` and `quantize_static` with the same settings, the same 128 calibration rows);
@@ -17,8 +20,8 @@ The model is the keras.io example as published (its custom `TokenAndPositionEmbe
 Accuracy is each file's, run in its runtime, on the held-out rows: mean ± std over the seeds.
 Latency (batch 1, 2 threads, p50) is timed on the first seed's files in their plain runtimes
 (ONNX Runtime, LiteRT), interleaved in one process; ratios are against the dense float32 file of
-the same runtime. Attention heads are not removed and the custom layers are not trained
-quantization-aware: keras_compress does not reach them there yet.
+the same runtime. The custom layers are not trained quantization-aware: keras_compress does not
+reach them there yet.
 
     .venv/bin/python benchmarks/transformers.py [--seeds 3] [--runs 300] [--quick]
 """
@@ -51,7 +54,8 @@ def classifier(embed_dim=32, num_heads=2, ff_dim=32):
 
 
 def models(seed, train, epochs):
-    """`{name: Keras model}`: dense, pruned (stripped) and the distilled student of one seed."""
+    """`{name: Keras model}`: dense, pruned (stripped), heads removed (shrunk) and the distilled
+    student of one seed."""
     x, y = train
     keras.utils.set_random_seed(seed)
     dense = classifier()
@@ -62,11 +66,17 @@ def models(seed, train, epochs):
     pruned.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     pruned.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[kc.pruning.PruningCallback()])
 
+    heads = kc.pruning.prune(dense, kc.pruning.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=steps),
+                             granularity="filter")
+    heads.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    heads.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+
     keras.utils.set_random_seed(seed)
     distiller = kc.Distiller(student=classifier(embed_dim=16, ff_dim=16), teacher=dense)
     distiller.compile(optimizer="adam", metrics=["accuracy"])
     distiller.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
-    return {"dense": dense, "pruned": kc.pruning.strip(pruned), "student": distiller.student}
+    return {"dense": dense, "pruned": kc.pruning.strip(pruned),
+            "heads": kc.pruning.shrink(kc.pruning.strip(heads)), "student": distiller.student}
 
 
 def files(built, folder, calibration):
@@ -80,7 +90,7 @@ def files(built, folder, calibration):
     for name, model in built.items():
         for suffix in (".onnx", ".tflite"):
             export(f"{name} float32{suffix}", model)
-            if name != "student":
+            if name in ("dense", "pruned"):
                 export(f"{name} int8{suffix}", model, quantize="static", calibration_data=calibration)
     paths["hand dense int8.onnx"] = onnx_by_hand(built["dense"], folder, calibration)["hand int8.onnx"]
     return paths

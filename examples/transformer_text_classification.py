@@ -4,9 +4,10 @@ The model is the example's as published: its `TokenAndPositionEmbedding` and
 `TransformerBlock` are custom layers (without `**kwargs`) that hold Embedding,
 MultiHeadAttention and Dense layers. Pruning masks those inner layers in place, so the
 whole transformer reaches the target, not only the classifier head; `strip` gives the
-user's own classes back with zeros in their weights, and the result is exported to
-ONNX (float32 and static int8) and TFLite, each verified against the model and
-benchmarked side by side. The IMDB reviews are replaced by `kc.datasets.tokens`, a
+user's own classes back with zeros in their weights. Filter pruning then removes one of
+the two attention heads and half the feed-forward width for real (`shrink`). The results
+are exported to ONNX (float32 and static int8) and TFLite, each verified against the model
+and benchmarked side by side. The IMDB reviews are replaced by `kc.datasets.tokens`, a
 token task that ships with the package (no downloads).
 """
 
@@ -85,6 +86,14 @@ def main():
     stripped = kc.pruning.strip(pruned)
     print(kc.pruning.sparsity(stripped))
 
+    # Half the attention heads and of the feed-forward width, removed for real: one of the two heads.
+    steps = -(-len(x_train) // 32)
+    heads = kc.pruning.prune(model, kc.pruning.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=steps),
+                             granularity="filter")
+    heads.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    heads.fit(x_train, y_train, batch_size=32, epochs=2, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    small = kc.pruning.shrink(kc.pruning.strip(heads))
+
     folder = tempfile.mkdtemp()
     artifacts = {
         "dense.onnx": kc.export(model, os.path.join(folder, "dense.onnx")),
@@ -92,22 +101,32 @@ def main():
         "pruned int8.onnx": kc.export(stripped, os.path.join(folder, "pruned_int8.onnx"), quantize="static",
                                       calibration_data=x_train[:256]),
         "pruned.tflite": kc.export(stripped, os.path.join(folder, "pruned.tflite")),
+        "1 head.onnx": kc.export(small, os.path.join(folder, "heads.onnx")),
     }
     report = kc.benchmark(artifacts, (x_val, y_val), runs=20, memory=False, verbose=0)
     print(report)
 
     rows = {row["name"]: row for row in report.rows}
+
+    def p50(name):  # milliseconds per batch of one
+        return next(iter(rows[name]["latency_ms"].values()))["p50"]
+
     sparsity = kc.pruning.sparsity(stripped).total_sparsity
     smaller = rows["dense.onnx"]["gzipped_bytes"] / rows["pruned.onnx"]["gzipped_bytes"]
     print(f"dense accuracy {dense_accuracy:.3f}; pruned {sparsity:.0%} of the weights: "
           f"{rows['pruned.onnx']['accuracy']:.3f} (float32), "
-          f"{rows['pruned int8.onnx']['accuracy']:.3f} (int8); gzipped {smaller:.1f}x smaller")
+          f"{rows['pruned int8.onnx']['accuracy']:.3f} (int8); gzipped {smaller:.1f}x smaller; "
+          f"1 of 2 heads and half the feed-forward width: {rows['1 head.onnx']['accuracy']:.3f}, "
+          f"{p50('dense.onnx') / p50('1 head.onnx'):.2f}x the dense model's speed")
     assert [type(layer).__name__ for layer in stripped.layers[1:3]] == ["TokenAndPositionEmbedding",
                                                                         "TransformerBlock"]
     assert sparsity > 0.79 and dense_accuracy > 0.9
     assert rows["pruned.onnx"]["accuracy"] > dense_accuracy - 0.03
     assert rows["pruned int8.onnx"]["accuracy"] > rows["pruned.onnx"]["accuracy"] - 0.02
     assert rows["dense.onnx"]["gzipped_bytes"] > 2.5 * rows["pruned.onnx"]["gzipped_bytes"]
+    block = small.get_layer("transformer_block").layer  # your TransformerBlock, with smaller layers
+    assert block.att.num_heads == 1 and [layer.units for layer in block.ffn.layers] == [16, 32]
+    assert rows["1 head.onnx"]["accuracy"] > dense_accuracy - 0.03
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ __all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
            "unwrapped", "call_with_values", "producer", "call_count", "sublayers",
            "child_layers", "add_variable", "saves_declared_variables_only", "load_without", "output_mask",
-           "tensorflow_call"]
+           "tensorflow_call", "attention_projections", "replace_child"]
 
 NAME = "keras3"
 ROADS = {
@@ -321,3 +321,26 @@ def output_mask(tensor):
     from keras.src.backend import get_keras_mask
 
     return get_keras_mask(tensor)
+
+
+def attention_projections(layer):
+    """`[(role, EinsumDense)]` of a built MultiHeadAttention: "query", "key", "value", "gate" (when it
+    has one) and "output"."""
+    names = [("query", "_query_dense"), ("key", "_key_dense"), ("value", "_value_dense"),
+             ("gate", "_gate_dense"), ("output", "_output_dense")]
+    return [(role, getattr(layer, name)) for role, name in names if getattr(layer, name, None) is not None]
+
+
+def replace_child(parent, old, new):
+    """Puts layer `new` where `parent` holds layer `old`: in the attribute that holds it and in its
+    place among the layers `parent` tracks (so their variables keep their order)."""
+    attribute = next((key for key, value in vars(parent).items() if value is old), None)
+    if attribute is None:
+        raise ValueError(f"layer {parent.name!r} holds layer {old.name!r} in a list or dict, not in an "
+                         "attribute of its own")
+    parent._layers[next(i for i, layer in enumerate(parent._layers) if layer is old)] = new
+    ids = parent._tracker.stored_ids["layers"]
+    ids.discard(id(old))
+    ids.add(id(new))  # known to Keras' tracker in its place, so the assignment does not append it
+    setattr(parent, attribute, new)  # and TensorFlow's checkpoint tracking follows the attribute
+    return attribute

@@ -15,6 +15,7 @@ import keras_hub
 import numpy as np
 
 import keras_compress as kc
+from keras_compress.pruning.keras3_structures import find
 from keras_compress.pruning.prune import pruning_wrappers
 
 
@@ -41,15 +42,48 @@ def _pruned_and_exported(model, x, y, folder, name):
     return result
 
 
+def _heads_removed(model, x, y, folder, name):
+    """Half the attention heads of every layer pruned, removed by shrink, exported and reloaded."""
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    stripped = kc.pruning.strip(pruned)
+    small = kc.pruning.shrink(stripped)
+    path = os.path.join(folder, name + "_heads.keras")
+    small.save(path)
+    loaded = kc.load_model(path, safe_mode=False)  # the file names keras-hub's classes
+    result = {"heads": [[units.size for units in find(m) if units.kind == "heads"] for m in (model, small)],
+              "parameters": [model.count_params(), small.count_params()],
+              "reloaded": float(np.max(np.abs(loaded.predict(x, verbose=0)
+                                              - stripped.predict(x, verbose=0))))}
+    for suffix in (".onnx", ".tflite"):
+        artifact = kc.export(small, os.path.join(folder, name + "_heads" + suffix), sample_data=x)
+        result["heads" + suffix] = max(row["max_abs_diff"] for row in artifact.parity.values())
+    return result
+
+
 def bert(folder):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=100, num_layers=2, num_heads=4, hidden_dim=32,
                                              intermediate_dim=64, max_sequence_length=16)
     classifier = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=2, preprocessor=None,
                                                      activation="softmax")
     x, y = _bert_inputs(rng, 64)
-    return _pruned_and_exported(classifier, x, y, folder, "bert")
+    return {**_pruned_and_exported(classifier, x, y, folder, "bert"),
+            "heads": _heads_removed(classifier, x, y, folder, "bert")}
+
+
+def encoder(folder):
+    """keras-hub's TransformerEncoder used as a layer of one's own model: it makes its attention
+    when built, so the copy shrink makes is built before its smaller attention goes in."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 16))
+    hidden = keras_hub.layers.TransformerEncoder(intermediate_dim=32, num_heads=4)(inputs)
+    pooled = keras.layers.GlobalAveragePooling1D()(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+    x = np.random.default_rng(0).standard_normal((64, 8, 16)).astype("float32")
+    return _heads_removed(model, x, (x[:, 0, 0] > 0).astype("int32"), folder, "encoder")
 
 
 def gpt2(folder):
@@ -73,6 +107,7 @@ def gpt2(folder):
     y = np.roll(ids, -1, axis=1) * mask  # the next token
     teacher = model(32, 0)
     result = _pruned_and_exported(teacher, x, y, folder, "gpt2")
+    result["heads"] = _heads_removed(teacher, x, y, folder, "gpt2")
     distiller = kc.Distiller(student=model(16, 1), teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2), alpha=0.0)
     before = distiller.evaluate(x, y, sample_weight=mask, verbose=0, return_dict=True)["loss"]
@@ -84,4 +119,4 @@ def gpt2(folder):
 
 if __name__ == "__main__":
     out = sys.argv[1]
-    print("RESULT " + json.dumps({"bert": bert(out), "gpt2": gpt2(out)}))
+    print("RESULT " + json.dumps({"bert": bert(out), "gpt2": gpt2(out), "encoder": encoder(out)}))

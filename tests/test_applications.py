@@ -1,4 +1,4 @@
-"""Eight `keras.applications` architectures in Keras 3 (TensorFlow backend) and three in tf_keras
+"""Five `keras.applications` architectures in Keras 3 (TensorFlow backend) and three in tf_keras
 (`weights=None`, their smallest input, 10 classes), through every stage a user takes them: ONNX
 and TFLite export with parity, quantization-aware training exported to int8 TFLite, 50% filter
 pruning + `strip` + `shrink`, and 70% global weight pruning in `fit`.
@@ -32,10 +32,13 @@ DEPTHWISE = {"MobileNetV2", "MobileNet", "MobileNetV3Small", "EfficientNetB0", "
 # `python tests/application_stages.py FLAVOUR NAME 32 FOLDER`): tf_keras NASNetMobile and
 # DenseNet121 took six and four minutes alone (tfmot's QAT over their 700-odd and 400-odd layers),
 # Keras 3 NASNetMobile three (its QAT rebuild is tested in tests/quantization/test_qat.py); VGG16
-# is a plain chain, and tf_keras keeps the three architectures where tfmot needs our changes
-# (squeeze-excite gates, hard-swish, ConvNeXt's grouped convolutions reading TF ops).
-LEFT_OUT = (("tf_keras", "NASNetMobile"), ("tf_keras", "DenseNet121"), ("keras3", "NASNetMobile"),
-            ("keras3", "VGG16"), *(("tf_keras", name) for name in ("MobileNetV2", "MobileNet", "ResNet50",
+# and MobileNet are plain chains, DenseNet121's concatenations and Xception's separable
+# convolutions are tested on small models (tests/pruning, tests/quantization), and tf_keras keeps
+# the three architectures where tfmot needs our changes (squeeze-excite gates, hard-swish,
+# ConvNeXt's grouped convolutions reading TF ops).
+LEFT_OUT = (("tf_keras", "NASNetMobile"), ("tf_keras", "DenseNet121"),
+            *(("keras3", name) for name in ("NASNetMobile", "VGG16", "MobileNet", "DenseNet121", "Xception")),
+            *(("tf_keras", name) for name in ("MobileNetV2", "MobileNet", "ResNet50",
                                                                    "VGG16", "Xception")))
 RUNS = [(flavour, name) for flavour in ("keras3", "tf_keras") for name in APPLICATIONS
         if (flavour, name) not in LEFT_OUT]

@@ -1,5 +1,6 @@
 """keras-hub models (the `hub` extra: `pip install keras-compress[hub]`) through pruning inside
-their layers, `strip`, verified ONNX and TFLite export, and per-token distillation of a decoder,
+their layers, attention heads removed, `strip`, verified ONNX and TFLite export, and per-token
+distillation of a decoder,
 in a process of their own (`hub_stages.py`)."""
 
 import importlib.util
@@ -16,7 +17,7 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "hub_stages.py")
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None,
                     reason="needs keras-hub: pip install keras-compress[hub] (`make test` installs it)")
-def test_bert_and_gpt2_prune_inside_their_layers_export_and_distill(tmp_path):
+def test_bert_and_gpt2_prune_inside_their_layers_lose_heads_export_and_distill(tmp_path):
     done = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], capture_output=True, text=True,
                           timeout=1200, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
     assert done.returncode == 0, done.stderr[-4000:]
@@ -30,5 +31,11 @@ def test_bert_and_gpt2_prune_inside_their_layers_export_and_distill(tmp_path):
         assert len(row["left_dense"]) == 1 and dense in row["left_dense"][0]
         assert row["sparsity"] == pytest.approx(0.49, abs=0.01)
         assert row[".onnx"] < 1e-4 and row[".tflite"] < 1e-4
+        heads = row["heads"]  # half the heads of each attention layer removed by shrink
+        assert heads["heads"][1] == [h // 2 for h in heads["heads"][0]] and len(heads["heads"][0]) == 2
+        assert heads["parameters"][1] < heads["parameters"][0]
+        assert heads["reloaded"] < 1e-5 and heads["heads.onnx"] < 1e-4 and heads["heads.tflite"] < 1e-4
+    encoder = result["encoder"]  # keras-hub's TransformerEncoder as a layer of one's own model
+    assert encoder["heads"] == [[4], [2]] and encoder["reloaded"] < 1e-5 and encoder["heads.onnx"] < 1e-4
     before, after = result["gpt2"]["distillation_loss"]
     assert after < 0.2 * before

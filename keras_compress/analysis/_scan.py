@@ -114,7 +114,7 @@ class FilterGroups:
 
     def _mask(self, name, ratio):
         if ratio not in self._masks:
-            self._masks[ratio] = filter_masks(self.graph, self.layers, ratio, "layer")
+            self._masks[ratio] = filter_masks(self.graph, self.layers, ratio, "layer")[0]
         return self._masks[ratio][self.spaces[name]]
 
     def kept(self, name, ratio) -> int:

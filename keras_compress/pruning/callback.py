@@ -5,7 +5,7 @@ import keras
 from keras_compress._flavour import keras_for, road
 from keras_compress._retracing import one_trace_per_model
 from keras_compress.pruning._channels import ChannelGraph, unwrap
-from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers
+from keras_compress.pruning.prune import apply_masks, find_pruned_model, pruning_wrappers, unit_masks
 from keras_compress.pruning.ranking import (
     channel_mask_values,
     filter_masks,
@@ -101,6 +101,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self._ranked and self._granularity == "filter":
             self._graph = ChannelGraph(self._pruned)
             self._layers = {unwrap(layer).name: layer for layer in self._pruned.layers}
+            self._units = unit_masks(self._pruned)
         for wrapper in wrappers:
             if int(wrapper.pruning_step.numpy()) < 0:
                 wrapper.pruning_step.assign(0)
@@ -198,9 +199,12 @@ class PruningCallback(keras.callbacks.Callback):
     def new_masks(self, sparsity, read=read_value):
         """`[(mask variable, value)]` for every wrapped weight at `sparsity`, weights read by `read`."""
         if self._granularity == "filter":
-            keep = filter_masks(self._graph, self._layers, sparsity, self._scope, read)
-            return [pair for wrapper in self.wrappers
-                    for pair in channel_mask_values(self._graph, unwrap(wrapper).name, wrapper, keep)]
+            units = self._units.units if self._units else []
+            keep, unit_keeps = filter_masks(self._graph, self._layers, sparsity, self._scope, read, units)
+            held = {id(holder) for holder in self._units.holders} if self._units else set()
+            pairs = [pair for wrapper in self.wrappers if id(wrapper) not in held
+                     for pair in channel_mask_values(self._graph, unwrap(wrapper).name, wrapper, keep)]
+            return pairs + (self._units.mask_values(unit_keeps) if self._units else [])
         if self._scope == "global":
             return global_weight_masks(self.wrappers, sparsity, read)
         return [pair for wrapper in self.wrappers for pair in layer_weight_masks(wrapper, sparsity, read)]

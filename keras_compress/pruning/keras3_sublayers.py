@@ -25,7 +25,7 @@ from keras_compress._keras3 import (
 from keras_compress.layer_kinds import builtin_name
 from keras_compress.pruning.report import kernels
 
-__all__ = ["SublayerMasks", "own_kernels", "targets", "inside", "paired", "mask_in_place", "holders"]
+__all__ = ["SublayerMasks", "own_kernels", "targets", "inside", "paired", "mask_in_place", "hold", "holders"]
 
 _HOLDERS = "_keras_compress_masks_inside"  # the attribute of a pruned model listing its SublayerMasks
 
@@ -97,7 +97,8 @@ class SublayerMasks:
         pruning_schedule, granularity, scope, block_size, sparsity_m_by_n: as the wrapper's.
     """
 
-    def __init__(self, layer, path, pruning_schedule, granularity, scope, block_size, sparsity_m_by_n):
+    def __init__(self, layer, path, pruning_schedule, granularity, scope, block_size, sparsity_m_by_n,
+                 weights=None):
         self.layer = layer
         self.layer_path = path
         self.pruning_schedule = pruning_schedule
@@ -106,7 +107,7 @@ class SublayerMasks:
         self.block_size = tuple(block_size)
         self.sparsity_m_by_n = tuple(sparsity_m_by_n) if sparsity_m_by_n else None
         self.driven_by_pruning_callback = False
-        weights = own_kernels(layer)
+        weights = own_kernels(layer) if weights is None else weights  # whole units mask biases too
         masks = [add_variable(layer, "mask", tuple(weight.shape), weight.dtype, "ones") for weight in weights]
         self.pruning_step = add_variable(layer, "pruning_step", (), "int32", keras.initializers.Constant(-1))
         self.pruning_vars = [(weight, mask, None) for weight, mask in zip(weights, masks)]
@@ -121,8 +122,12 @@ class SublayerMasks:
 def mask_in_place(model, targets, schedule, granularity, scope, block_size, m_by_n):
     """Adds pruning masks to `targets` (`[(path, built-in layer inside a custom one)]`) of the pruned
     `model`, which lists them (a plain attribute: Keras neither tracks nor saves it)."""
-    masks = [SublayerMasks(layer, path, schedule, granularity, scope, block_size, m_by_n)
-             for path, layer in targets]
+    hold([SublayerMasks(layer, path, schedule, granularity, scope, block_size, m_by_n)
+          for path, layer in targets], model)
+
+
+def hold(masks, model):
+    """Lists the `SublayerMasks` `masks` on the pruned `model`."""
     object.__setattr__(model, _HOLDERS, masks)
 
 

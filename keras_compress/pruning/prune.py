@@ -1,5 +1,6 @@
 """`prune` wraps a model's layers for pruning; `strip` removes the wrappers."""
 
+import dataclasses
 import functools
 import re
 import warnings
@@ -60,6 +61,35 @@ def _inner_layers(model):
     from keras_compress.pruning.keras3_sublayers import inside
 
     return inside(model, road(model, "prunability"))
+
+
+def _units(model):
+    """`keras3_structures.find(model)`: the attention heads and nested models' width that filter
+    pruning removes (Keras 3; none for tf_keras)."""
+    if not supports(model, "sublayer_pruning"):
+        return []
+    from keras_compress.pruning.keras3_structures import find
+
+    return find(model)
+
+
+def _paired_units(units, copied, excluded, exclude):
+    """The copy's `Units` (from `_units(copy)`, whose layers the copy renamed) under the paths of
+    `units`, the user's model's, less those `exclude` names or picks."""
+    if [(u.kind, u.size) for u in units] != [(u.kind, u.size) for u in copied]:
+        raise RuntimeError("The copy of the model holds other attention layers than the model: a custom "
+                           "layer's config does not rebuild what its __init__ built.")
+    kept = []
+    for mine, twin in zip(units, copied):
+        names = mine.path.split("/")
+        if any("/".join(names[:end]) in excluded for end in range(1, len(names) + 1)):
+            continue
+        if callable(exclude) and exclude(mine.layer):
+            continue
+        sliced = [(weight, axis, path, owner) for (weight, axis, _, owner), (_, _, path, _)
+                  in zip(twin.sliced, mine.sliced)]
+        kept.append(dataclasses.replace(twin, path=mine.path, sliced=sliced))
+    return kept
 
 
 def _m_by_n_problem(name, layer, m_by_n):
@@ -142,11 +172,15 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
         schedule: `PolynomialDecay` or `ConstantSparsity`.
         granularity: "weight" (single weights by magnitude), "filter" (whole Conv1D/Conv2D
             filters, Dense units and DepthwiseConv2D channels by their L2 norm;
-            channels coupled through Add joins are pruned together) or an "m:n"
+            channels coupled through Add joins are pruned together; on Keras 3 also
+            MultiHeadAttention heads, at the top level or inside custom layers, and the
+            hidden width of models nested in custom layers) or an "m:n"
             pattern such as "2:4" (m zeros in every n consecutive input weights).
         scope: "layer" (each layer reaches the target) or "global" (one ranking over
             all pruned layers; their parameter-weighted total reaches the target).
-        exclude: layer names, or a predicate on layers; those stay dense.
+        exclude: layer names (on Keras 3 also paths inside custom layers, such as
+            "transformer_block/multi_head_attention"), or a predicate on layers; those stay
+            dense.
         pruning_schedule, block_size, sparsity_m_by_n: tfmot's `prune_low_magnitude`
             keywords, so `prune(model, **pruning_params)` from a tfmot script works:
             `pruning_schedule` is `schedule` (tfmot's schedule classes are taken too),
@@ -183,7 +217,9 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
         raise ValueError("The model is already wrapped for pruning: strip it first "
                          "(keras_compress.pruning.strip).")
     inner = _inner_layers(model) if kind != "filter" else {}  # masked in place inside custom layers
-    excluded = excluded_names(model, exclude, [path for pairs in inner.values() for path, _ in pairs])
+    units = _units(model) if kind == "filter" else []  # attention heads and nested models' width
+    excluded = excluded_names(model, exclude, [path for pairs in inner.values() for path, _ in pairs]
+                              + [units.path for units in units])
     copy = flavour.copy_model(model)
     if model.weights and not copy.trainable_weights:
         warnings.warn(f"Model {model.name!r} is frozen (trainable=False): its pruned copy is made trainable, "
@@ -220,10 +256,13 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
 
     nested = {name: [(path, twin) for path, layer, twin in found if not picked(path, layer)]
               for name, found in triples.items() if name not in excluded}
+    if units:
+        units = _paired_units(units, _units(copy), excluded, exclude)
+    with_units = {units.top for units in units}
     left_dense = {name: f"{name} ({type(layers[name]).__name__})"
                   for name, status in statuses.items()
                   if status is None and name not in targets and name not in nested and name not in excluded
-                  and _holds_weights_to_prune(layers[name])}
+                  and name not in with_units and _holds_weights_to_prune(layers[name])}
     kept = {name: _matrix_parameters(layers[name]) for name in left_dense}
     for name, found in triples.items():  # weights of custom layers outside the layers masked in them
         if name in excluded:
@@ -241,13 +280,14 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
     if kind == "filter":  # layers with weights but no channel rule: filter pruning leaves them whole
         left_dense.update({name: f"{name} ({type(layers[name]).__name__}: no filters to remove)"
                            for name, status in statuses.items() if status == "weights"
-                           and rule_for(layers[name]) is None and name not in excluded})
-    if not targets and not any(nested.values()):
+                           and rule_for(layers[name]) is None and name not in excluded
+                           and name not in with_units})
+    if not targets and not any(nested.values()) and not units:
         raise ValueError(
             f"The model has nothing to prune with granularity={granularity!r}: none of its "
             f"layers ({', '.join(sorted(statuses))}) has prunable weights"
             + (" outside `exclude`" if excluded else "")
-            + (" and channels that can be removed" if kind == "filter" else "") + ".")
+            + (" and channels or attention heads that can be removed" if kind == "filter" else "") + ".")
     if left_dense:
         held = sum(kept[name] if name in kept else _matrix_parameters(layers[name]) for name in left_dense)
         total = sum(_matrix_parameters(layer) for layer in layers.values())
@@ -255,7 +295,7 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
         warnings.warn("These layers cannot be pruned and stay dense: " + ", ".join(left_dense.values())
                       + "." + share, stacklevel=2)
     if kind == "filter":
-        _warn_when_filters_reach_little(graph, layers, statuses)
+        _warn_when_filters_reach_little(graph, layers, statuses, units)
     elif not supports(model, "depthwise_pruning"):
         _warn_when_depthwise_kernels_stay_dense(layers, excluded)
 
@@ -267,6 +307,10 @@ def prune(model: KerasModel, schedule: Schedule | None = None, *, granularity: s
 
         mask_in_place(pruned, [pair for found in nested.values() for pair in found], schedule, kind, scope,
                       block_size, m_by_n)
+    if units:
+        from keras_compress.pruning.keras3_structures import UnitMasks, hold
+
+        hold(pruned, UnitMasks(units, schedule, scope))
     if needs_callback:
         _refuse_fit_without_callback(pruned, f'granularity="{granularity}", scope="{scope}"')
     return pruned
@@ -306,15 +350,18 @@ def _kernel_parameters(layer):
     return sum(int(np.prod(variable.shape)) for variable in kernels(layer))
 
 
-def _warn_when_filters_reach_little(graph, layers, statuses):
-    """Warns when the removable filters hold less than a tenth of the prunable weights: most of the
-    model keeps its channels, and the pruning asked for would mostly not happen."""
+def _warn_when_filters_reach_little(graph, layers, statuses, units):
+    """Warns when the removable filters, heads and widths hold less than a tenth of the prunable
+    weights: most of the model keeps its channels, and the pruning asked for would mostly not happen."""
     producers = sorted({name for group in graph.groups.values() for name in group.producers})
-    reachable = sum(_kernel_parameters(layers[name]) for name in producers)
-    total = sum(_kernel_parameters(layers[name]) for name, status in statuses.items() if status == "weights")
+    holding = {found.top for found in units}
+    reachable = sum(_kernel_parameters(layers[name]) for name in producers) + sum(
+        int(np.prod(kernel.shape)) for found in units for kernel, _ in found.scored)
+    total = sum(_kernel_parameters(layers[name]) for name, status in statuses.items()
+                if status == "weights" or name in holding)
     if total and reachable < 0.1 * total:
         kept = sorted(name for name, status in statuses.items()
-                      if status == "weights" and name not in producers)
+                      if status == "weights" and name not in producers and name not in holding)
         warnings.warn(
             f"Filter pruning can reach only {reachable / total:.1%} of this model's prunable weights: the "
             f"channels of {', '.join(kept)} must stay (model outputs, layers joined with those, or layers "
@@ -351,6 +398,16 @@ def pruning_wrappers(model):
 def _wrapper_type(model):
     """The pruning wrapper class of `model`'s Keras flavour."""
     return road(model, "pruning_wrapper")
+
+
+def unit_masks(model):
+    """The masks of the attention heads and nested models' width that `prune(granularity="filter")`
+    put on `model` (`keras3_structures.UnitMasks`), or None."""
+    if not supports(model, "sublayer_pruning"):
+        return None
+    from keras_compress.pruning.keras3_structures import unit_masks as held
+
+    return held(model)
 
 
 def find_pruned_model(model):

@@ -109,8 +109,20 @@ def _filter_scores(graph, layers, read):
     return scores
 
 
-def filter_masks(graph, layers, sparsity, scope, read=read_value):
-    """Boolean keep-masks `{space: mask}` for every removable channel group.
+def _unit_scores(units, read):
+    """`(norms, kernel parameters per unit)` of a `keras3_structures.Units`: each unit's L2 norm over
+    its slices of the scored kernels."""
+    squares, per_unit = 0.0, 0
+    for kernel, axis in units.scored:
+        value = np.moveaxis(read(kernel), axis % len(kernel.shape), 0).reshape(units.size, -1)
+        squares = squares + np.sum(value ** 2, axis=1)
+        per_unit += value.shape[1]
+    return np.sqrt(squares), per_unit
+
+
+def filter_masks(graph, layers, sparsity, scope, read=read_value, units=()):
+    """Boolean keep-masks `{space: mask}` for every removable channel group, and `[mask]` for every
+    `keras3_structures.Units` in `units` (attention heads, nested models' width).
 
     With scope "layer" each group loses `sparsity` of its channels; with "global"
     channels are ranked by their norm relative to their group's mean and removed
@@ -118,30 +130,34 @@ def filter_masks(graph, layers, sparsity, scope, read=read_value):
     at least one channel.
     """
     scores = _filter_scores(graph, layers, read)
-    masks = {space: np.ones(group.size, bool) for space, group in graph.groups.items()}
+    scores.update({("units", index): _unit_scores(found, read) for index, found in enumerate(units)})
+    masks = {key: np.ones(len(norms), bool) for key, (norms, _) in scores.items()}
+    order = {key: index for index, key in enumerate(scores)}
     if scope == "layer":
-        for space, (norms, _) in scores.items():
+        for key, (norms, _) in scores.items():
             count = min(len(norms) - 1, int(round(sparsity * len(norms))))
-            masks[space][np.argsort(norms, kind="stable")[:count]] = False
-        return masks
-    total = sum(len(norms) * per_channel for norms, per_channel in scores.values())
-    budget = sparsity * total
-    ranked = []
-    for space, (norms, per_channel) in scores.items():
-        mean = norms.mean()
-        relative = norms / mean if mean > 0 else np.zeros_like(norms)
-        ranked.extend((score, space, channel, per_channel) for channel, score in enumerate(relative))
-    ranked.sort(key=lambda item: (item[0], item[1], item[2]))
-    removed = 0
-    left = {space: len(norms) for space, (norms, _) in scores.items()}
-    for _, space, channel, per_channel in ranked:
-        if removed >= budget:
-            break
-        if left[space] > 1:
-            masks[space][channel] = False
-            left[space] -= 1
-            removed += per_channel
-    return masks
+            masks[key][np.argsort(norms, kind="stable")[:count]] = False
+    else:
+        total = sum(len(norms) * per_channel for norms, per_channel in scores.values())
+        budget = sparsity * total
+        ranked = []
+        for key, (norms, per_channel) in scores.items():
+            mean = norms.mean()
+            relative = norms / mean if mean > 0 else np.zeros_like(norms)
+            ranked.extend((score, order[key], channel, key, per_channel)
+                          for channel, score in enumerate(relative))
+        ranked.sort(key=lambda item: item[:3])
+        removed = 0
+        left = {key: len(norms) for key, (norms, _) in scores.items()}
+        for _, _, channel, key, per_channel in ranked:
+            if removed >= budget:
+                break
+            if left[key] > 1:
+                masks[key][channel] = False
+                left[key] -= 1
+                removed += per_channel
+    return ({key: mask for key, mask in masks.items() if not isinstance(key, tuple)},
+            [masks[("units", index)] for index in range(len(units))])
 
 
 def channel_mask_values(graph, name, wrapper, keep):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_compress._flavour import check_graph_model, model_inputs
+from keras_compress._flavour import check_graph_model, model_inputs, supports
 from keras_compress._layer_configs import rebuilt
 from keras_compress._types import KerasModel
 from keras_compress.errors import ShrinkError
@@ -115,6 +115,13 @@ def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
     the last axis. Removal stops at model inputs and outputs and at layers it does
     not know (custom layers, other TF-op layers...), which keep their channels.
 
+    On Keras 3 it also removes attention heads that hold only zeros: a
+    MultiHeadAttention gets fewer `num_heads`, and inside a custom layer (keras.io's
+    `TransformerBlock`, keras-hub's encoders) the copy of your layer holds the smaller
+    attention and the smaller models it nests (a feed-forward `Sequential`), wrapped in
+    `Resized`, whose config records them so that the saved model loads
+    (`keras_compress.load_model`).
+
     Args:
         model: a filter-pruned model, wrapped or stripped.
         verify: compare the outputs of the result with the input model's on random
@@ -133,14 +140,48 @@ def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
         >>> kc.pruning.shrink(model).layers[0].units
         2
     """
-    flavour = check_graph_model(model, action="shrink")
+    check_graph_model(model, action="shrink")
     plain = strip(model) if pruning_wrappers(model) else model
+    small = _shrunk(plain)
+    if verify:
+        _check_same_outputs(plain, small)
+    return small
+
+
+def _smaller_units(model):
+    """`{top-level layer name: {route: (layer, smaller layer with its weights)}}` for the
+    attention heads and nested models' width that hold only zeros in `model` (Keras 3)."""
+    if not supports(model, "sublayer_pruning"):
+        return {}
+    from keras_compress.pruning.keras3_structures import dead_heads, fewer_heads, find
+
+    smaller = {}
+    for units in find(model):
+        if units.route in smaller.get(units.top, {}):
+            continue  # a nested model with several spaces: shrunk once
+        if units.kind == "heads":
+            dead = dead_heads(units)
+            if dead.any():
+                smaller.setdefault(units.top, {})[units.route] = (units.layer,
+                                                                  fewer_heads(units.layer, ~dead))
+            continue
+        small = _shrunk(units.layer)
+        if small.count_params() < units.layer.count_params():
+            smaller.setdefault(units.top, {})[units.route] = (units.layer, small)
+    return smaller
+
+
+def _shrunk(plain):
+    flavour = check_graph_model(plain, action="shrink")
     graph = ChannelGraph(plain)
     layers = {layer.name: layer for layer in plain.layers}
     keep = _dead_channels(graph, layers)
+    smaller = _smaller_units(plain)
 
     def rebuild(layer):
         try:
+            if layer.name in smaller:
+                return _with_smaller_units(layer, smaller[layer.name])
             if layer.name not in graph.outputs and layer.name not in graph.reshapes:
                 return rebuilt(layer)  # as it was (a layer of yours without **kwargs too)
             config = layer.get_config()
@@ -150,6 +191,8 @@ def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
                 config["target_shape"] = (*config["target_shape"][:-1],
                                           graph.reshaped_channels(layer.name, keep))
             return layer.__class__.from_config(config)
+        except ShrinkError:
+            raise
         except Exception as error:
             raise ShrinkError(f"Cannot rebuild layer {layer.name!r} ({type(layer).__name__}) "
                               f"from its config: {error}") from error
@@ -160,10 +203,41 @@ def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
             continue
         original = layers[layer.name]
         try:
-            layer.set_weights(_sliced_weights(graph, original, keep))
+            if layer.name in smaller:
+                _move_weights_around_units(original, layer, smaller[layer.name])
+            else:
+                layer.set_weights(_sliced_weights(graph, original, keep))
         except ValueError as error:
             raise ShrinkError(f"Cannot move the weights of layer {layer.name!r} "
                               f"({type(layer).__name__}) into the shrunk model: {error}") from error
-    if verify:
-        _check_same_outputs(plain, small)
     return small
+
+
+def _with_smaller_units(layer, replacements):
+    """The copy of `layer` with the smaller layers of `replacements` in it (itself one when it is a
+    MultiHeadAttention at the top level)."""
+    from keras_compress.pruning.keras3_structures import resized_copy
+
+    if () in replacements:
+        return replacements[()][1]
+    try:
+        return resized_copy(layer, {route: new for route, (_, new) in replacements.items()})
+    except (ValueError, IndexError) as error:
+        raise ShrinkError(f"Cannot put smaller layers into a copy of layer {layer.name!r} "
+                          f"({type(layer).__name__}): {error}. Its __init__ must make the layers it holds, "
+                          "each in an attribute of its own.") from error
+
+
+def _move_weights_around_units(original, copy, replacements):
+    """Weights of the copy of a layer with smaller units: every weight of the original but those of the
+    layers replaced (the smaller ones hold theirs), in order."""
+    replaced_old, replaced_new = set(), set()
+    for old, new in replacements.values():
+        replaced_old |= {id(weight) for weight in old.weights}
+        replaced_new |= {id(weight) for weight in new.weights}
+    sources = [weight for weight in original.weights if id(weight) not in replaced_old]
+    targets = [weight for weight in copy.weights if id(weight) not in replaced_new]
+    if [tuple(w.shape) for w in sources] != [tuple(w.shape) for w in targets]:
+        raise ValueError("its other weights do not match the original's")
+    for source, target in zip(sources, targets):
+        target.assign(source.numpy())

@@ -246,13 +246,17 @@ def test_a_transformer_block_prunes_weights_and_feed_forward_units(keras_flavour
     fit_pruned(pruned, data, epochs=1)
     rows = {row["layer"]: row["sparsity"] for row in kc.pruning.sparsity(pruned).layers}
     assert all(rows[name] == pytest.approx(0.5, abs=0.01) for name in ("embed", "attention", "ffn_up"))
-    with pytest.warns(UserWarning, match=r"attention \(MultiHeadAttention: no filters to remove\)"):
+    keras3 = keras_flavour.__name__ == "keras"
+    if keras3:  # Keras 3 removes heads; tf_keras leaves the attention whole, and says so
         pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    else:
+        with pytest.warns(UserWarning, match=r"attention \(MultiHeadAttention: no filters to remove\)"):
+            pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
     fit_pruned(pruned, data, epochs=1)
     plain = kc.pruning.strip(pruned)
     small = kc.pruning.shrink(plain)  # checks its outputs against `plain`
-    assert small.get_layer("ffn_up").units == 16 and small.get_layer("attention").get_weights()[0].shape == \
-        plain.get_layer("attention").get_weights()[0].shape
+    assert small.get_layer("ffn_up").units == 16
+    assert small.get_layer("attention").get_config()["num_heads"] == (1 if keras3 else 2)
     artifact = kc.export(small, str(tmp_path / "block.onnx"))
     assert artifact.parity["logits"]["max_abs_diff"] < 1e-5
 

@@ -1,0 +1,149 @@
+"""Keras 3 filter pruning removes whole attention heads and the feed-forward width inside custom
+layers (keras.io's transformer, as published): ranked with the model's filters, masked in place,
+removed by `shrink` into a smaller copy of the user's layer that saves and loads. Runs on
+TensorFlow and JAX."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import keras_compress as kc
+from models import keras_io_transformer
+
+
+def _fit(pruned, learning_rate=1e-3):
+    import keras
+
+    ids = np.random.default_rng(0).integers(0, 50, (64, 8)).astype("float32")
+    labels = (ids[:, 0] >= 25).astype("int32")
+    pruned.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+    pruned.fit(ids, labels, epochs=1, batch_size=32, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    return ids
+
+
+def _block(embed_dim, num_heads, ff_dim):
+    """A transformer block as a Keras user registers one (with **kwargs and get_config), so that
+    models holding it save and load."""
+    import keras
+    from keras import layers
+
+    @keras.saving.register_keras_serializable("test_heads")
+    class Block(layers.Layer):
+        def __init__(self, embed_dim, num_heads, ff_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.sizes = {"embed_dim": embed_dim, "num_heads": num_heads, "ff_dim": ff_dim}
+            self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=4)
+            self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
+            self.norm = layers.LayerNormalization()
+
+        def call(self, x):
+            x = self.norm(x + self.att(x, x))
+            return x + self.ffn(x)
+
+        def get_config(self):
+            return {**super().get_config(), **self.sizes}
+
+    return Block(embed_dim, num_heads, ff_dim)
+
+
+def _two_blocks():
+    """Embedding, a block, a MultiHeadAttention of its own, a block, a classifier."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = layers.Embedding(50, 8)(inputs)
+    x = _block(8, 4, 16)(x)
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(x, x)
+    x = _block(8, 4, 16)(x)
+    outputs = layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def _zero_heads(attention):
+    """Per head, whether all its query, key, value and output weights are zero."""
+    kernels = [attention.query_dense.kernel, attention.key_dense.kernel, attention.value_dense.kernel]
+    zero = [np.all(np.asarray(k.numpy()) == 0, axis=(0, 2)) for k in kernels]
+    zero.append(np.all(np.asarray(attention.output_dense.kernel.numpy()) == 0, axis=(1, 2)))
+    return np.logical_and.reduce(zero)
+
+
+def test_heads_and_feed_forward_width_of_keras_ios_transformer_are_removed(keras3):
+    model = keras_io_transformer(num_heads=4, ff_dim=16)
+    with pytest.warns(UserWarning, match=r"stay dense: token_and_position_embedding\w* \(TokenAndPosition"):
+        pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    ids = _fit(pruned)
+    stripped = kc.pruning.strip(pruned)
+    block = stripped.layers[2]
+    assert _zero_heads(block.att).tolist().count(True) == 2
+    assert np.mean(np.asarray(block.ffn.layers[0].kernel.numpy()) == 0) == pytest.approx(0.5)
+
+    small = kc.pruning.shrink(stripped)
+    resized = small.layers[2]
+    assert type(resized).__name__ == "Resized" and type(resized.layer).__name__ == "TransformerBlock"
+    assert resized.layer.att.num_heads == 2
+    assert [layer.units for layer in resized.layer.ffn.layers] == [8, 8]
+    assert small.count_params() < stripped.count_params()
+    np.testing.assert_allclose(small.predict(ids, verbose=0), stripped.predict(ids, verbose=0), atol=1e-6)
+    assert model.layers[2].att.num_heads == 4  # the user's model is left as it was
+
+
+def _weaken(attention, heads):
+    for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
+        kernel = np.asarray(dense.kernel.numpy())
+        kernel[:, heads] *= 0.01
+        dense.kernel.assign(kernel)
+
+
+def test_the_weakest_heads_go_first(keras3):
+    model = keras_io_transformer(num_heads=4, ff_dim=16)
+    _weaken(model.layers[2].att, [1, 3])
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter",
+                              exclude=[model.layers[1].name])
+    _fit(pruned, learning_rate=0.0)
+    assert _zero_heads(kc.pruning.strip(pruned).layers[2].att).tolist() == [False, True, False, True]
+
+
+def test_global_ranking_spans_blocks_and_the_shrunk_model_saves_and_loads(keras3, tmp_path):
+    model = _two_blocks()
+    _weaken(model.layers[2].att, [0, 1, 2])  # one ranking takes all three; per layer would take two
+    excluded = [model.layers[1].name, f"{model.layers[4].name}/{model.layers[4].ffn.name}"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the heads and width reach the model's weights
+        pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter",
+                                  scope="global", exclude=excluded)
+    ids = _fit(pruned, learning_rate=0.0)
+    stripped = kc.pruning.strip(pruned)
+    first, attention, last = stripped.layers[2], stripped.layers[3], stripped.layers[4]
+    assert _zero_heads(first.att).tolist() == [True, True, True, False]
+    for layer in (first.att, attention, last.att):
+        assert not _zero_heads(layer).all()  # every attention keeps a head
+    assert np.all(np.asarray(last.ffn.layers[0].kernel.numpy()) != 0)  # excluded: whole
+
+    small = kc.pruning.shrink(stripped)
+    assert small.layers[2].layer.att.num_heads == 1
+    path = str(tmp_path / "small.keras")
+    small.save(path)
+    loaded = kc.load_model(path, safe_mode=False)  # the file names the test's own Block
+    np.testing.assert_allclose(loaded.predict(ids, verbose=0), stripped.predict(ids, verbose=0), atol=1e-6)
+    again = kc.pruning.shrink(loaded)  # a shrunk layer copies, its smaller layers with it
+    assert again.layers[2].layer.att.num_heads == 1
+    assert again.layers[2].layer.att is not loaded.layers[2].layer.att
+
+
+def test_excluded_attention_keeps_its_heads_and_a_model_with_only_attention_prunes(keras3):
+    import keras
+
+    inputs = keras.Input((4, 8))
+    outputs = keras.layers.MultiHeadAttention(num_heads=4, key_dim=2, name="attention")(inputs, inputs)
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(ValueError, match="nothing to prune"):
+        kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter", exclude=["attention"])
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    x = np.random.default_rng(0).standard_normal((32, 4, 8)).astype("float32")
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, x, epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    small = kc.pruning.shrink(pruned)
+    assert small.layers[1].num_heads == 2
