@@ -54,6 +54,8 @@ def _heads_removed(model, x, y, folder, name):
     loaded = kc.load_model(path, safe_mode=False)  # the file names keras-hub's classes
     result = {"heads": [[units.size for units in find(m) if units.kind == "heads"] for m in (model, small)],
               "parameters": [model.count_params(), small.count_params()],
+              "unique_paths": all(len({w.path for w in m.weights}) == len(m.weights)
+                                  for m in (small, loaded)),
               "reloaded": float(np.max(np.abs(loaded.predict(x, verbose=0)
                                               - stripped.predict(x, verbose=0))))}
     for suffix in (".onnx", ".tflite"):

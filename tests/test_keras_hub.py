@@ -33,9 +33,10 @@ def test_bert_and_gpt2_prune_inside_their_layers_lose_heads_export_and_distill(t
         assert row[".onnx"] < 1e-4 and row[".tflite"] < 1e-4
         heads = row["heads"]  # half the heads of each attention layer removed by shrink
         assert heads["heads"][1] == [h // 2 for h in heads["heads"][0]] and len(heads["heads"][0]) == 2
-        assert heads["parameters"][1] < heads["parameters"][0]
+        assert heads["parameters"][1] < heads["parameters"][0] and heads["unique_paths"]
         assert heads["reloaded"] < 1e-5 and heads["heads.onnx"] < 1e-4 and heads["heads.tflite"] < 1e-4
     encoder = result["encoder"]  # keras-hub's TransformerEncoder as a layer of one's own model
     assert encoder["heads"] == [[4], [2]] and encoder["reloaded"] < 1e-5 and encoder["heads.onnx"] < 1e-4
+    assert encoder["unique_paths"]
     before, after = result["gpt2"]["distillation_loss"]
     assert after < 0.2 * before

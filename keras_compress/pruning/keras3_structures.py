@@ -17,7 +17,9 @@ weights). `shrink` puts the smaller layers into a copy of the custom layer and w
 `Resized`, whose config records them, so that a saved model loads with its smaller layers.
 """
 
+import contextlib
 import dataclasses
+import posixpath
 
 import keras
 import numpy as np
@@ -34,7 +36,7 @@ from keras_compress.layer_kinds import builtin_name, rule_for
 from keras_compress.pruning._channels import ChannelGraph
 
 __all__ = ["Units", "UnitMasks", "Resized", "find", "hold", "unit_masks", "dead_heads",
-           "fewer_heads", "resized_copy"]
+           "fewer_heads", "in_scope_of", "resized_copy"]
 
 _UNITS = "_keras_compress_units"  # the attribute of a pruned model holding its UnitMasks
 
@@ -233,14 +235,40 @@ def dead_heads(units):
     return dead
 
 
+def in_scope_of(layer):
+    """The name scope `layer` was built in, for a layer that replaces it: variables' paths stay unique
+    (keras-hub names every encoder's attention alike)."""
+    return _scope((layer.path or "").rpartition("/")[0])
+
+
+@contextlib.contextmanager
+def _scope(path):
+    """Keras name scopes, one per name of `path` ("a/b"), entered together."""
+    with contextlib.ExitStack() as stack:
+        for name in filter(None, path.split("/")):
+            stack.enter_context(keras.name_scope(name))
+        yield
+
+
+def _built_scope(layer):
+    """The name scope under which rebuilding `layer` from its config gives its variables their paths."""
+    paths = [variable.path for variable in layer.weights]
+    if not paths:
+        return ""
+    common = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
+    head, _, last = common.rpartition("/")
+    return head if last == layer.name else common
+
+
 def fewer_heads(layer, keep):
     """A new MultiHeadAttention like `layer`, built, holding only the heads in `keep`."""
     config = layer.get_config()
     config["num_heads"] = int(keep.sum())
     new = type(layer).from_config(config)
     roles = dict(attention_projections(layer))
-    new.build(*[(None,) * (len(roles[role].equation.split(",")[0]) - 1) + (roles[role].kernel.shape[0],)
-                for role in ("query", "value", "key")])
+    with in_scope_of(layer):  # its variables' paths as the layer's were
+        new.build(*[(None,) * (len(roles[role].equation.split(",")[0]) - 1) + (roles[role].kernel.shape[0],)
+                    for role in ("query", "value", "key")])
     index = np.flatnonzero(keep)
     for role, dense in attention_projections(new):
         values = []
@@ -270,6 +298,7 @@ class Resized(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         # Not tracked: the replacements are your layer's, and Keras tracks them there.
         object.__setattr__(self, "replaced", dict(replaced))
+        self.supports_masking = layer.supports_masking
 
     def build(self, *args, **kwargs):
         self.built = True  # your layer builds when called, as it always does
@@ -283,23 +312,27 @@ class Resized(keras.layers.Wrapper):
         config["layer_build_config"] = config["layer"].pop("build_config", None)
         config["replaced"] = {route: keras.saving.serialize_keras_object(layer)
                               for route, layer in self.replaced.items()}
+        config["scopes"] = {route: _built_scope(layer) for route, layer in self.replaced.items()}
         return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
-        replaced = {route: keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
-                    for route, value in config.pop("replaced").items()}
+        scopes = config.pop("scopes")
+        replaced = {}
+        for route, value in config.pop("replaced").items():
+            with _scope(scopes[route]):
+                replaced[route] = keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
         _put(layer, replaced, config.pop("layer_build_config"))
         return cls(layer, replaced, **config)
 
 
 def _put(layer, replaced, build_config):
-    """Puts each replacement of `{route: layer}` into `layer`, where its route leads; a layer that
-    makes its layers when built (keras-hub's encoders) is built first, from `build_config`."""
-    if build_config is not None and not layer.built and any(
-            not _reaches(layer, route) for route in replaced):
+    """Puts each replacement of `{route: layer}` into `layer`, where its route leads; a layer with a
+    build of its own (keras-hub's encoders make their layers there) is built first, from
+    `build_config`, so that its first call does not build what was replaced."""
+    if build_config is not None and not layer.built and type(layer).build is not keras.layers.Layer.build:
         layer.build_from_config(build_config)
     for route, new in replaced.items():
         if not _reaches(layer, route):
@@ -308,10 +341,14 @@ def _put(layer, replaced, build_config):
         steps = [int(step) for step in route.split("/")]
         for step in steps[:-1]:
             parent = child_layers(parent)[step]
-        replace_child(parent, child_layers(parent)[steps[-1]], new)
+        old = child_layers(parent)[steps[-1]]
+        if type(old) is not type(new):
+            raise ValueError(f"route {route} leads to a {type(old).__name__}, not to a {type(new).__name__}")
+        replace_child(parent, old, new)
 
 
 def _reaches(layer, route):
+    """Whether `layer` holds a layer at `route` (child-layer indices joined by "/")."""
     for step in route.split("/"):
         children = child_layers(layer)
         if int(step) >= len(children):
@@ -324,8 +361,11 @@ def resized_copy(layer, replacements):
     """A copy of `layer` (rebuilt from its config) holding `{route tuple: new layer}`, wrapped in
     `Resized` under `layer`'s name. The copy of a `Resized` layer is one too, with both sets."""
     if isinstance(layer, Resized):  # its earlier replacements copied (built, as a file loads them)
-        replaced = {route: keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(old))
-                    for route, old in layer.replaced.items()}
+        replaced = {}
+        for route, old in layer.replaced.items():
+            with in_scope_of(old):
+                replaced[route] = keras.saving.deserialize_keras_object(
+                    keras.saving.serialize_keras_object(old), safe_mode=False)  # a layer in memory
         replaced.update({"/".join(map(str, route[1:])): new for route, new in replacements.items()})
         layer = layer.layer
     else:

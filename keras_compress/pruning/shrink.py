@@ -153,7 +153,7 @@ def _smaller_units(model):
     attention heads and nested models' width that hold only zeros in `model` (Keras 3)."""
     if not supports(model, "sublayer_pruning"):
         return {}
-    from keras_compress.pruning.keras3_structures import dead_heads, fewer_heads, find
+    from keras_compress.pruning.keras3_structures import dead_heads, fewer_heads, find, in_scope_of
 
     smaller = {}
     for units in find(model):
@@ -165,7 +165,8 @@ def _smaller_units(model):
                 smaller.setdefault(units.top, {})[units.route] = (units.layer,
                                                                   fewer_heads(units.layer, ~dead))
             continue
-        small = _shrunk(units.layer)
+        with in_scope_of(units.layer):
+            small = _shrunk(units.layer)
         if small.count_params() < units.layer.count_params():
             smaller.setdefault(units.top, {})[units.route] = (units.layer, small)
     return smaller

@@ -133,6 +133,41 @@ def test_global_ranking_spans_blocks_and_the_shrunk_model_saves_and_loads(keras3
     assert again.layers[2].layer.att is not loaded.layers[2].layer.att
 
 
+def test_a_layer_that_builds_its_attention_itself_shrinks_and_loads(keras3, tmp_path):
+    import keras
+
+    @keras.saving.register_keras_serializable("test_heads")
+    class SelfBuilt(keras.layers.Layer):  # as keras-hub's CLIP layers: made in __init__, built in build
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.att = keras.layers.MultiHeadAttention(num_heads=4, key_dim=2)
+
+        def build(self, input_shape):
+            self.att.build(input_shape, input_shape)
+
+        def call(self, x):
+            return x + self.att(x, x)
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 8))
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(SelfBuilt()(inputs)))
+    model = keras.Model(inputs, outputs)
+    _weaken(model.layers[1].att, [0, 1])
+    pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
+    x = np.random.default_rng(0).standard_normal((32, 4, 8)).astype("float32")
+    pruned.compile(keras.optimizers.SGD(0.0), "mse")
+    pruned.fit(x, np.zeros((32, 2)), epochs=1, verbose=0, callbacks=[kc.pruning.PruningCallback()])
+    small = kc.pruning.shrink(kc.pruning.strip(pruned))
+    path = str(tmp_path / "small.keras")
+    small.save(path)
+    loaded = kc.load_model(path, safe_mode=False)
+    for shrunk in (small, loaded):
+        assert shrunk.layers[1].layer.att.num_heads == 2
+        paths = [variable.path for variable in shrunk.weights]
+        assert len(set(paths)) == len(paths) and paths[0].startswith(f"{model.layers[1].name}/")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), small.predict(x, verbose=0), atol=1e-6)
+
+
 def test_excluded_attention_keeps_its_heads_and_a_model_with_only_attention_prunes(keras3):
     import keras
 
