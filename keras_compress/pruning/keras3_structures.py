@@ -260,8 +260,10 @@ def _built_scope(layer):
     return head if last == layer.name else common
 
 
-def fewer_heads(layer, keep):
-    """A new MultiHeadAttention like `layer`, built, holding only the heads in `keep`."""
+def fewer_heads(units, keep):
+    """A new MultiHeadAttention like that of `units` (of kind "heads"), built, holding only the heads
+    in `keep`: each weight `units.sliced` names loses the others along its axis."""
+    layer = units.layer
     config = layer.get_config()
     config["num_heads"] = int(keep.sum())
     new = type(layer).from_config(config)
@@ -270,16 +272,10 @@ def fewer_heads(layer, keep):
         new.build(*[(None,) * (len(roles[role].equation.split(",")[0]) - 1) + (roles[role].kernel.shape[0],)
                     for role in ("query", "value", "key")])
     index = np.flatnonzero(keep)
+    axes = {id(weight): axis for weight, axis, _, _ in units.sliced}
     for role, dense in attention_projections(new):
-        values = []
-        for weight in roles[role].weights:
-            value = weight.numpy()
-            if weight is roles[role].kernel:
-                value = np.take(value, index, axis=0 if role == "output" else 1)
-            elif role != "output":
-                value = np.take(value, index, axis=0)
-            values.append(value)
-        dense.set_weights(values)
+        dense.set_weights([np.take(weight.numpy(), index, axis=axes[id(weight)]) if id(weight) in axes
+                           else weight.numpy() for weight in roles[role].weights])
     return new
 
 
@@ -335,26 +331,15 @@ def _put(layer, replaced, build_config):
     if build_config is not None and not layer.built and type(layer).build is not keras.layers.Layer.build:
         layer.build_from_config(build_config)
     for route, new in replaced.items():
-        if not _reaches(layer, route):
-            raise ValueError(f"it holds no layer at route {route}")
-        parent = layer
-        steps = [int(step) for step in route.split("/")]
-        for step in steps[:-1]:
-            parent = child_layers(parent)[step]
-        old = child_layers(parent)[steps[-1]]
+        parent, old = None, layer
+        for step in map(int, route.split("/")):
+            children = child_layers(old)
+            if step >= len(children):
+                raise ValueError(f"it holds no layer at route {route}")
+            parent, old = old, children[step]
         if type(old) is not type(new):
             raise ValueError(f"route {route} leads to a {type(old).__name__}, not to a {type(new).__name__}")
         replace_child(parent, old, new)
-
-
-def _reaches(layer, route):
-    """Whether `layer` holds a layer at `route` (child-layer indices joined by "/")."""
-    for step in route.split("/"):
-        children = child_layers(layer)
-        if int(step) >= len(children):
-            return False
-        layer = children[int(step)]
-    return True
 
 
 def resized_copy(layer, replacements):

@@ -162,8 +162,7 @@ def _smaller_units(model):
         if units.kind == "heads":
             dead = dead_heads(units)
             if dead.any():
-                smaller.setdefault(units.top, {})[units.route] = (units.layer,
-                                                                  fewer_heads(units.layer, ~dead))
+                smaller.setdefault(units.top, {})[units.route] = (units.layer, fewer_heads(units, ~dead))
             continue
         with in_scope_of(units.layer):
             small = _shrunk(units.layer)
