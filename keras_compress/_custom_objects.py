@@ -9,9 +9,9 @@ __all__ = ["register_custom_objects", "register_keras3_objects"]
 # and tfmot's quantizers, the Distiller.
 _MODULES = ("keras_compress.pruning.wrapper", "keras_compress.pruning.schedules", "keras_compress._tfmot",
             "keras_compress.distillation.tf_keras_distiller")
-# The same for Keras 3 files: pruning wrapper, QAT layers, Distiller, a layer with smaller heads.
+# The same for Keras 3 files: pruning wrapper, QAT layers, Distiller, a layer with replaced layers.
 _KERAS3_MODULES = ("keras_compress.pruning.keras3_wrapper", "keras_compress.quantization.keras3_qat",
-                   "keras_compress.distillation.keras3_distiller", "keras_compress.pruning.keras3_structures")
+                   "keras_compress.distillation.keras3_distiller", "keras_compress.replaced_layers")
 
 
 def register_custom_objects():

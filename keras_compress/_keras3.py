@@ -17,7 +17,7 @@ __all__ = ["NAME", "ROADS", "FEATURES", "keras", "backend",
            "registered_object", "data_classes", "quantized_layers", "call_takes_training", "call_takes_mask",
            "unwrapped", "call_with_values", "producer", "call_count", "sublayers",
            "child_layers", "add_variable", "saves_declared_variables_only", "load_without", "output_mask",
-           "tensorflow_call", "attention_projections", "replace_child"]
+           "tensorflow_call", "attention_projections", "replace_child", "call_like"]
 
 NAME = "keras3"
 ROADS = {
@@ -329,6 +329,14 @@ def attention_projections(layer):
     names = [("query", "_query_dense"), ("key", "_key_dense"), ("value", "_value_dense"),
              ("gate", "_gate_dense"), ("output", "_output_dense")]
     return [(role, getattr(layer, name)) for role, name in names if getattr(layer, name, None) is not None]
+
+
+def call_like(wrapper, layer):
+    """Makes Keras read `wrapper`'s calls as `layer`'s, whose `call` it forwards to: keyword flags
+    beside tensors (`use_causal_mask=True`) then bind to their own parameters."""
+    for name in ("_call_signature", "call_signature_parameters", "_call_has_training_arg",
+                 "_call_has_mask_arg", "_call_context_args", "_call_has_context_arg"):
+        object.__setattr__(wrapper, name, getattr(layer, name))
 
 
 def replace_child(parent, old, new):

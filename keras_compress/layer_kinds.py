@@ -179,6 +179,8 @@ BUILTIN_KINDS = {
     "Dense": LayerKind(channels=ChannelRule("producer", {"kernel": -1, "bias": -1}, ("kernel", "bias"),
                                             size_key="units", accepts=lambda layer, rank: True),
                        m_by_n=True, int8="kernel"),
+    # Attention's projections: int8 fully-connected kernels, one scale each.
+    "EinsumDense": LayerKind(int8="kernel"),
     "BatchNormalization": LayerKind(channels=ChannelRule(
         "member", {"gamma": -1, "beta": -1, "moving_mean": -1, "moving_variance": -1}, ("gamma", "beta"),
         accepts=_batch_norm_accepts)),

@@ -17,6 +17,7 @@ import numpy as np
 import keras_compress as kc
 from keras_compress.pruning.keras3_structures import find
 from keras_compress.pruning.prune import pruning_wrappers
+from keras_compress.quantization.qat import quantized_kernel_count
 
 
 def _bert_inputs(rng, rows):
@@ -64,6 +65,32 @@ def _heads_removed(model, x, y, folder, name):
     return result
 
 
+def _quantized_and_exported(model, x, y, folder, name):
+    """Quantization-aware training inside the model's layers, saved, reloaded and exported to int8
+    files: what it reached, and how far the files are from it (measured here: an untrained
+    classifier's near ties make top-1 agreement meaningless)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qat = kc.quantization.quantize_aware(model)
+    qat.compile("adam", "sparse_categorical_crossentropy")
+    qat.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    path = os.path.join(folder, name + "_qat.keras")
+    qat.save(path)
+    loaded = kc.load_model(path, safe_mode=False)
+    expected = qat.predict(x, verbose=0)
+    result = {"kernels": quantized_kernel_count(qat),
+              "left_float": [str(w.message) for w in caught if "stay float" in str(w.message)],
+              "unique_paths": len({w.path for w in qat.weights}) == len(qat.weights),
+              "reloaded": float(np.max(np.abs(loaded.predict(x, verbose=0) - expected)))}
+    for suffix in (".onnx", ".tflite"):
+        artifact = kc.export(qat, os.path.join(folder, name + "_qat" + suffix), sample_data=x, verify=False)
+        difference = np.max(np.abs(artifact.load().predict(x) - expected))
+        result["qat" + suffix] = {"int8_tensors": artifact.settings["int8_weights"]["tensors"],
+                                  "int8_parameters": artifact.settings["int8_weights"]["parameters"],
+                                  "max_abs_diff": float(difference)}
+    return result
+
+
 def bert(folder):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
@@ -73,7 +100,8 @@ def bert(folder):
                                                      activation="softmax")
     x, y = _bert_inputs(rng, 64)
     return {**_pruned_and_exported(classifier, x, y, folder, "bert"),
-            "heads": _heads_removed(classifier, x, y, folder, "bert")}
+            "heads": _heads_removed(classifier, x, y, folder, "bert"),
+            "qat": _quantized_and_exported(classifier, x, y, folder, "bert")}
 
 
 def encoder(folder):

@@ -118,6 +118,46 @@ def keras_io_transformer(maxlen=8, vocab_size=50, embed_dim=8, num_heads=2, ff_d
     return build_model(maxlen, vocab_size, embed_dim, num_heads, ff_dim)
 
 
+def registered_block(embed_dim, num_heads, ff_dim):
+    """A transformer block as a Keras user registers one (with **kwargs and get_config), so that
+    models holding it save and load."""
+    import keras
+    from keras import layers
+
+    @keras.saving.register_keras_serializable("tests")
+    class Block(layers.Layer):
+        def __init__(self, embed_dim, num_heads, ff_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.sizes = {"embed_dim": embed_dim, "num_heads": num_heads, "ff_dim": ff_dim}
+            self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=4)
+            self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
+            self.norm = layers.LayerNormalization()
+
+        def call(self, x):
+            x = self.norm(x + self.att(x, x))
+            return x + self.ffn(x)
+
+        def get_config(self):
+            return {**super().get_config(), **self.sizes}
+
+    return Block(embed_dim, num_heads, ff_dim)
+
+
+def two_blocks():
+    """Embedding, a block, a MultiHeadAttention of its own, a block, a classifier (Keras 3)."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = layers.Embedding(50, 8)(inputs)
+    x = registered_block(8, 4, 16)(x)
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(x, x)
+    x = registered_block(8, 4, 16)(x)
+    outputs = layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs)
+
+
 def reloaded(model, folder, suffix=".keras"):
     """`model` saved under `folder` (".keras", ".h5", or "" for a SavedModel) and loaded back
     with keras_compress.load_model."""

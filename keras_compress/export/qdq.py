@@ -9,7 +9,7 @@ puts them back, on exactly the grid the QAT model trained with.
 import numpy as np
 from onnx import helper, numpy_helper
 
-from keras_compress.quantization.qat import quantized_weights
+from keras_compress.quantization.qat import quantized_weights, weight_quantized_layers
 
 __all__ = ["quantize_qat_weights", "symmetric_activations"]
 
@@ -23,24 +23,29 @@ _WEIGHT_AXIS = {
 
 def _layer_scales(model):
     """`{QAT layer name: (scale array, its fake-quantized kernel's values sorted)}` for the layers
-    whose kernel is quantized."""
-    scales = {}
-    for layer in model.layers:
+    whose kernel is quantized, those inside the model's layers included; a name that several such
+    layers have (the attention of every block) is theirs with a number."""
+    scales, count = {}, {}
+    for layer in weight_quantized_layers(model):
         for variable, value, scale in quantized_weights(layer):
             if "kernel" in variable.name:
-                scales[layer.name] = (scale.ravel(), np.sort(value.ravel()))
+                count[layer.name] = count.get(layer.name, 0) + 1
+                key = layer.name if count[layer.name] == 1 else f"{layer.name}#{count[layer.name]}"
+                scales[key] = (scale.ravel(), np.sort(value.ravel()))
     return scales
 
 
 def _layer_of(node, weight, scales_by_layer):
-    """The QAT layer whose kernel `node` multiplies by: named in the node's name, or else (tf2onnx
-    names some nodes after no layer) the one whose fake-quantized kernel holds the same values."""
-    named = next((name for name in node.name.split("/") if name in scales_by_layer), None)
-    if named is not None:
-        return named
+    """The QAT layer whose kernel `node` multiplies by: one whose fake-quantized kernel holds the same
+    values (so the same scales; names mislead, as tf2onnx suffixes them "_1"), or else one named
+    in the node's name, when no other layer has that name."""
     values = np.sort(weight.ravel())
-    return next((name for name, (_, kernel) in scales_by_layer.items()
-                 if kernel.shape == values.shape and np.allclose(kernel, values, rtol=0, atol=1e-6)), None)
+    holding = next((name for name, (_, kernel) in scales_by_layer.items()
+                    if kernel.shape == values.shape and np.allclose(kernel, values, rtol=0, atol=1e-6)), None)
+    if holding is not None:
+        return holding
+    return next((name for name in node.name.split("/") if name in scales_by_layer
+                 and f"{name}#2" not in scales_by_layer), None)
 
 
 def _channel_scales(weight, axis, layer_scale):

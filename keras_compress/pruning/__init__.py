@@ -1,7 +1,7 @@
 """Pruning inside `model.fit`: schedules, `prune`, `PruningCallback`, `strip`, `shrink`.
 
 Names load on first use. Importing the package registers the pruning wrapper and schedules
-(and, with Keras 3, the `Resized` layer of shrunk custom layers) with Keras (all that loading a
+(and, with Keras 3, the `Replaced` layer of shrunk custom layers) with Keras (all that loading a
 pruned or shrunk model file needs), so pruned files load with a plain
 `load_model` too: with Keras 3 when the process imported it, and with tf_keras unless the
 process imported Keras 3 and not tf_keras, so that a Keras 3 process never loads tf_keras or
@@ -15,10 +15,8 @@ from keras_compress._lazy import lazy_exports
 if "tf_keras" in sys.modules or "keras" not in sys.modules:
     from keras_compress.pruning import wrapper as _wrapper  # noqa: F401  (registers it and the schedules)
 if "keras" in sys.modules:
-    from keras_compress.pruning import (  # noqa: F401  (registers the wrapper, and Resized)
-        keras3_structures as _keras3_structures,
-        keras3_wrapper as _keras3_wrapper,
-    )
+    from keras_compress import replaced_layers as _replaced_layers  # noqa: F401  (registers Replaced)
+    from keras_compress.pruning import keras3_wrapper as _keras3_wrapper  # noqa: F401  (registers it)
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "ChannelRule": "..layer_kinds:ChannelRule",

@@ -13,13 +13,11 @@ in place, and removed by `shrink`.
   `ChannelGraph`, whose inputs and outputs stay, and `shrink` shrinks the nested model.
 
 The masks live on the built-in layers that hold the weights (as `keras3_sublayers` does for single
-weights). `shrink` puts the smaller layers into a copy of the custom layer and wraps it in
-`Resized`, whose config records them, so that a saved model loads with its smaller layers.
+weights). `shrink` puts the smaller layers into a copy of the custom layer
+(`replaced_layers.replaced_copy`), so that a saved model loads with its smaller layers.
 """
 
-import contextlib
 import dataclasses
-import posixpath
 
 import keras
 import numpy as np
@@ -28,15 +26,13 @@ from keras_compress._keras3 import (
     attention_projections,
     child_layers,
     is_graph_model,
-    replace_child,
     saves_declared_variables_only,
 )
-from keras_compress._layer_configs import rebuilt
 from keras_compress.layer_kinds import builtin_name, rule_for
 from keras_compress.pruning._channels import ChannelGraph
+from keras_compress.replaced_layers import Replaced, in_scope_of
 
-__all__ = ["Units", "UnitMasks", "Resized", "find", "hold", "unit_masks", "dead_heads",
-           "fewer_heads", "in_scope_of", "resized_copy"]
+__all__ = ["Units", "UnitMasks", "find", "hold", "unit_masks", "dead_heads", "fewer_heads"]
 
 _UNITS = "_keras_compress_units"  # the attribute of a pruned model holding its UnitMasks
 
@@ -155,7 +151,7 @@ def find(model):
     a layer called or held twice, once."""
     found = []
     for layer in model.layers:
-        inner, route = (layer.layer, (0,)) if isinstance(layer, Resized) else (layer, ())
+        inner, route = (layer.layer, (0,)) if isinstance(layer, Replaced) else (layer, ())
         if _is_attention(layer):
             found += [units for units in [_heads(layer, layer.name, (), layer.name)] if units]
         elif is_graph_model(inner):
@@ -235,31 +231,6 @@ def dead_heads(units):
     return dead
 
 
-def in_scope_of(layer):
-    """The name scope `layer` was built in, for a layer that replaces it: variables' paths stay unique
-    (keras-hub names every encoder's attention alike)."""
-    return _scope((layer.path or "").rpartition("/")[0])
-
-
-@contextlib.contextmanager
-def _scope(path):
-    """Keras name scopes, one per name of `path` ("a/b"), entered together."""
-    with contextlib.ExitStack() as stack:
-        for name in filter(None, path.split("/")):
-            stack.enter_context(keras.name_scope(name))
-        yield
-
-
-def _built_scope(layer):
-    """The name scope under which rebuilding `layer` from its config gives its variables their paths."""
-    paths = [variable.path for variable in layer.weights]
-    if not paths:
-        return ""
-    common = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
-    head, _, last = common.rpartition("/")
-    return head if last == layer.name else common
-
-
 def fewer_heads(units, keep):
     """A new MultiHeadAttention like that of `units` (of kind "heads"), built, holding only the heads
     in `keep`: each weight `units.sliced` names loses the others along its axis."""
@@ -277,84 +248,3 @@ def fewer_heads(units, keep):
         dense.set_weights([np.take(weight.numpy(), index, axis=axes[id(weight)]) if id(weight) in axes
                            else weight.numpy() for weight in roles[role].weights])
     return new
-
-
-@keras.saving.register_keras_serializable(package="keras_compress")
-class Resized(keras.layers.Wrapper):
-    """A layer of yours some of whose layers `shrink` replaced with smaller ones. It calls your layer;
-    its config records the replacements, so that a saved model loads with them.
-
-    Args:
-        layer: your layer, already holding the replacements.
-        replaced: `{route: replacement layer}`, a route being the child-layer indices, joined by "/",
-            from `layer` to the layer replaced.
-    """
-
-    def __init__(self, layer, replaced, **kwargs):
-        super().__init__(layer, **kwargs)
-        # Not tracked: the replacements are your layer's, and Keras tracks them there.
-        object.__setattr__(self, "replaced", dict(replaced))
-        self.supports_masking = layer.supports_masking
-
-    def build(self, *args, **kwargs):
-        self.built = True  # your layer builds when called, as it always does
-
-    def call(self, *args, **kwargs):
-        return self.layer(*args, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        # Your layer's own build runs when it is called (a layer without one warns if told to build).
-        config["layer_build_config"] = config["layer"].pop("build_config", None)
-        config["replaced"] = {route: keras.saving.serialize_keras_object(layer)
-                              for route, layer in self.replaced.items()}
-        config["scopes"] = {route: _built_scope(layer) for route, layer in self.replaced.items()}
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
-        scopes = config.pop("scopes")
-        replaced = {}
-        for route, value in config.pop("replaced").items():
-            with _scope(scopes[route]):
-                replaced[route] = keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
-        _put(layer, replaced, config.pop("layer_build_config"))
-        return cls(layer, replaced, **config)
-
-
-def _put(layer, replaced, build_config):
-    """Puts each replacement of `{route: layer}` into `layer`, where its route leads; a layer with a
-    build of its own (keras-hub's encoders make their layers there) is built first, from
-    `build_config`, so that its first call does not build what was replaced."""
-    if build_config is not None and not layer.built and type(layer).build is not keras.layers.Layer.build:
-        layer.build_from_config(build_config)
-    for route, new in replaced.items():
-        parent, old = None, layer
-        for step in map(int, route.split("/")):
-            children = child_layers(old)
-            if step >= len(children):
-                raise ValueError(f"it holds no layer at route {route}")
-            parent, old = old, children[step]
-        if type(old) is not type(new):
-            raise ValueError(f"route {route} leads to a {type(old).__name__}, not to a {type(new).__name__}")
-        replace_child(parent, old, new)
-
-
-def resized_copy(layer, replacements):
-    """A copy of `layer` (rebuilt from its config) holding `{route tuple: new layer}`, wrapped in
-    `Resized` under `layer`'s name. The copy of a `Resized` layer is one too, with both sets."""
-    if isinstance(layer, Resized):  # its earlier replacements copied (built, as a file loads them)
-        replaced = {}
-        for route, old in layer.replaced.items():
-            with in_scope_of(old):
-                replaced[route] = keras.saving.deserialize_keras_object(
-                    keras.saving.serialize_keras_object(old), safe_mode=False)  # a layer in memory
-        replaced.update({"/".join(map(str, route[1:])): new for route, new in replacements.items()})
-        layer = layer.layer
-    else:
-        replaced = {"/".join(map(str, route)): new for route, new in replacements.items()}
-    copy = rebuilt(layer)
-    _put(copy, replaced, layer.get_build_config())
-    return Resized(copy, replaced, name=layer.name)

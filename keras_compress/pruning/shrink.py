@@ -119,7 +119,7 @@ def shrink(model: KerasModel, *, verify: bool = True) -> KerasModel:
     MultiHeadAttention gets fewer `num_heads`, and inside a custom layer (keras.io's
     `TransformerBlock`, keras-hub's encoders) the copy of your layer holds the smaller
     attention and the smaller models it nests (a feed-forward `Sequential`), wrapped in
-    `Resized`, whose config records them so that the saved model loads
+    `Replaced`, whose config records them so that the saved model loads
     (`keras_compress.load_model`).
 
     Args:
@@ -153,7 +153,8 @@ def _smaller_units(model):
     attention heads and nested models' width that hold only zeros in `model` (Keras 3)."""
     if not supports(model, "sublayer_pruning"):
         return {}
-    from keras_compress.pruning.keras3_structures import dead_heads, fewer_heads, find, in_scope_of
+    from keras_compress.pruning.keras3_structures import dead_heads, fewer_heads, find
+    from keras_compress.replaced_layers import in_scope_of
 
     smaller = {}
     for units in find(model):
@@ -216,12 +217,12 @@ def _shrunk(plain):
 def _with_smaller_units(layer, replacements):
     """The copy of `layer` with the smaller layers of `replacements` in it (itself one when it is a
     MultiHeadAttention at the top level)."""
-    from keras_compress.pruning.keras3_structures import resized_copy
+    from keras_compress.replaced_layers import replaced_copy
 
     if () in replacements:
         return replacements[()][1]
     try:
-        return resized_copy(layer, {route: new for route, (_, new) in replacements.items()})
+        return replaced_copy(layer, {route: new for route, (_, new) in replacements.items()})
     except (ValueError, IndexError) as error:
         raise ShrinkError(f"Cannot put smaller layers into a copy of layer {layer.name!r} "
                           f"({type(layer).__name__}): {error}. Its __init__ must make the layers it holds, "

@@ -4,16 +4,23 @@ Two registered layers do the work, on `keras.quantizers.fake_quant_with_min_max_
 (on the TensorFlow backend that is TensorFlow's FakeQuant op, which the TFLite
 converter turns into int8 kernels):
 
-- `QuantizeWeights` wraps a Conv1D, Conv2D, DepthwiseConv2D or Dense layer (a SeparableConv2D
-  becomes its DepthwiseConv2D and 1x1 Conv2D, as TFLite runs it) and calls it
+- `QuantizeWeights` wraps a Conv1D, Conv2D, DepthwiseConv2D, Dense or EinsumDense layer (a
+  SeparableConv2D becomes its DepthwiseConv2D and 1x1 Conv2D, as TFLite runs it) and calls it
   on its kernel fake-quantized to symmetric int8: per output channel for convolutions,
-  per tensor for Dense (the TFLite converter takes no per-channel fully-connected
-  weights). A BatchNormalization right after a convolution is folded into it, with its
-  moving statistics frozen, so training sees the weights TFLite and TensorRT will run.
+  per tensor for Dense and EinsumDense (the TFLite converter takes no per-channel
+  fully-connected weights). A BatchNormalization right after a convolution is folded into it,
+  with its moving statistics frozen, so training sees the weights TFLite and TensorRT will run.
   With `preserve_sparsity`, a mask keeps the kernel's zeros zero.
 - `QuantizeActivations` fake-quantizes a tensor to 8 bits over a range learned as a
   moving average of its minimum and maximum (the model inputs and the outputs of every
   quantized operation).
+
+Custom layers and MultiHeadAttention are reached inside: the layers they hold in attributes of
+their own (the attention's projections, a feed-forward Dense) go into a `QuantizeWeights` that
+also quantizes its inputs and outputs, since no graph shows where their tensors come from; the
+graph models they hold (keras.io's feed-forward `Sequential`) become quantization-aware whole.
+The copy of the layer is wrapped in `replaced_layers.Replaced`, so that it saves and loads.
+LayerNormalization, softmax and the other layers inside stay float and are named.
 """
 
 import warnings
@@ -25,15 +32,18 @@ from keras_compress._keras3 import (
     call_count,
     call_takes_training,
     call_with_values,
+    child_layers,
     graph_nodes,
+    is_graph_model,
     producer,
     sublayers,
 )
 from keras_compress.errors import ModelStateError, QuantizationError
 from keras_compress.layer_kinds import builtin_name, kind_of
+from keras_compress.replaced_layers import Replaced, in_scope_of, put
 
 __all__ = ["QuantizeActivations", "QuantizeWeights", "check_model", "quantize_aware", "is_quantize_aware",
-           "quantized_weights", "quantized_kernel_count"]
+           "quantized_weights", "quantized_kernel_count", "weight_quantized_layers"]
 
 # Activations int8 kernels fuse.
 _ACTIVATIONS = ("relu", "relu6", "linear")
@@ -103,21 +113,34 @@ class QuantizeActivations(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_compress")
 class QuantizeWeights(keras.layers.Wrapper):
-    """Calls a Conv1D, Conv2D, DepthwiseConv2D or Dense layer on its kernel fake-quantized to
-    symmetric int8, with a following BatchNormalization folded in and the kernel's zeros kept.
+    """Calls a Conv1D, Conv2D, DepthwiseConv2D, Dense or EinsumDense layer on its kernel
+    fake-quantized to symmetric int8, with a following BatchNormalization folded in and the
+    kernel's zeros kept.
 
     Args:
         layer: the layer to quantize.
         batch_norm: a BatchNormalization that followed `layer` (whose activation is linear),
             folded into its kernel and bias with frozen moving statistics; or None.
         preserve_sparsity: hold a mask of the kernel's nonzeros and keep the rest zero.
+        quantize_io: fake-quantize the inputs and outputs too (a layer inside a custom layer,
+            whose tensors no graph shows).
+        activation: applied after the (quantized) output, and quantized itself with `quantize_io`:
+            the activation `layer` had when int8 kernels cannot fuse it (`layer`'s own is then linear).
     """
 
-    def __init__(self, layer, batch_norm=None, preserve_sparsity=False, **kwargs):
+    def __init__(self, layer, batch_norm=None, preserve_sparsity=False, quantize_io=False, activation=None,
+                 **kwargs):
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(layer, **kwargs)
         self.batch_norm = batch_norm
         self.preserve_sparsity = bool(preserve_sparsity)
+        self.quantize_io = bool(quantize_io)
+        self.activation = None if activation is None else keras.activations.get(activation)
+        if self.quantize_io:  # each builds on its first call, in this layer's name scope
+            self.input_range = QuantizeActivations(name="input_range")
+            self.output_range = QuantizeActivations(name="output_range")
+            if self.activation is not None:
+                self.activation_range = QuantizeActivations(name="activation_range")
         if layer.built and (batch_norm is None or batch_norm.built):
             self._add_mask()
 
@@ -154,12 +177,16 @@ class QuantizeWeights(keras.layers.Wrapper):
     def build_from_config(self, config):
         self.build(config["input_shape"])
 
+    @property
+    def _has_bias(self):
+        return getattr(self.layer, "bias", None) is not None
+
     def folded(self):
         """`(kernel, bias)` as the layer computes with them: masked, with the BatchNormalization
         folded in (bias None when the layer has none and nothing is folded)."""
         ops = keras.ops
         kernel = ops.convert_to_tensor(self.layer.kernel)
-        bias = ops.convert_to_tensor(self.layer.bias) if self.layer.use_bias else None
+        bias = ops.convert_to_tensor(self.layer.bias) if self._has_bias else None
         if self.preserve_sparsity:
             kernel = ops.multiply(kernel, self.sparsity_mask.value)
         norm = self.batch_norm
@@ -190,27 +217,37 @@ class QuantizeWeights(keras.layers.Wrapper):
     def call(self, inputs, training=None):
         kernel, bias = self.folded()
         replaced = {id(self.layer.kernel): self.quantized_kernel(kernel)}
-        if self.layer.use_bias:
+        if self._has_bias:
             replaced[id(self.layer.bias)] = bias
         kwargs = {"training": training} if call_takes_training(self.layer) else {}
-        shape = tuple(inputs.shape)
+        shape = keras.ops.shape(inputs)  # sizes unknown here (a sequence's length) are tensors
         # A Dense layer on inputs of rank 3 and more runs on rows: TFLite makes the batched
         # matrix product a float BATCH_MATMUL, and a matrix product of rows an int8 FULLY_CONNECTED.
-        rows = self._axis is None and len(shape) > 2 and None not in shape[1:]
+        rows = isinstance(self.layer, keras.layers.Dense) and len(shape) > 2
         if rows:
             inputs = keras.ops.reshape(inputs, (-1, shape[-1]))
+        if self.quantize_io:  # after the reshape: TFLite's reshape keeps the scale it is given
+            inputs = self.input_range(inputs, training=training)
         outputs = call_with_values(self, replaced, inputs, **kwargs)
-        if bias is not None and not self.layer.use_bias:  # a folded BatchNormalization's shift
+        if bias is not None and not self._has_bias:  # a folded BatchNormalization's shift
             outputs = keras.ops.add(outputs, bias)
         if rows:
-            outputs = keras.ops.reshape(outputs, (-1, *shape[1:-1], outputs.shape[-1]))
+            outputs = keras.ops.reshape(outputs, (*shape[:-1], outputs.shape[-1]))
+        if self.quantize_io:
+            outputs = self.output_range(outputs, training=training)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+            if self.quantize_io:
+                outputs = self.activation_range(outputs, training=training)
         return outputs
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
-        config = dict(super().get_config(), preserve_sparsity=self.preserve_sparsity)
+        config = dict(super().get_config(), preserve_sparsity=self.preserve_sparsity,
+                      quantize_io=self.quantize_io, activation=None if self.activation is None else
+                      keras.activations.serialize(self.activation))
         config["batch_norm"] = (keras.saving.serialize_keras_object(self.batch_norm)
                                 if self.batch_norm is not None else None)
         return config
@@ -225,9 +262,14 @@ class QuantizeWeights(keras.layers.Wrapper):
         return cls(layer, batch_norm=batch_norm, **config)
 
 
+def weight_quantized_layers(model):
+    """The `QuantizeWeights` layers of a Keras 3 QAT model, those inside its layers included."""
+    return [layer for layer in sublayers(model) if isinstance(layer, QuantizeWeights)]
+
+
 def quantized_kernel_count(model):
     """How many kernels of a Keras 3 QAT model are quantized (one per `QuantizeWeights`)."""
-    return sum(isinstance(layer, QuantizeWeights) for layer in sublayers(model))
+    return len(weight_quantized_layers(model))
 
 
 def is_quantize_aware(model):
@@ -291,12 +333,70 @@ def _fused_activation(layer):
     return activation if getattr(activation, "__name__", "linear") not in _ACTIVATIONS else None
 
 
-def _quantized(layer, sparse, batch_norm=None):
-    """`layer` in a `QuantizeWeights`, its mask (with `sparse`) keeping the kernel's zeros."""
-    wrapper = QuantizeWeights(layer, batch_norm=batch_norm, preserve_sparsity=sparse)
+def _quantized(layer, sparse, batch_norm=None, **options):
+    """`layer` in a `QuantizeWeights` (given `options`), its mask (with `sparse`) keeping the
+    kernel's zeros."""
+    wrapper = QuantizeWeights(layer, batch_norm=batch_norm, preserve_sparsity=sparse, **options)
     if sparse:
         wrapper.sparsity_mask.assign(keras.ops.cast(keras.ops.not_equal(layer.kernel, 0), "float32"))
     return wrapper
+
+
+def _quantized_inner(layer, sparse):
+    """`layer`, held inside a custom layer, in a `QuantizeWeights` that quantizes its inputs and
+    outputs too; an activation int8 kernels cannot fuse runs after the quantized output."""
+    activation = _fused_activation(layer)
+    if activation is not None:
+        layer.activation = keras.activations.linear  # the model's own copy
+    return _quantized(layer, sparse, quantize_io=True, activation=activation)
+
+
+def _quantized_inside(layer, sparse, original, path, seen):
+    """`(layer, left float, untrained)`: `layer` (a custom layer or attention of the model's own copy,
+    changed in place) with the layers it holds in attributes quantization-aware, wrapped in
+    `Replaced`, or `layer` itself when nothing in it is; the paths of the layers inside that stay
+    float, and of the BatchNormalization layers folded with their initial statistics, named as in
+    `original` (the user's layer). A kernel layer is quantized by `_quantized_inner`, a graph model
+    whole, and a layer holding layers the same way as `layer` (so each builds as it did, then gets
+    its replacements)."""
+    earlier = {}
+    if isinstance(layer, Replaced):  # shrunk: its smaller layers are kept, unless quantized here
+        earlier, layer = layer.replaced, layer.layer
+        original = original.layer if isinstance(original, Replaced) else original
+    replaced, left_float, untrained = {}, [], []
+    held = [value for value in vars(layer).values() if isinstance(value, keras.layers.Layer)]
+    children = child_layers(layer)
+    users = child_layers(original) if original is not None else []
+    users = users if len(users) == len(children) else [None] * len(children)
+    for index, (child, user) in enumerate(zip(children, users)):
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
+        name = f"{path}/{(user or child).name}"
+        if not any(value is child for value in held):  # in a list or dict: it cannot be swapped
+            if kind_of(child).int8 in (None, "kernel", "split") or child_layers(child):
+                left_float.append(name)
+        elif is_graph_model(child):
+            with in_scope_of(child):  # its variables' paths stay under the layer's
+                replaced[str(index)], untrained_inside, float_inside = _quantized_graph(user or child, sparse)
+            untrained.extend(f"{name}/{inner}" for inner in untrained_inside)
+            left_float.extend(f"{name}/{inner}" for inner in float_inside)
+        elif kind_of(child).int8 == "kernel":
+            with in_scope_of(child):  # its mask's path under the layer's
+                replaced[str(index)] = _quantized_inner(child, sparse)
+        elif child_layers(child):
+            new, float_inside, untrained_inside = _quantized_inside(child, sparse, user, name, seen)
+            if new is not child:
+                replaced[str(index)] = new
+            left_float.extend(float_inside)
+            untrained.extend(untrained_inside)
+        elif kind_of(child).int8 in (None, "split"):
+            left_float.append(name)
+    if not replaced:
+        return layer, ([path] if not children else left_float), untrained
+    put(layer, replaced, None)
+    routes = {**{route: new for route, new in earlier.items() if route not in replaced}, **replaced}
+    return Replaced(layer, routes, name=layer.name), left_float, untrained
 
 
 def _separated(layer, input_shape, batch_norm, sparse, unique):
@@ -337,8 +437,30 @@ def check_model(model):
 
 def quantize_aware(model, sparse, clusters, strict):
     """The Keras 3 `quantize_aware`: a copy of `model` with its convolutions and Dense layers
-    in `QuantizeWeights` and `QuantizeActivations` after the inputs and quantized outputs.
+    in `QuantizeWeights` and `QuantizeActivations` after the inputs and quantized outputs, and
+    the same inside its custom layers.
     (`clusters` is always False: `qat` refuses cluster preservation for Keras 3 models.)"""
+    quantized, untrained, left_float = _quantized_graph(model, sparse)
+    if untrained:
+        warnings.warn(f"BatchNormalization layers {', '.join(untrained)} of {model.name!r} hold their "
+                      "initial statistics (mean 0, variance 1): quantization-aware training folds them into "
+                      "the convolutions before them with these statistics frozen. Train the float model "
+                      "first, then call quantize_aware.", stacklevel=3)
+    if left_float:
+        message = f"These layers of {model.name!r} stay float (keras_compress does not quantize them): " \
+                  f"{', '.join(left_float)}."
+        if strict:
+            raise QuantizationError(message + " Pass strict=False to accept that, or change them (e.g. put "
+                                    "BatchNormalization right after a convolution with no activation).",
+                                    left_float)
+        warnings.warn(message, stacklevel=3)
+    return quantized
+
+
+def _quantized_graph(model, sparse):
+    """`(copy, untrained, left float)`: the quantization-aware copy of graph model `model`, the
+    BatchNormalization layers it folds with their initial statistics, and the layers that stay
+    float (by path inside custom layers)."""
     from keras_compress._keras3 import copy_model, functional, output_tensors
 
     source = functional(copy_model(model))
@@ -356,22 +478,29 @@ def quantize_aware(model, sparse, clusters, strict):
     folded_norms = {id(norm) for norm in folded.values()}
     untrained = [norm.name for norm in folded.values() if not np.any(norm.moving_mean.numpy())
                  and np.all(norm.moving_variance.numpy() == 1)]
-    if untrained:
-        warnings.warn(f"BatchNormalization layers {', '.join(untrained)} of {model.name!r} hold their "
-                      "initial statistics (mean 0, variance 1): quantization-aware training folds them into "
-                      "the convolutions before them with these statistics frozen. Train the float model "
-                      "first, then call quantize_aware.", stacklevel=3)
-    left_float = [layer.name for layer, _, _ in nodes
-                  if not (kind_of(layer).int8 is not None
-                          or id(layer) in folded_norms)]
-    if left_float:
-        message = f"These layers of {model.name!r} stay float (keras_compress does not quantize them): " \
-                  f"{', '.join(left_float)}."
-        if strict:
-            raise QuantizationError(message + " Pass strict=False to accept that, or change them (e.g. put "
-                                    "BatchNormalization right after a convolution with no activation).",
-                                    left_float)
-        warnings.warn(message, stacklevel=3)
+    inside = {}  # id(custom layer or attention) -> its copy with quantized layers inside
+    originals = {layer.name: layer for layer in model.layers}
+    left_float, float_outputs = [], set()  # float_outputs: layers whose outputs int8 layers may read
+    for layer, _, _ in nodes:
+        if kind_of(layer).int8 is not None or id(layer) in folded_norms or layer.name in float_outputs:
+            continue
+        float_outputs.add(layer.name)
+        if not isinstance(layer, keras.layers.Layer):  # a raw operation of the graph (`x + y`)
+            left_float.append(layer.name)
+            continue
+        if is_graph_model(layer):  # a nested model (a keras-hub backbone): quantization-aware whole
+            new, untrained_inside, float_inside = _quantized_graph(originals.get(layer.name, layer), sparse)
+            float_inside = [f"{layer.name}/{name}" for name in float_inside]
+            untrained_inside = [f"{layer.name}/{name}" for name in untrained_inside]
+        else:
+            new, float_inside, untrained_inside = _quantized_inside(layer, sparse, originals.get(layer.name),
+                                                                    layer.name, set())
+        if new is layer:
+            left_float.append(layer.name)
+        else:
+            inside[id(layer)] = new
+            left_float.extend(float_inside)
+            untrained.extend(untrained_inside)
 
     # The output of a layer called once and read only by an activation layer (or a folded
     # BatchNormalization) is quantized after it.
@@ -406,6 +535,8 @@ def quantize_aware(model, sparse, clusters, strict):
     separated = {}  # SeparableConv2D name -> its two quantized convolutions
 
     def clone(layer):
+        if id(layer) in inside:
+            return inside[id(layer)]
         if kind_of(layer).int8 not in ("kernel", "split"):
             return layer
         if _fused_activation(layer) is not None:
@@ -416,7 +547,7 @@ def quantize_aware(model, sparse, clusters, strict):
         return _quantized(layer, sparse, folded.get(layer.name))
 
     def call(layer, *args, **kwargs):
-        inner = layer.layer if isinstance(layer, QuantizeWeights) else layer
+        inner = layer.layer if isinstance(layer, (QuantizeWeights, Replaced)) else layer
         if not _reads_ids(inner):
             args, kwargs = keras.tree.map_structure(quantize_input, (args, kwargs))
         if id(inner) in folded_norms:
@@ -436,11 +567,14 @@ def quantize_aware(model, sparse, clusters, strict):
             activation = keras.layers.Activation(split[inner.name], name=unique(f"{inner.name}_activation"))
             outputs = activation(outputs)
         # A layer left float gets its output quantized too, for the int8 operations after it.
-        if (_quantizes_output(inner) or inner.name in left_float) and inner.name not in later:
-            outputs = QuantizeActivations(name=unique(f"{inner.name}_output_quant" if inner.name in split
-                                                      else f"{inner.name}_quant"))(outputs)
+        if (_quantizes_output(inner) or inner.name in float_outputs) and inner.name not in later:
+            name = f"{inner.name}_output_quant" if inner.name in split else f"{inner.name}_quant"
+            # Each float output of a layer with several (a keras-hub backbone's dict) gets its own.
+            outputs = keras.tree.map_structure(
+                lambda tensor: QuantizeActivations(name=unique(name))(tensor)
+                if "float" in str(tensor.dtype) else tensor, outputs)
         return outputs
 
     quantized = keras.models.clone_model(source, clone_function=clone, call_function=call)
     # A Sequential's graph has a name of its own: the copy keeps the model's (and its structure).
-    return keras.Model(quantized.input, quantized.output, name=model.name)
+    return keras.Model(quantized.input, quantized.output, name=model.name), untrained, left_float

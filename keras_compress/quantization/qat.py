@@ -12,12 +12,14 @@ from keras_compress.errors import ModelStateError, UnsupportedModelError
 from keras_compress.pruning.prune import pruning_wrappers
 from keras_compress.pruning.report import has_sparse_kernel
 
-__all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights", "quantized_kernel_count"]
+__all__ = ["quantize_aware", "is_quantize_aware", "quantized_weights", "quantized_kernel_count",
+           "weight_quantized_layers"]
 
 
 def _road(obj):
     """The QAT road of `obj`'s Keras flavour (tf_keras's for objects of neither): its
-    check_model, quantize_aware, is_quantize_aware, quantized_weights and quantized_kernel_count."""
+    check_model, quantize_aware, is_quantize_aware, quantized_weights, weight_quantized_layers and
+    quantized_kernel_count."""
     return road(obj, "qat", fallback=TF_KERAS)
 
 
@@ -64,14 +66,18 @@ def quantize_aware(model: KerasModel, *, preserve_sparsity: Preserve = "auto",
     own layers (`keras3_qat`), which fold a BatchNormalization that follows a convolution
     into it, with frozen statistics, as TFLite and TensorRT run it.
 
-    Layers that are not quantized (e.g. a BatchNormalization that does not directly
-    follow a convolution) stay float and are listed in one warning; `strict=True`
-    raises instead. Their outputs are quantized where a quantized layer reads them, so that
-    layer still runs in int8. With `preserve_sparsity="auto"` a sparse model (pruned, then
-    stripped) keeps its zeros zero through training; with `preserve_clusters="auto"` a
-    clustered tf_keras model (`kc.clustering`, stripped) keeps its kernels on their
-    centroids (tfmot's cluster-preserving scheme: the centroids train, and with sparsity
-    too, the zeros stay).
+    On Keras 3 the Dense, EinsumDense and convolution layers that custom layers and
+    MultiHeadAttention hold in attributes are quantized too, with their inputs and outputs,
+    and the models they nest become quantization-aware whole.
+
+    Layers that are not quantized (e.g. a BatchNormalization that does not directly follow a
+    convolution, a LayerNormalization inside a custom layer, named by its path) stay float and
+    are listed in one warning; `strict=True` raises instead. Their outputs are quantized where a
+    quantized layer reads them, so that layer still runs in int8. With
+    `preserve_sparsity="auto"` a sparse model (pruned, then stripped) keeps its zeros zero
+    through training; with `preserve_clusters="auto"` a clustered tf_keras model
+    (`kc.clustering`, stripped) keeps its kernels on their centroids (tfmot's cluster-preserving
+    scheme: the centroids train, and with sparsity too, the zeros stay).
 
     Args:
         model: a built Sequential or functional model, Keras 3 or tf_keras, without pruning
@@ -121,6 +127,11 @@ def quantized_weights(layer: KerasLayer) -> list[tuple[Any, np.ndarray, np.ndarr
     `value / scale` are integers in [-127, 127].
     """
     return _road(layer).quantized_weights(layer)
+
+
+def weight_quantized_layers(model: KerasModel) -> list[KerasLayer]:
+    """The layers of a QAT model whose weights train on the int8 grid, those inside its layers included."""
+    return _road(model).weight_quantized_layers(model)
 
 
 def quantized_kernel_count(model: KerasModel) -> int:

@@ -24,7 +24,7 @@ from keras_compress.errors import ModelStateError, QuantizationError
 from keras_compress.layer_kinds import kind_of
 
 __all__ = ["check_model", "quantize_aware", "is_quantize_aware", "quantized_weights",
-           "quantized_kernel_count"]
+           "quantized_kernel_count", "weight_quantized_layers"]
 
 _quantize = tfmot.quantization.keras
 
@@ -183,7 +183,12 @@ def quantized_weights(layer):
     return result
 
 
+def weight_quantized_layers(model):
+    """The tfmot wrappers of a tf_keras QAT model that quantize weights."""
+    return [layer for layer in model.layers
+            if isinstance(layer, _quantize.QuantizeWrapper) and weight_quantizers(layer)]
+
+
 def quantized_kernel_count(model):
     """How many kernels of a tf_keras QAT model train on the int8 grid."""
-    return sum(len(weight_quantizers(layer)) for layer in model.layers
-               if isinstance(layer, _quantize.QuantizeWrapper))
+    return sum(len(weight_quantizers(layer)) for layer in weight_quantized_layers(model))

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import numpy as np
 import onnx
@@ -258,17 +259,22 @@ def test_calibration_takes_the_tflite_representative_dataset_convention(float_an
     assert artifact.parity["logits"]["top1_agreement"] >= 0.9
 
 
-def test_qat_kernels_the_tflite_converter_keeps_float_are_counted_in_a_warning(keras3, tmp_path):
-    inputs = keras3.Input((None, 8))  # sequences of any length
-    # On rank 3 of unknown length: a float matrix product in TFLite
+def test_a_dense_layer_on_sequences_of_any_length_runs_int8_in_tflite(keras3, tmp_path):
+    from keras_compress.export.tflite import _warn_of_float_kernels
+
+    inputs = keras3.Input((None, 8))  # sequences of any length: the rows' count is known at run time only
     pointwise = keras3.layers.Dense(16, name="pointwise")(inputs)
     model = keras3.Model(inputs, keras3.layers.Dense(2)(keras3.layers.GlobalAveragePooling1D()(pointwise)))
     qat = kc.quantization.quantize_aware(model)
     x = np.random.default_rng(0).standard_normal((32, 4, 8)).astype("float32")
     qat.compile("adam", "mse")
     qat.fit(x, np.zeros((32, 2)), verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # it used to be a float matrix product, and said so
+        artifact = kc.export(qat, str(tmp_path / "pointwise.tflite"), sample_data=x, compare_speed=False)
+    assert artifact.settings["int8_weights"]["tensors"] >= 2
     with pytest.warns(UserWarning, match="TFLite converter kept 1 of the 2 quantized kernels of .* float"):
-        kc.export(qat, str(tmp_path / "pointwise.tflite"), sample_data=x, compare_speed=False)
+        _warn_of_float_kernels(qat, 1)  # what a file with one float kernel is told
 
 
 @pytest.mark.parametrize("inside", [True, False])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_compress as kc
-from models import keras_io_transformer
+from models import keras_io_transformer, two_blocks
 
 
 def _fit(pruned, learning_rate=1e-3):
@@ -20,46 +20,6 @@ def _fit(pruned, learning_rate=1e-3):
     pruned.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
     pruned.fit(ids, labels, epochs=1, batch_size=32, verbose=0, callbacks=[kc.pruning.PruningCallback()])
     return ids
-
-
-def _block(embed_dim, num_heads, ff_dim):
-    """A transformer block as a Keras user registers one (with **kwargs and get_config), so that
-    models holding it save and load."""
-    import keras
-    from keras import layers
-
-    @keras.saving.register_keras_serializable("test_heads")
-    class Block(layers.Layer):
-        def __init__(self, embed_dim, num_heads, ff_dim, **kwargs):
-            super().__init__(**kwargs)
-            self.sizes = {"embed_dim": embed_dim, "num_heads": num_heads, "ff_dim": ff_dim}
-            self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=4)
-            self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
-            self.norm = layers.LayerNormalization()
-
-        def call(self, x):
-            x = self.norm(x + self.att(x, x))
-            return x + self.ffn(x)
-
-        def get_config(self):
-            return {**super().get_config(), **self.sizes}
-
-    return Block(embed_dim, num_heads, ff_dim)
-
-
-def _two_blocks():
-    """Embedding, a block, a MultiHeadAttention of its own, a block, a classifier."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8,))
-    x = layers.Embedding(50, 8)(inputs)
-    x = _block(8, 4, 16)(x)
-    x = layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")(x, x)
-    x = _block(8, 4, 16)(x)
-    outputs = layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling1D()(x))
-    return keras.Model(inputs, outputs)
 
 
 def _zero_heads(attention):
@@ -81,10 +41,10 @@ def test_heads_and_feed_forward_width_of_keras_ios_transformer_are_removed(keras
     assert np.mean(np.asarray(block.ffn.layers[0].kernel.numpy()) == 0) == pytest.approx(0.5)
 
     small = kc.pruning.shrink(stripped)
-    resized = small.layers[2]
-    assert type(resized).__name__ == "Resized" and type(resized.layer).__name__ == "TransformerBlock"
-    assert resized.layer.att.num_heads == 2
-    assert [layer.units for layer in resized.layer.ffn.layers] == [8, 8]
+    replaced = small.layers[2]
+    assert type(replaced).__name__ == "Replaced" and type(replaced.layer).__name__ == "TransformerBlock"
+    assert replaced.layer.att.num_heads == 2
+    assert [layer.units for layer in replaced.layer.ffn.layers] == [8, 8]
     assert small.count_params() < stripped.count_params()
     np.testing.assert_allclose(small.predict(ids, verbose=0), stripped.predict(ids, verbose=0), atol=1e-6)
     assert model.layers[2].att.num_heads == 4  # the user's model is left as it was
@@ -107,7 +67,7 @@ def test_the_weakest_heads_go_first(keras3):
 
 
 def test_global_ranking_spans_blocks_and_the_shrunk_model_saves_and_loads(keras3, tmp_path):
-    model = _two_blocks()
+    model = two_blocks()
     _weaken(model.layers[2].att, [0, 1, 2])  # one ranking takes all three; per layer would take two
     excluded = [model.layers[1].name, f"{model.layers[4].name}/{model.layers[4].ffn.name}"]
     with warnings.catch_warnings():
@@ -131,6 +91,16 @@ def test_global_ranking_spans_blocks_and_the_shrunk_model_saves_and_loads(keras3
     again = kc.pruning.shrink(loaded)  # a shrunk layer copies, its smaller layers with it
     assert again.layers[2].layer.att.num_heads == 1
     assert again.layers[2].layer.att is not loaded.layers[2].layer.att
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the layer normalizations stay float)
+        qat = kc.quantization.quantize_aware(small)  # trains int8 with the smaller layers it was given
+    block = qat.get_layer(small.layers[2].name).layer
+    assert block.att.layer.num_heads == 1 and type(block.att).__name__ == "Replaced"
+    qat.save(str(tmp_path / "qat.keras"))
+    qat_loaded = kc.load_model(str(tmp_path / "qat.keras"), safe_mode=False)
+    assert qat_loaded.get_layer(small.layers[2].name).layer.att.layer.num_heads == 1
+    np.testing.assert_allclose(qat_loaded.predict(ids, verbose=0), qat.predict(ids, verbose=0), atol=1e-6)
 
 
 def test_a_layer_that_builds_its_attention_itself_shrinks_and_loads(keras3, tmp_path):

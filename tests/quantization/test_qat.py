@@ -9,7 +9,7 @@ import tf_keras as keras
 import keras_compress as kc
 from conftest import compile_classifier, fit_pruned, int8_weight_arrays
 from keras_compress.demo import digits_student
-from models import quantizable_cnn, reloaded, small_cnn, wrapped_dense
+from models import quantizable_cnn, reloaded, small_cnn
 
 quantization = kc.quantization
 
@@ -640,8 +640,16 @@ def test_an_int8_file_whose_weights_are_mostly_float_says_so(keras3, tmp_path):
     if keras3.backend.backend() == "jax":
         pytest.skip("on JAX the ONNX file comes from a TensorFlow-backend process, which cannot import a "
                     "layer class defined inside a test; the label is the same code on either backend")
-    model = wrapped_dense(keras=keras3)
-    with pytest.warns(UserWarning, match="stay float"):
+    class OwnKernel(keras3.layers.Layer):  # a weight of its own, which no quantizer reaches
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 64))
+
+        def call(self, inputs):
+            return keras3.ops.matmul(inputs, self.kernel)
+
+    inputs = keras3.Input((64,))
+    model = keras3.Model(inputs, keras3.layers.Dense(4, name="head")(OwnKernel(name="own")(inputs)))
+    with pytest.warns(UserWarning, match="stay float.*: own"):
         qat = quantization.quantize_aware(model)
     x = np.random.default_rng(0).random((32, 64), dtype="float32")
     with pytest.warns(UserWarning, match=r"int8 in name only: 256 of its 4,352 weights \(5\.9%\)"):
