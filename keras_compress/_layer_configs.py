@@ -16,7 +16,10 @@ _FIX = ("Give {cls}.__init__ a **kwargs that it passes on (super().__init__(**kw
 def rebuilt(layer):
     """A new layer like `layer`, from its config. A layer whose `__init__` takes neither `**kwargs`
     nor Keras' base arguments (keras.io writes its layers so) gets the config's arguments its
-    `__init__` names, then its name, trainability and dtype policy set as the config says."""
+    `__init__` names, then its name, trainability and dtype policy set as the config says. A layer
+    with a `rebuilt_copy()` (a `Replaced` around such a layer) makes its own."""
+    if hasattr(layer, "rebuilt_copy"):
+        return layer.rebuilt_copy()
     cls = type(layer)
     config = layer.get_config()
     try:

@@ -61,6 +61,11 @@ class Replaced(keras.layers.Wrapper):
     def build(self, *args, **kwargs):
         self.built = True  # your layer builds when called, as it always does
 
+    def rebuilt_copy(self):
+        """A copy (as `_layer_configs.rebuilt` makes one) that needs your layer's class registered no
+        more than your layer's own copy does."""
+        return replaced_copy(self, {})
+
     def call(self, *args, **kwargs):
         return self.layer(*args, **kwargs)
 
@@ -92,7 +97,8 @@ keras.saving.get_custom_objects()["keras_compress>Resized"] = Replaced
 
 def _stands_in_for(new, old):
     """Whether layer `new` may replace `old`: a layer of its class (smaller), a wrapper of one
-    (quantization-aware), or a graph model for a graph model."""
+    (quantization-aware), or a model for a model (a nested feed-forward `Sequential` becomes a
+    functional model in QAT)."""
     if isinstance(new, keras.Model) and isinstance(old, keras.Model):
         return True
     return type(new) is type(old) or (isinstance(new, keras.layers.Wrapper) and type(new.layer) is type(old))

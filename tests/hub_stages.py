@@ -81,7 +81,8 @@ def _quantized_and_exported(model, x, y, folder, name):
     result = {"kernels": quantized_kernel_count(qat),
               "left_float": [str(w.message) for w in caught if "stay float" in str(w.message)],
               "unique_paths": len({w.path for w in qat.weights}) == len(qat.weights),
-              "reloaded": float(np.max(np.abs(loaded.predict(x, verbose=0) - expected)))}
+              "reloaded": float(np.max(np.abs(loaded.predict(x, verbose=0) - expected))),
+              "largest_output": float(np.max(np.abs(expected)))}
     for suffix in (".onnx", ".tflite"):
         artifact = kc.export(qat, os.path.join(folder, name + "_qat" + suffix), sample_data=x, verify=False)
         difference = np.max(np.abs(artifact.load().predict(x) - expected))
@@ -138,6 +139,7 @@ def gpt2(folder):
     teacher = model(32, 0)
     result = _pruned_and_exported(teacher, x, y, folder, "gpt2")
     result["heads"] = _heads_removed(teacher, x, y, folder, "gpt2")
+    result["qat"] = _quantized_and_exported(teacher, x, y, folder, "gpt2")
     distiller = kc.Distiller(student=model(16, 1), teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2), alpha=0.0)
     before = distiller.evaluate(x, y, sample_weight=mask, verbose=0, return_dict=True)["loss"]

@@ -35,17 +35,21 @@ def test_bert_and_gpt2_prune_inside_their_layers_lose_heads_quantize_export_and_
         assert heads["heads"][1] == [h // 2 for h in heads["heads"][0]] and len(heads["heads"][0]) == 2
         assert heads["parameters"][1] < heads["parameters"][0] and heads["unique_paths"]
         assert heads["reloaded"] < 1e-5 and heads["heads.onnx"] < 1e-4 and heads["heads.tflite"] < 1e-4
-    qat = result["bert"]["qat"]  # quantization-aware inside the backbone's encoders
-    assert qat["kernels"] == 14 and qat["unique_paths"] and qat["reloaded"] < 1e-6
-    for name in ("transformer_layer_0/self_attention_layer/softmax",
-                 "transformer_layer_1/feedforward_layer_norm"):
-        assert name in qat["left_float"][0]
-    # ONNX: 12 of the 14 kernels behind DequantizeLinear (with the sequence length unknown, tf2onnx
-    # reaches two attention output kernels through a Reshape it does not fold, and they stay float).
-    assert qat["qat.onnx"]["int8_tensors"] == 12
+    # Quantization-aware inside the backbones' encoders: BERT's 2 x 6 kernels, pooler and classifier;
+    # GPT-2's 2 x 6 and the next-token head. Named as float: softmax, layer normalizations, embeddings.
+    bert, gpt2 = result["bert"]["qat"], result["gpt2"]["qat"]
+    assert bert["kernels"] == 14 and gpt2["kernels"] == 13
+    for qat in (bert, gpt2):
+        assert qat["unique_paths"] and qat["reloaded"] < 1e-6
+        assert "transformer_layer_1/" in qat["left_float"][0] and "/softm" in qat["left_float"][0]
+        for suffix in (".onnx", ".tflite"):  # within 5% of the largest output (probabilities or logits)
+            assert qat["qat" + suffix]["max_abs_diff"] < 0.05 * qat["largest_output"]
+    # ONNX: BERT's 12 of 14 kernels behind DequantizeLinear (with a sequence length unknown, tf2onnx
+    # reaches two attention output kernels through a Reshape it does not fold: they stay float).
+    assert bert["qat.onnx"]["int8_tensors"] == 12 and gpt2["qat.onnx"]["int8_tensors"] == 13
     # TFLite: every kernel int8 (and the embeddings, which the converter quantizes itself).
-    assert qat["qat.tflite"]["int8_parameters"] >= 2 * (4 * 32 * 32 + 2 * 32 * 64) + 32 * 32 + 32 * 2
-    assert qat["qat.onnx"]["max_abs_diff"] < 0.02 and qat["qat.tflite"]["max_abs_diff"] < 0.02
+    assert bert["qat.tflite"]["int8_parameters"] >= 2 * (4 * 32 * 32 + 2 * 32 * 64) + 32 * 32 + 32 * 2
+    assert gpt2["qat.tflite"]["int8_parameters"] >= 2 * (4 * 32 * 32 + 2 * 32 * 64) + 32 * 64
     encoder = result["encoder"]  # keras-hub's TransformerEncoder as a layer of one's own model
     assert encoder["heads"] == [[4], [2]] and encoder["reloaded"] < 1e-5 and encoder["heads.onnx"] < 1e-4
     assert encoder["unique_paths"]

@@ -36,16 +36,16 @@ def _layer_scales(model):
 
 
 def _layer_of(node, weight, scales_by_layer):
-    """The QAT layer whose kernel `node` multiplies by: one whose fake-quantized kernel holds the same
-    values (so the same scales; names mislead, as tf2onnx suffixes them "_1"), or else one named
-    in the node's name, when no other layer has that name."""
+    """The QAT layer whose kernel `node` multiplies by: of those whose fake-quantized kernel holds the
+    same values (names alone mislead, as tf2onnx suffixes them "_1"), the one named in the node's
+    name, or else the first; with none, the one named in it, when no other layer has that name."""
     values = np.sort(weight.ravel())
-    holding = next((name for name, (_, kernel) in scales_by_layer.items()
-                    if kernel.shape == values.shape and np.allclose(kernel, values, rtol=0, atol=1e-6)), None)
-    if holding is not None:
-        return holding
-    return next((name for name in node.name.split("/") if name in scales_by_layer
-                 and f"{name}#2" not in scales_by_layer), None)
+    holding = [name for name, (_, kernel) in scales_by_layer.items()
+               if kernel.shape == values.shape and np.allclose(kernel, values, rtol=0, atol=1e-6)]
+    named = [name for name in node.name.split("/")
+             if name in scales_by_layer and f"{name}#2" not in scales_by_layer]
+    return next((name for name in named if name in holding), None) or next(iter(holding), None) or \
+        next(iter(named), None)
 
 
 def _channel_scales(weight, axis, layer_scale):

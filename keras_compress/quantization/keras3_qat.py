@@ -223,7 +223,7 @@ class QuantizeWeights(keras.layers.Wrapper):
         shape = keras.ops.shape(inputs)  # sizes unknown here (a sequence's length) are tensors
         # A Dense layer on inputs of rank 3 and more runs on rows: TFLite makes the batched
         # matrix product a float BATCH_MATMUL, and a matrix product of rows an int8 FULLY_CONNECTED.
-        rows = isinstance(self.layer, keras.layers.Dense) and len(shape) > 2
+        rows = self._axis is None and not isinstance(self.layer, keras.layers.EinsumDense) and len(shape) > 2
         if rows:
             inputs = keras.ops.reshape(inputs, (-1, shape[-1]))
         if self.quantize_io:  # after the reshape: TFLite's reshape keeps the scale it is given
@@ -510,6 +510,14 @@ def _quantized_graph(model, sparse):
             and (_is_activation(after[0]) or id(after[0]) in folded_norms)
 
     later = {layer.name for layer, _, outputs in nodes if quantized_later(layer, outputs)}
+
+    # A float layer's output is quantized for the int8 layers that read it; layers quantized inside
+    # quantize their own inputs (a second quantizer in a row would only round again).
+    def read_inside_only(outputs):
+        after = [reader for tensor in outputs for reader in readers.get(id(tensor), [])]
+        return bool(after) and all(reader is not None and id(reader) in inside for reader in after)
+
+    float_outputs -= {layer.name for layer, _, outputs in nodes if read_inside_only(outputs)}
     names = {layer.name for layer, _, _ in nodes}
 
     def unique(name):  # a shared layer's calls each get their own quantizer

@@ -76,8 +76,20 @@ def test_keras_ios_transformer_trains_int8_inside_its_layers(keras3, tmp_path):
     _on_tensorflow(keras3)
     artifact = kc.export(qat, str(tmp_path / "transformer.tflite"), sample_data=ids[:32], compare_speed=False)
     kernels = sum(int(np.prod(layer.layer.kernel.shape)) for layer in weight_quantized_layers(qat))
-    assert artifact.settings["int8_weights"]["parameters"] >= kernels
+    assert artifact.settings["int8_weights"]["parameters"] >= kernels  # every kernel stored int8
     assert _accuracy(artifact.load().predict, ids, labels) > qat_accuracy - 0.03
+    # The attention's output projection, the feed-forward pair and the classifier run as int8
+    # operations; the converter runs the query, key and value projections float, on their int8
+    # kernels dequantized.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=artifact.path)
+    tensors = interpreter.get_tensor_details()
+    connected = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    int8 = [op for op in connected if all(tensors[op["inputs"][i]]["dtype"] == np.int8 for i in (0, 1))]
+    assert len(connected) == 8 and len(int8) == 5
+    onnx = kc.export(qat, str(tmp_path / "transformer.onnx"), sample_data=ids[:32], compare_speed=False)
+    assert onnx.settings["quantized_weights"] == 8 and onnx.settings["requantized_channels"] == 0
 
 
 def test_blocks_quantized_inside_save_load_and_export_with_their_trained_scales(keras3, tmp_path):
@@ -129,6 +141,31 @@ def test_an_activation_int8_kernels_cannot_fuse_runs_after_the_quantized_output(
     np.testing.assert_allclose(qat.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.05)
     copy = type(wrapper).from_config(wrapper.get_config())
     assert copy.activation.__name__ == "gelu" and copy.quantize_io
+
+
+def test_files_naming_the_replaced_layer_by_its_earlier_name_load(keras3, tmp_path):
+    import json
+    import zipfile
+
+    import keras
+
+    inputs = keras.Input((3, 8))
+    model = keras.Model(inputs, keras.layers.MultiHeadAttention(2, 4, name="att")(inputs, inputs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qat = kc.quantization.quantize_aware(model)
+    path, old = str(tmp_path / "new.keras"), str(tmp_path / "old.keras")
+    qat.save(path)
+    with zipfile.ZipFile(path) as new, zipfile.ZipFile(old, "w") as renamed:
+        for item in new.infolist():  # as the first release with shrunk layers wrote them
+            data = new.read(item.filename)
+            if item.filename == "config.json":
+                data = json.dumps(json.loads(data)).replace('"Replaced"', '"Resized"').replace(
+                    '"keras_compress>Replaced"', '"keras_compress>Resized"').encode()
+                assert b"Resized" in data
+            renamed.writestr(item, data)
+    x = np.random.default_rng(0).random((4, 3, 8), dtype="float32")
+    np.testing.assert_allclose(kc.load_model(old).predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
 
 
 def test_strict_names_the_layers_left_float_inside_custom_layers(keras3):
