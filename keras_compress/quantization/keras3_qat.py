@@ -373,7 +373,9 @@ def _quantized_inside(layer, sparse, original, path, seen):
             continue
         seen.add(id(child))
         name = f"{path}/{(user or child).name}"
-        if not any(value is child for value in held):  # in a list or dict: it cannot be swapped
+        # In a list or dict it cannot be swapped; one the copy shares with your model (a config
+        # holding the layer itself) stays yours, untouched.
+        if not any(value is child for value in held) or child is user:
             if kind_of(child).int8 in (None, "kernel", "split") or child_layers(child):
                 left_float.append(name)
         elif is_graph_model(child):

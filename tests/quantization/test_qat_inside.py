@@ -143,6 +143,29 @@ def test_an_activation_int8_kernels_cannot_fuse_runs_after_the_quantized_output(
     assert copy.activation.__name__ == "gelu" and copy.quantize_io
 
 
+def test_a_layer_the_copy_shares_with_the_users_model_stays_the_users(keras3):
+    import keras
+
+    class Holder(keras.layers.Layer):  # its config holds the layer itself, so copies share it
+        def __init__(self, inner=None, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = inner or keras.layers.Dense(4, activation="gelu")
+
+        def call(self, inputs):
+            return self.inner(inputs)
+
+        def get_config(self):
+            return {**super().get_config(), "inner": self.inner}
+
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Holder(name="holder")(inputs)))
+    shared = model.get_layer("holder").inner
+    with pytest.warns(UserWarning, match=r"stay float.*: holder\."):
+        qat = kc.quantization.quantize_aware(model)
+    assert all(layer.layer is not shared for layer in weight_quantized_layers(qat))
+    assert shared.activation.__name__ == "gelu"  # not split off the user's layer
+
+
 def test_files_naming_the_replaced_layer_by_its_earlier_name_load(keras3, tmp_path):
     import json
     import zipfile
