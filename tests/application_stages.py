@@ -50,7 +50,7 @@ def run(flavour, name, size, folder):
 
     import keras_compress as kc
     from keras_compress.pruning.report import kernels
-    from keras_compress.quantization.qat import quantized_weights
+    from keras_compress.quantization.qat import quantized_weights, weight_quantized_layers
 
     seconds, last = {}, [time.perf_counter()]
 
@@ -87,9 +87,11 @@ def run(flavour, name, size, folder):
         warnings.simplefilter("always")
         artifact = kc.export(qat, os.path.join(folder, "qat.tflite"), sample_data=x[:8], compare_speed=False)
     lap("qat")
-    result["qat"] = {"clones": len(clones), "precision": artifact.precision,
+    nested = sum(isinstance(layer, keras.Model) for layer in model.layers)  # each quantized as a graph too
+    result["qat"] = {"clones": len(clones), "nested_models": nested, "precision": artifact.precision,
                      "int8_kernels": artifact.settings["int8_weights"]["tensors"],
-                     "quantized_kernels": sum(len(quantized_weights(layer)) for layer in qat.layers),
+                     "quantized_kernels": sum(len(quantized_weights(layer))
+                                              for layer in weight_quantized_layers(qat)),
                      "kept_float_warning": any("kept" in str(w.message) for w in caught)}
 
     pruned = kc.pruning.prune(model, kc.pruning.ConstantSparsity(0.5), granularity="filter")
